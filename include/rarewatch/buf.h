@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/*
+ * Growable byte buffers and bump arenas.
+ *
+ * struct buf is the one growable byte string of the project: request and
+ * response bodies, encoded output records, log lines. It is always kept
+ * NUL-terminated (data[len] == 0) so it can be handed to C string APIs, and
+ * buf_reset() keeps the allocation, so a buffer reused per batch costs no
+ * malloc in steady state.
+ *
+ * struct arena is a bump allocator for per-batch scratch (decoded payloads,
+ * unescaped strings): arena_reset() frees nothing and keeps the largest
+ * block, so after warm-up a batch allocates nothing.
+ */
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rarewatch/macro.h"
+
+struct buf {
+    char *data;
+    size_t len;
+    size_t cap;
+};
+
+#define BUF_INIT { NULL, 0, 0 }
+
+int buf_reserve(struct buf *b, size_t extra);
+int buf_append(struct buf *b, const void *p, size_t n);
+int buf_puts(struct buf *b, const char *s);
+int buf_putc(struct buf *b, char c);
+int buf_printf(struct buf *b, const char *fmt, ...) _printf_(2, 3);
+int buf_vprintf(struct buf *b, const char *fmt, va_list ap) _printf_(2, 0);
+/* Append s as a JSON string literal, quotes included, escaping as RFC 8259
+ * requires; invalid UTF-8 bytes are replaced by U+FFFD so output is always
+ * valid JSON. */
+int buf_put_json_string(struct buf *b, const char *s, size_t n);
+static inline void buf_reset(struct buf *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = 0;
+}
+void buf_free(struct buf *b);
+/* Hand the bytes to the caller (who frees them) and reset the buffer. */
+char *buf_steal(struct buf *b);
+static inline void buf_freep(struct buf *b) { buf_free(b); }
+#define _cleanup_buf_ _cleanup_(buf_freep)
+
+struct arena_block;
+struct arena {
+    struct arena_block *head;
+    size_t block_size;
+};
+
+#define ARENA_INIT { NULL, 0 }
+
+void *arena_alloc(struct arena *a, size_t n);
+char *arena_strndup(struct arena *a, const char *s, size_t n);
+void arena_reset(struct arena *a);
+void arena_free(struct arena *a);
