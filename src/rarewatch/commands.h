@@ -1,0 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/* Subcommands of the operator CLI; each returns the process exit code. */
+int cmd_check_config(int argc, char **argv);
