@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "rarewatch/buf.h"
+
+#include "tap.h"
+
+TEST(append_and_printf)
+{
+    _cleanup_buf_ struct buf b = BUF_INIT;
+    CHECK_INT(buf_puts(&b, "hello"), 0);
+    CHECK_INT(buf_printf(&b, " %d %s", 42, "world"), 0);
+    CHECK_STR(b.data, "hello 42 world");
+    CHECK_UINT(b.len, 14);
+    buf_reset(&b);
+    CHECK_UINT(b.len, 0);
+    CHECK_STR(b.data, "");
+    /* Large formatted output grows the buffer. */
+    char big[5000];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    CHECK_INT(buf_printf(&b, "%s|", big), 0);
+    CHECK_UINT(b.len, sizeof(big));
+    CHECK(b.data[b.len - 1] == '|');
+}
+
+TEST(json_strings_escape_and_repair_utf8)
+{
+    _cleanup_buf_ struct buf b = BUF_INIT;
+    const char in[] = "a\"b\\c\n\x01" "é" "\xff" "z";
+    CHECK_INT(buf_put_json_string(&b, in, sizeof(in) - 1), 0);
+    CHECK_STR(b.data, "\"a\\\"b\\\\c\\n\\u0001é\xEF\xBF\xBDz\"");
+    buf_reset(&b);
+    /* Overlong encoding and surrogates are invalid UTF-8. */
+    CHECK_INT(buf_put_json_string(&b, "\xC0\xAF\xED\xA0\x80", 5), 0);
+    CHECK_STR(b.data, "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\"");
+}
+
+TEST(arena_reuses_memory)
+{
+    struct arena a = ARENA_INIT;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 1000; i++) {
+            char *p = arena_alloc(&a, 100);
+            CHECK(p != NULL);
+            CHECK(((uintptr_t)p & 15) == 0);
+            memset(p, i, 100);
+        }
+        char *s = arena_strndup(&a, "abcdef", 3);
+        CHECK_STR(s, "abc");
+        arena_reset(&a);
+    }
+    CHECK(a.block_size >= 1000 * 112);
+    arena_free(&a);
+}
+
+TEST(steal_hands_over)
+{
+    struct buf b = BUF_INIT;
+    char *p = buf_steal(&b);
+    CHECK_STR(p, "");
+    free(p);
+    buf_puts(&b, "x");
+    p = buf_steal(&b);
+    CHECK_STR(p, "x");
+    CHECK(b.data == NULL);
+    free(p);
+}
+
+TAP_MAIN

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "rarewatch/strutil.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "tap.h"
+
+TEST(durations)
+{
+    uint64_t u;
+    CHECK_INT(parse_duration_usec("200ms", &u), 0);
+    CHECK_UINT(u, 200000);
+    CHECK_INT(parse_duration_usec("5s", &u), 0);
+    CHECK_UINT(u, 5000000);
+    CHECK_INT(parse_duration_usec("1h", &u), 0);
+    CHECK_UINT(u, 3600000000ULL);
+    CHECK_INT(parse_duration_usec("1h30m", &u), 0);
+    CHECK_UINT(u, 5400000000ULL);
+    CHECK_INT(parse_duration_usec("1.5s", &u), 0);
+    CHECK_UINT(u, 1500000);
+    CHECK_INT(parse_duration_usec("2d", &u), 0);
+    CHECK_UINT(u, 172800000000ULL);
+    CHECK_INT(parse_duration_usec("750us", &u), 0);
+    CHECK_UINT(u, 750);
+    CHECK_INT(parse_duration_usec("7", &u), 0); /* bare number = seconds */
+    CHECK_UINT(u, 7000000);
+    CHECK_INT(parse_duration_usec("5 min", &u), 0);
+    CHECK_UINT(u, 300000000);
+    CHECK_INT(parse_duration_usec("", &u), -EINVAL);
+    CHECK_INT(parse_duration_usec("5 parsecs", &u), -EINVAL);
+    CHECK_INT(parse_duration_usec("-5s", &u), -EINVAL);
+    CHECK_INT(parse_duration_usec("5s banana", &u), -EINVAL);
+    CHECK_INT(parse_duration_usec("ms", &u), -EINVAL);
+    CHECK_INT(parse_duration_usec("1 2", &u), -EINVAL); /* a unitless term only alone */
+}
+
+TEST(sizes)
+{
+    uint64_t u;
+    CHECK_INT(parse_size("4MiB", &u), 0);
+    CHECK_UINT(u, 4 * 1024 * 1024);
+    CHECK_INT(parse_size("512KiB", &u), 0);
+    CHECK_UINT(u, 512 * 1024);
+    CHECK_INT(parse_size("10MB", &u), 0);
+    CHECK_UINT(u, 10000000);
+    CHECK_INT(parse_size("4096", &u), 0);
+    CHECK_UINT(u, 4096);
+    CHECK_INT(parse_size("1G", &u), 0);
+    CHECK_UINT(u, 1073741824ULL);
+    CHECK_INT(parse_size("4 MiB", &u), 0);
+    CHECK_INT(parse_size("4XB", &u), -EINVAL);
+    CHECK_INT(parse_size("4MiB 2KiB", &u), -EINVAL);
+}
+
+TEST(formatting_round_trips)
+{
+    char b[32];
+    CHECK_STR(format_duration(b, sizeof(b), 200000), "200ms");
+    CHECK_STR(format_duration(b, sizeof(b), 3600000000ULL), "1h");
+    CHECK_STR(format_duration(b, sizeof(b), 1500000), "1500ms");
+    CHECK_STR(format_duration(b, sizeof(b), 0), "0");
+    CHECK_STR(format_size(b, sizeof(b), 4 * 1024 * 1024), "4MiB");
+    CHECK_STR(format_size(b, sizeof(b), 1000), "1000");
+    CHECK_STR(format_iso8601_ms(b, sizeof(b), 1764306600123456ULL), "2025-11-28T05:10:00.123Z");
+}
+
+TEST(bools_and_ints)
+{
+    bool v;
+    CHECK_INT(parse_bool("yes", &v), 0);
+    CHECK(v);
+    CHECK_INT(parse_bool("OFF", &v), 0);
+    CHECK(!v);
+    CHECK_INT(parse_bool("maybe", &v), -EINVAL);
+    int64_t i;
+    CHECK_INT(parse_int64("42", 0, 100, &i), 0);
+    CHECK_INT(i, 42);
+    CHECK_INT(parse_int64("101", 0, 100, &i), -ERANGE);
+    CHECK_INT(parse_int64("4x", 0, 100, &i), -EINVAL);
+    CHECK_INT(parse_int64(" 4", 0, 100, &i), -EINVAL);
+    CHECK_INT(parse_int64("99999999999999999999", INT64_MIN, INT64_MAX, &i), -ERANGE);
+    double d;
+    CHECK_INT(parse_double("1e3", &d), 0);
+    CHECK_NEAR(d, 1000, 0);
+    CHECK_INT(parse_double("nan", &d), -EINVAL);
+}
+
+TEST(lists)
+{
+    char **v = strv_split(" a, b  c,,d ");
+    CHECK_UINT(strv_length(v), 4);
+    CHECK_STR(v[0], "a");
+    CHECK_STR(v[3], "d");
+    CHECK(strv_contains(v, "c"));
+    CHECK(!strv_contains(v, "e"));
+    char **c = strv_copy(v);
+    CHECK(strv_equal(v, c));
+    strv_free(c);
+    strv_free(v);
+    v = strv_split("   ");
+    CHECK_UINT(strv_length(v), 0);
+    strv_free(v);
+}
+
+TEST(edit_distance)
+{
+    CHECK_UINT(levenshtein("level", "levl"), 1);
+    CHECK_UINT(levenshtein("kinesis", "kinesys"), 1);
+    CHECK_UINT(levenshtein("", "abc"), 3);
+    CHECK_UINT(levenshtein("same", "same"), 0);
+}
+
+TAP_MAIN
