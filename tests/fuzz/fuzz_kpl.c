@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * kpl_deaggregate() takes whatever a producer put into a Kinesis record.
+ *
+ * Besides "does not crash", each input checks the contract the shard worker
+ * relies on: the return value is one of the documented ones, a failure always
+ * carries a reason and an empty result, and every slice of a success lies in
+ * memory that can be read in full (ASan reports it if not).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "rarewatch/buf.h"
+#include "rarewatch/kpl.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static volatile uint8_t sink;
+
+static void touch(struct kpl_slice s)
+{
+    uint8_t x = 0;
+    for (size_t i = 0; i < s.len; i++)
+        x ^= s.ptr[i];
+    sink = x;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    /* One arena across inputs, reset per input, as a shard worker does per
+     * batch: stale pointers from the previous input would show up here. */
+    static struct arena scratch = ARENA_INIT;
+    struct kpl_aggregate agg;
+    struct kpl_error err;
+
+    int r = kpl_deaggregate(data, size, &scratch, &agg, &err);
+    switch (r) {
+    case 0:
+        if (kpl_is_aggregated(data, size) || agg.n || agg.records)
+            abort();
+        break;
+    case 1:
+        if (!kpl_is_aggregated(data, size) || (agg.n && !agg.records) || agg.n > KPL_MAX_RECORDS)
+            abort();
+        for (size_t i = 0; i < agg.n; i++) {
+            const struct kpl_record *rec = &agg.records[i];
+            if (rec->index != i || !rec->partition_key.ptr || !rec->data.ptr)
+                abort();
+            touch(rec->partition_key);
+            touch(rec->explicit_hash_key);
+            touch(rec->data);
+            for (size_t j = 0; j < rec->n_tags; j++) {
+                if (!rec->tags[j].key.ptr)
+                    abort();
+                touch(rec->tags[j].key);
+                touch(rec->tags[j].value);
+            }
+        }
+        break;
+    case -EBADMSG:
+    case -E2BIG:
+    case -ENOMEM:
+    case -EIO:
+        if (!err.reason[0] || agg.n || agg.records ||
+            memchr(err.reason, 0, sizeof(err.reason)) == NULL)
+            abort();
+        break;
+    default:
+        fprintf(stderr, "unexpected return %d\n", r);
+        abort();
+    }
+    arena_reset(&scratch);
+    return 0;
+}
