@@ -15,7 +15,8 @@
 #define TERMINATOR "aws4_request"
 
 struct key_slot {
-    EVP_MAC_CTX *mac; /* keyed with kSigning; NULL when the slot is empty */
+    EVP_MAC_CTX *mac; /* keyed with kSigning while used */
+    bool used;
     uint64_t last_use;
     uint8_t secret_fp[SIGV4_KEY_LEN];
     char date[8];
@@ -248,13 +249,29 @@ int sigv4_derive_signing_key(const char *secret, const char *date, const char *r
 
 /* ---- key cache -------------------------------------------------------- */
 
+/* Re-keying with zeros overwrites the HMAC key schedule in place (OpenSSL
+ * cleanses the digest state it replaces) without giving up the context,
+ * whose creation would cost a locked digest fetch on the next miss. */
+static int mac_wipe(EVP_MAC_CTX *c)
+{
+    static const uint8_t zero[SIGV4_KEY_LEN];
+    uint8_t scratch[SIGV4_KEY_LEN];
+    size_t len;
+    if (!EVP_MAC_init(c, zero, sizeof(zero), NULL) || !EVP_MAC_final(c, scratch, &len, sizeof(scratch)))
+        return crypto_failed();
+    return 0;
+}
+
 static void slot_clear(struct key_slot *s)
 {
-    /* Freeing the MAC context is what wipes its key schedule: OpenSSL
-     * cleanses HMAC and digest state on free. */
-    EVP_MAC_CTX_free(s->mac);
+    EVP_MAC_CTX *mac = s->mac;
+    if (mac && s->used && mac_wipe(mac) < 0) {
+        /* Could not overwrite: free instead, OpenSSL cleanses on free. */
+        EVP_MAC_CTX_free(mac);
+        mac = NULL;
+    }
     OPENSSL_cleanse(s, sizeof(*s));
-    s->mac = NULL;
+    s->mac = mac;
 }
 
 struct sigv4_key_cache *sigv4_key_cache_new(void)
@@ -268,7 +285,10 @@ struct sigv4_key_cache *sigv4_key_cache_new(void)
     kc->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     kc->md = EVP_MD_CTX_new();
     kc->derive = kc->hmac ? hmac_sha256_new(kc->hmac) : NULL;
-    if (!kc->sha256 || !kc->hmac || !kc->md || !kc->derive) {
+    bool slots_ok = true;
+    for (size_t i = 0; i < KEY_SLOTS && kc->hmac; i++)
+        slots_ok = (kc->slot[i].mac = hmac_sha256_new(kc->hmac)) && slots_ok;
+    if (!kc->sha256 || !kc->hmac || !kc->md || !kc->derive || !slots_ok) {
         ERR_clear_error();
         return sigv4_key_cache_free(kc);
     }
@@ -285,7 +305,8 @@ struct sigv4_key_cache *sigv4_key_cache_free(struct sigv4_key_cache *kc)
 {
     if (!kc)
         return NULL;
-    sigv4_key_cache_clear(kc);
+    for (size_t i = 0; i < KEY_SLOTS; i++)
+        EVP_MAC_CTX_free(kc->slot[i].mac);
     EVP_MAC_CTX_free(kc->derive);
     EVP_MD_CTX_free(kc->md);
     EVP_MAC_free(kc->hmac);
@@ -319,7 +340,7 @@ static int signing_mac(struct sigv4_key_cache *kc, const char *secret, const cha
     kc->clock++;
     for (size_t i = 0; i < KEY_SLOTS; i++) {
         struct key_slot *s = &kc->slot[i];
-        if (!s->mac) {
+        if (!s->used) {
             victim = s;
             continue;
         }
@@ -332,35 +353,36 @@ static int signing_mac(struct sigv4_key_cache *kc, const char *secret, const cha
             *ret = s->mac;
             return 0;
         }
-        if (victim->mac && s->last_use < victim->last_use)
+        if (victim->used && s->last_use < victim->last_use)
             victim = s;
     }
 
     uint8_t key[SIGV4_KEY_LEN];
     slot_clear(victim);
-    r = derive_key(kc->derive, secret, secret_len, date, region, region_len, service,
-                   service_len, key);
-    if (r >= 0) {
+    if (!victim->mac) {
         victim->mac = hmac_sha256_new(kc->hmac);
         if (!victim->mac)
-            r = crypto_failed();
+            return crypto_failed();
     }
+    r = derive_key(kc->derive, secret, secret_len, date, region, region_len, service,
+                   service_len, key);
     if (r >= 0) {
         /* Keying runs the MAC once; its output is discarded. */
         uint8_t scratch[SIGV4_KEY_LEN];
         r = hmac(victim->mac, key, sizeof(key), "", 0, scratch);
     }
-    /* Re-key the derivation context with zeros so the intermediate kService
-     * does not outlive this call. */
-    if (r >= 0) {
-        uint8_t zero[SIGV4_KEY_LEN] = {0}, scratch[SIGV4_KEY_LEN];
-        r = hmac(kc->derive, zero, sizeof(zero), "", 0, scratch);
-    }
+    /* The derivation context still holds kService (or, after a failure,
+     * whatever step it reached); none of it may outlive this call. */
+    int w = mac_wipe(kc->derive);
+    if (r >= 0)
+        r = w;
     OPENSSL_cleanse(key, sizeof(key));
     if (r < 0) {
+        victim->used = true; /* so that slot_clear() overwrites a half-set key */
         slot_clear(victim);
         return r;
     }
+    victim->used = true;
     memcpy(victim->secret_fp, fp, sizeof(fp));
     memcpy(victim->date, date, 8);
     victim->region_len = (uint8_t)region_len;
