@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "rarewatch/sigv4.h"
 
+#include <assert.h>
+
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -468,12 +470,13 @@ static int put_canonical_query(struct buf *scratch, char **pp, const char *q)
     size_t n = 0, qlen = strlen(q);
     int r;
 
+    /* Offsets into scratch are 32-bit to keep pairs[] small on the stack. */
+    if (qlen > UINT32_MAX / 4)
+        return -E2BIG;
     buf_reset(scratch);
     r = buf_reserve(scratch, 3 * qlen);
     if (r < 0)
         return r;
-    if (qlen > UINT32_MAX / 4)
-        return -E2BIG;
 
     char *base = scratch->data, *w = base;
     for (const char *s = q; *s;) {
@@ -533,8 +536,12 @@ static char *put_canonical_path(char *p, const char *path, bool normalize)
         return p;
     }
     if (!normalize) {
-        for (const char *s = path; *s; s++)
-            p = *s == '/' ? (*p = '/', p + 1) : put_encoded_byte(p, (unsigned char)*s);
+        for (const char *s = path; *s; s++) {
+            if (*s == '/')
+                *p++ = '/';
+            else
+                p = put_encoded_byte(p, (unsigned char)*s);
+        }
         return p;
     }
 
@@ -762,6 +769,7 @@ int sigv4_sign(struct sigv4_key_cache *kc, const struct sigv4_credentials *creds
     *p++ = '\n';
     p = put(p, payload_hash, strlen(payload_hash));
     cr->len = (size_t)(p - cr->data);
+    assert(cr->len <= bound);
     cr->data[cr->len] = 0;
 
     r = sha256(kc->md, kc->sha256, cr->data, cr->len, digest);
