@@ -173,6 +173,9 @@ def sign_botocore(rq):
     auth = RecordingSigV4Auth(Credentials(rq["akid"], rq["secret"], rq["token"]),
                               rq["service"], rq["region"])
     auth.add_auth(request)
+    if request.headers["X-Amz-Date"] != instant.strftime("%Y%m%dT%H%M%SZ"):
+        raise RuntimeError("could not pin botocore's clock (botocore %s reads the time "
+                           "some other way)" % botocore.__version__)
     return {
         "canonical-request": auth.last_canonical_request,
         "string-to-sign": auth.last_string_to_sign,
