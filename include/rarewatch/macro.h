@@ -16,6 +16,7 @@
  * *_free(NULL) is always a no-op and returns NULL.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
