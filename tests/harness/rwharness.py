@@ -261,7 +261,8 @@ class Moto(_Process):
             env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(self.SETUP_CALLS)
         else:
             env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
-        self._spawn([sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.port)], env)
+        python = os.environ.get("RAREWATCH_MOTO_PYTHON") or sys.executable
+        self._spawn([python, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.port)], env)
 
         def ready():
             self.check_alive()
@@ -289,8 +290,8 @@ class Moto(_Process):
         self.creds = (key["AccessKeyId"], key["SecretAccessKey"])
         self.bad_creds = (key["AccessKeyId"], key["SecretAccessKey"][:-4] + "XXXX")
         self.account_id = arn.split(":")[4]
-        # Auth must now be on: the right key works, a wrong secret is refused.
-        self.client("kinesis").list_streams()
+        # Auth must now be on.  The wrong secret goes first: had moto still been in
+        # its unauthenticated window (count too high), it would have been accepted.
         try:
             self.client("kinesis", creds=self.bad_creds).list_streams()
         except Exception as exc:  # noqa: BLE001
@@ -302,6 +303,7 @@ class Moto(_Process):
                 raise HarnessError(f"moto refused a wrong secret, but not for its signature: {exc!r}")
         else:
             raise HarnessError("moto accepted a wrong secret: IAM auth is not on")
+        self.client("kinesis").list_streams()
 
     def client(self, service: str, creds: tuple[str, str] | None = None, **kw):
         """boto3 client for `service` on this moto, signed with the test user's key."""
@@ -714,6 +716,14 @@ class FaultProxy:
                                      "entries_forwarded": 0, "entries_failed": 0})
         return snap
 
+    def wait_stat(self, action: str, key: str, at_least: int, timeout: float = 30.0) -> dict:
+        """Wait until stats(action)[key] (or faults[key] for a fault kind) >= at_least."""
+        def reached():
+            s = self.stats(action)
+            v = s["faults"].get(key, 0) if key in FAULT_KINDS else s.get(key, 0)
+            return s if v >= at_least else None
+        return wait_for(reached, timeout, f"proxy stat {action}.{key} >= {at_least}")
+
     def faults(self, action: str, kind: str) -> int:
         return self.stats(action)["faults"].get(kind, 0)
 
@@ -903,7 +913,14 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
     # ---- forwarding
     def _forward(self, req: _Req, body: bytes, modified: bool):
         p = self.proxy
-        headers = [(k, v) for k, v in req.headers.items() if k.lower() not in _HOP_BY_HOP]
+        # The client's "Expect: 100-continue" was answered by this proxy already
+        # (BaseHTTPRequestHandler sends the 100); the body is complete, so it is
+        # not passed on - unless the client signed it.
+        signed = req.lheaders.get("authorization", "").split("SignedHeaders=", 1)[-1]
+        signed = signed.split(",", 1)[0].strip().split(";") if "SignedHeaders=" in \
+            req.lheaders.get("authorization", "") else []
+        headers = [(k, v) for k, v in req.headers.items() if k.lower() not in _HOP_BY_HOP
+                   and (k.lower() != "expect" or "expect" in signed)]
         if p.resign_creds and (modified or p.resign == "always") and req.scope_service:
             headers = self._resign(req, body, headers)
         conn = http.client.HTTPConnection(p.up_host, p.up_port, timeout=p.upstream_timeout)
@@ -928,7 +945,7 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         """Sign the request afresh for the upstream, with the scope's service/region."""
         p = self.proxy
         drop = {"authorization", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256",
-                "host"}
+                "host", "expect"}
         keep = {k: v for k, v in headers if k.lower() not in drop}
         aws_req = AWSRequest(method=req.method, url=f"{p.upstream}{req.path}", data=body,
                              headers=keep)

@@ -13,6 +13,7 @@ Plain stdlib runner (no pytest).  Run:  python3 tests/harness/selftest.py [-v] [
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -472,6 +473,66 @@ def proxy_stats_and_rules_endpoints():
         urllib.request.urlopen(urllib.request.Request(f"{p.endpoint}/__proxy/reset",
                                                       method="POST", data=b""), timeout=5)
         eq(p.stats(), {}, "stats after reset")
+
+
+@test
+def proxy_expect_continue_keepalive_concurrency():
+    """What a libcurl client does: Expect: 100-continue, several requests on one
+    connection; and several clients at once."""
+    with FaultProxy(E.kin.endpoint) as p:
+        host, port = "127.0.0.1", p.port
+        data = json.dumps({"StreamName": STREAM, "PartitionKey": "pk",
+                           "Data": base64.b64encode(b"x" * 1500).decode()}).encode()  # > 1 KiB, as curl would Expect
+        with socket.create_connection((host, port), timeout=10) as sock:
+            f = sock.makefile("rb")
+            for i in range(3):
+                req = AWSRequest(method="POST", url=f"{p.endpoint}/", data=data, headers={
+                    "Content-Type": "application/x-amz-json-1.1",
+                    "X-Amz-Target": "Kinesis_20131202.PutRecord"})
+                SigV4Auth(Credentials(*E.kin.creds), "kinesis", "us-east-1").add_auth(req)
+                head = f"POST / HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                head += "".join(f"{k}: {v}\r\n" for k, v in req.headers.items())
+                head += f"Content-Length: {len(data)}\r\nExpect: 100-continue\r\n\r\n"
+                sock.sendall(head.encode())
+                eq(f.readline().split(b" ", 2)[1], b"100", "interim 100 Continue")
+                check(f.readline() == b"\r\n", "end of 100 response")
+                sock.sendall(data)
+                status = int(f.readline().split(b" ", 2)[1])
+                length = 0
+                while True:
+                    line = f.readline()
+                    if line in (b"\r\n", b""):
+                        break
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                body = f.read(length)
+                eq(status, 200, f"request {i} on one connection: {body!r}")
+                check(b"SequenceNumber" in body, body)
+        eq(p.stats("PutRecord")["forwarded"], 3, "forwarded on one connection")
+
+        import threading
+        p.add_rule({"action": "PutRecords", "kind": "partial", "fraction": 0.5, "count": None})
+        results, errors = [], []
+
+        def worker(n):
+            try:
+                kin = _kin_via(p)
+                for _ in range(3):
+                    r = kin.put_records(StreamName=STREAM, Records=[
+                        {"Data": f"t{n}".encode(), "PartitionKey": "pk"} for _ in range(4)])
+                    results.append(r["FailedRecordCount"])
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        eq(errors, [], "errors from concurrent clients")
+        eq(results, [2] * 12, "failed per batch")
+        s = p.wait_stat("PutRecords", "entries_failed", 24, timeout=5)
+        eq((s["requests"], s["entries_forwarded"], s["entries_failed"]), (12, 24, 24),
+           "counters under concurrency")
 
 
 @test
