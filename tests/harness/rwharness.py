@@ -180,6 +180,9 @@ class _Process:
                 pass
             p.wait(timeout=10.0)
 
+    def __str__(self) -> str:
+        return getattr(self, "endpoint", "") or f"<{self.name} not started>"
+
     def __enter__(self):
         try:
             self.start()
@@ -634,6 +637,9 @@ class FaultProxy:
         self.stop()
         return False
 
+    def __str__(self) -> str:
+        return getattr(self, "endpoint", "") or "<fault proxy not started>"
+
     # ---- rules
     @staticmethod
     def _norm(rule: dict) -> dict:
@@ -647,6 +653,10 @@ class FaultProxy:
             r.setdefault("count", 1)
         r.setdefault("skip", 0)
         r.setdefault("when", "before")
+        if r["when"] not in ("before", "after"):
+            raise ValueError("rule 'when' must be 'before' or 'after'")
+        if r["count"] is not None and int(r["count"]) < 0:
+            raise ValueError("rule 'count' must be >= 0 or null")
         if r["kind"] == "partial":
             f = float(r.get("fraction", 0.5))
             if not 0.0 < f <= 1.0:
@@ -1044,7 +1054,27 @@ def _cli(argv: list[str]) -> int:
     up.add_argument("--no-iam", action="store_true")
     down = sub.add_parser("down")
     down.add_argument("run_dir")
+    px = sub.add_parser("proxy", help="run a FaultProxy in the foreground (manual demos)")
+    px.add_argument("--upstream", required=True)
+    px.add_argument("--port", type=int, default=0)
+    px.add_argument("--resign-key", help="ACCESS_KEY_ID:SECRET to re-sign modified requests")
+    px.add_argument("--rules", default="[]", help="initial rules, JSON list")
     args = ap.parse_args(argv)
+    if args.cmd == "proxy":
+        creds = tuple(args.resign_key.split(":", 1)) if args.resign_key else None
+        p = FaultProxy(args.upstream, json.loads(args.rules), resign_creds=creds,
+                       port=args.port).start()
+        print(f"fault proxy {p.endpoint} -> {p.upstream}; control at {p.endpoint}/__proxy/",
+              flush=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(3600):
+                pass
+        except KeyboardInterrupt:
+            pass
+        p.stop()
+        return 0
     run = Path(args.run_dir)
     if args.cmd == "down":
         rc = 0

@@ -577,6 +577,13 @@ def main(argv):
     t0 = time.monotonic()
     passed = failed = 0
     stack = []
+    here = Path(__file__).resolve().parent
+    if not (here / "node_modules" / "kinesis-local" / "main.js").exists() or \
+            not (here / "node_modules" / "dynalite" / "cli.js").exists():
+        print("# node_modules missing: running install-deps.sh", flush=True)
+        import subprocess
+        subprocess.run([str(here / "install-deps.sh")], check=False,
+                       stdout=sys.stderr, stderr=sys.stderr)
     try:
         E.moto = Moto(iam_auth=True).__enter__()
         stack.append(E.moto)
