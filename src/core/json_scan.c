@@ -1,0 +1,821 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Why a hand-written scanner instead of json-c on the record path: the daemon
+ * must sustain >= 1M records/s per core end to end, i.e. < 1 us per record for
+ * everything. json-c builds a heap DOM (one malloc per value plus a hash table
+ * per object) and measured here ~3 us to parse a 300-byte payload and ~2 us
+ * per record to parse a GetRecords envelope - several times the whole budget.
+ * This scanner validates in one pass without allocating per value, writes a
+ * flat 16-byte-per-value tape into a reused array, and defers all decoding
+ * (escapes, numbers) to the few fields a pipeline actually reads. Measured
+ * figures against json-c on the same inputs are in tests/bench/bench_json.c
+ * (run: meson test -C BUILD --benchmark --suite bench -v).
+ *
+ * The text is required to be followed by a '\0' (see json_scan.h): that byte
+ * is not whitespace, not a digit, not a valid value start and not allowed in
+ * a string, so every loop stops on it without a separate bounds check. The
+ * only loads that look further ahead are 16-byte SIMD loads, which are taken
+ * only while 16 bytes remain before the end.
+ */
+#include "rarewatch/json_scan.h"
+
+#include <locale.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+/* Character classes. */
+#define C_WS 0x01     /* JSON whitespace */
+#define C_STR 0x02    /* ends the fast part of a string: '"', '\\', < 0x20, >= 0x80 */
+#define C_DIGIT 0x04
+#define C_ESC 0x08    /* valid single-char escape after a backslash */
+
+static const uint8_t cclass[256] = {
+    /* 0x00..0x1f: control characters stop a string scan; four are whitespace */
+    [0x00] = C_STR, [0x01] = C_STR, [0x02] = C_STR, [0x03] = C_STR, [0x04] = C_STR,
+    [0x05] = C_STR, [0x06] = C_STR, [0x07] = C_STR, [0x08] = C_STR, [0x09] = C_STR | C_WS,
+    [0x0a] = C_STR | C_WS, [0x0b] = C_STR, [0x0c] = C_STR, [0x0d] = C_STR | C_WS,
+    [0x0e] = C_STR, [0x0f] = C_STR, [0x10] = C_STR, [0x11] = C_STR, [0x12] = C_STR,
+    [0x13] = C_STR, [0x14] = C_STR, [0x15] = C_STR, [0x16] = C_STR, [0x17] = C_STR,
+    [0x18] = C_STR, [0x19] = C_STR, [0x1a] = C_STR, [0x1b] = C_STR, [0x1c] = C_STR,
+    [0x1d] = C_STR, [0x1e] = C_STR, [0x1f] = C_STR,
+    [' '] = C_WS, ['"'] = C_STR | C_ESC, ['\\'] = C_STR | C_ESC, ['/'] = C_ESC,
+    ['b'] = C_ESC, ['f'] = C_ESC, ['n'] = C_ESC, ['r'] = C_ESC, ['t'] = C_ESC,
+    ['0'] = C_DIGIT, ['1'] = C_DIGIT, ['2'] = C_DIGIT, ['3'] = C_DIGIT, ['4'] = C_DIGIT,
+    ['5'] = C_DIGIT, ['6'] = C_DIGIT, ['7'] = C_DIGIT, ['8'] = C_DIGIT, ['9'] = C_DIGIT,
+#define R16(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
+    [0x80] = R16(C_STR), R16(C_STR), R16(C_STR), R16(C_STR),
+    R16(C_STR), R16(C_STR), R16(C_STR), R16(C_STR),
+#undef R16
+};
+
+static inline bool is_digit(char c) { return cclass[(uint8_t)c] & C_DIGIT; }
+
+static inline int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Code unit of the four hex digits at p, or -1. Stops at the first non-hex
+ * byte, so the sentinel '\0' keeps it inside the text. */
+static inline int32_t hex4(const char *p)
+{
+    int32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(p[i]);
+        if (h < 0)
+            return -1;
+        v = (v << 4) | h;
+    }
+    return v;
+}
+
+/* Length of the well-formed UTF-8 sequence at p (first byte >= 0x80), or 0.
+ * Follows the Unicode "well-formed byte sequences" table, so overlongs,
+ * encoded surrogates and code points past U+10FFFF are rejected. A '\0'
+ * (the sentinel) is never a continuation byte, so this never reads past it. */
+static inline size_t utf8_seq_len(const unsigned char *p)
+{
+    unsigned char c = p[0];
+    unsigned char lo = 0x80, hi = 0xBF;
+    size_t n;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else
+        return 0;
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    return n;
+}
+
+static inline const char *skip_ws(const char *p)
+{
+    while (_unlikely_(cclass[(uint8_t)*p] & C_WS))
+        p++;
+    return p;
+}
+
+/* p is just after the opening quote. Returns the closing quote, or NULL with
+ * *err set. */
+static const char *scan_string(const char *p, const char *end, uint8_t *flags, const char **err)
+{
+    for (;;) {
+#ifdef __SSE2__
+        const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
+        const __m128i space = _mm_set1_epi8(0x20);
+        while (end - p >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+            /* Signed compare: bytes >= 0x80 are negative, so one compare
+             * catches both control characters and non-ASCII. */
+            __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+                                     _mm_cmplt_epi8(v, space));
+            unsigned mask = (unsigned)_mm_movemask_epi8(m);
+            if (mask) {
+                p += __builtin_ctz(mask);
+                goto special;
+            }
+            p += 16;
+        }
+#endif
+        while (!(cclass[(uint8_t)*p] & C_STR))
+            p++;
+#ifdef __SSE2__
+    special:
+#endif
+        ;
+        unsigned char c = (unsigned char)*p;
+        if (_likely_(c == '"'))
+            return p;
+        if (c == '\\') {
+            *flags |= JSON_F_ESCAPED;
+            char e = p[1];
+            if (e == 'u') {
+                if (hex4(p + 2) < 0) {
+                    *err = "invalid \\u escape";
+                    return NULL;
+                }
+                p += 6;
+            } else if (cclass[(uint8_t)e] & C_ESC) {
+                p += 2;
+            } else {
+                *err = "invalid escape";
+                return NULL;
+            }
+            continue;
+        }
+        if (c >= 0x80) {
+            size_t n = utf8_seq_len((const unsigned char *)p);
+            if (!n) {
+                *err = "invalid UTF-8 in string";
+                return NULL;
+            }
+            p += n;
+            continue;
+        }
+        *err = p >= end ? "unterminated string" : "unescaped control character in string";
+        return NULL;
+    }
+}
+
+void json_doc_init(struct json_doc *d, struct arena *arena)
+{
+    *d = (struct json_doc){ 0 };
+    d->own_arena = (struct arena)ARENA_INIT;
+    if (arena)
+        d->arena = arena;
+    else {
+        d->arena = &d->own_arena;
+        d->owns_arena = true;
+    }
+}
+
+void json_doc_free(struct json_doc *d)
+{
+    free(d->nodes);
+    arena_free(&d->own_arena);
+    d->nodes = NULL;
+    d->n = d->cap = 0;
+}
+
+static int grow(struct json_doc *d)
+{
+    uint32_t cap = d->cap ? d->cap : 64;
+    if (cap > UINT32_MAX / 4)
+        return -ENOMEM;
+    cap *= 2;
+    struct json_node *n = realloc(d->nodes, (size_t)cap * sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    d->nodes = n;
+    d->cap = cap;
+    return 0;
+}
+
+int json_scan(struct json_doc *d, const char *text, size_t len)
+{
+    if (len >= UINT32_MAX)
+        return -E2BIG;
+    d->text = text;
+    d->len = len;
+    d->n = 0;
+    d->err_msg = NULL;
+    d->err_off = 0;
+    if (d->owns_arena)
+        arena_reset(&d->own_arena);
+    if (!d->cap && grow(d) < 0)
+        return -ENOMEM;
+
+    const char *const s = text, *const end = text + len;
+    const char *p = s;
+    const char *err = NULL;
+    uint32_t stack[JSON_MAX_DEPTH];
+    unsigned depth = 0;
+    struct json_node *nodes = d->nodes;
+    uint32_t n = 0, cap = d->cap;
+    uint32_t idx;
+    uint8_t flags;
+
+/* Start a node at p; leaves its index in idx. */
+#define PUSH(t, fl)                                   \
+    do {                                              \
+        if (_unlikely_(n == cap)) {                   \
+            d->n = n;                                 \
+            if (grow(d) < 0)                          \
+                return -ENOMEM;                       \
+            nodes = d->nodes;                         \
+            cap = d->cap;                             \
+        }                                             \
+        idx = n++;                                    \
+        nodes[idx].start = (uint32_t)(p - s);         \
+        nodes[idx].type = (t);                        \
+        nodes[idx].flags = (fl);                      \
+        nodes[idx].reserved = 0;                      \
+        nodes[idx].next = n;                          \
+    } while (0)
+#define FAIL(msg)      \
+    do {               \
+        err = (msg);   \
+        goto fail;     \
+    } while (0)
+
+value:
+    p = skip_ws(p);
+    switch (*p) {
+    case '{':
+        if (_unlikely_(depth == JSON_MAX_DEPTH))
+            FAIL("nesting too deep");
+        PUSH(JSON_T_OBJECT, 0);
+        stack[depth++] = idx;
+        p = skip_ws(p + 1);
+        if (*p == '}')
+            goto close;
+        goto key;
+    case '[':
+        if (_unlikely_(depth == JSON_MAX_DEPTH))
+            FAIL("nesting too deep");
+        PUSH(JSON_T_ARRAY, 0);
+        stack[depth++] = idx;
+        p = skip_ws(p + 1);
+        if (*p == ']')
+            goto close;
+        goto value;
+    case '"': {
+        flags = 0;
+        const char *q = scan_string(p + 1, end, &flags, &err);
+        if (!q) {
+            p = NULL;
+            goto fail_str;
+        }
+        PUSH(JSON_T_STRING, flags);
+        p = q + 1;
+        nodes[idx].end = (uint32_t)(p - s);
+        goto after;
+    }
+    case 't':
+        if (p[1] != 'r' || p[2] != 'u' || p[3] != 'e')
+            FAIL("invalid literal");
+        PUSH(JSON_T_TRUE, 0);
+        p += 4;
+        nodes[idx].end = (uint32_t)(p - s);
+        goto after;
+    case 'f':
+        if (p[1] != 'a' || p[2] != 'l' || p[3] != 's' || p[4] != 'e')
+            FAIL("invalid literal");
+        PUSH(JSON_T_FALSE, 0);
+        p += 5;
+        nodes[idx].end = (uint32_t)(p - s);
+        goto after;
+    case 'n':
+        if (p[1] != 'u' || p[2] != 'l' || p[3] != 'l')
+            FAIL("invalid literal");
+        PUSH(JSON_T_NULL, 0);
+        p += 4;
+        nodes[idx].end = (uint32_t)(p - s);
+        goto after;
+    case '-':
+    case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9': {
+        const char *q = p;
+        flags = 0;
+        if (*q == '-')
+            q++;
+        if (*q == '0')
+            q++;
+        else if (*q >= '1' && *q <= '9') {
+            do
+                q++;
+            while (is_digit(*q));
+        } else {
+            p = q;
+            FAIL("invalid number");
+        }
+        if (*q == '.') {
+            q++;
+            if (!is_digit(*q)) {
+                p = q;
+                FAIL("invalid number");
+            }
+            do
+                q++;
+            while (is_digit(*q));
+            flags = JSON_F_FLOAT;
+        }
+        if ((*q | 0x20) == 'e') {
+            q++;
+            if (*q == '+' || *q == '-')
+                q++;
+            if (!is_digit(*q)) {
+                p = q;
+                FAIL("invalid number");
+            }
+            do
+                q++;
+            while (is_digit(*q));
+            flags = JSON_F_FLOAT;
+        }
+        PUSH(JSON_T_NUMBER, flags);
+        p = q;
+        nodes[idx].end = (uint32_t)(p - s);
+        goto after;
+    }
+    default:
+        FAIL(p >= end ? "unexpected end of input" : "expected a value");
+    }
+
+key:
+    if (_unlikely_(*p != '"'))
+        FAIL(p >= end ? "unexpected end of input" : "expected a member name");
+    {
+        flags = JSON_F_KEY;
+        const char *q = scan_string(p + 1, end, &flags, &err);
+        if (!q)
+            goto fail_str;
+        PUSH(JSON_T_STRING, flags);
+        p = q + 1;
+        nodes[idx].end = (uint32_t)(p - s);
+    }
+    p = skip_ws(p);
+    if (_unlikely_(*p != ':'))
+        FAIL("expected ':'");
+    p++;
+    goto value;
+
+after:
+    if (_unlikely_(depth == 0)) {
+        p = skip_ws(p);
+        if (p != end)
+            FAIL("trailing characters after the document");
+        d->n = n;
+        return 0;
+    }
+    p = skip_ws(p);
+    if (*p == ',') {
+        p = skip_ws(p + 1);
+        if (nodes[stack[depth - 1]].type == JSON_T_OBJECT)
+            goto key;
+        goto value;
+    }
+    if (*p == (nodes[stack[depth - 1]].type == JSON_T_OBJECT ? '}' : ']'))
+        goto close;
+    FAIL(p >= end ? "unexpected end of input" : "expected ',' or a closing bracket");
+
+close:
+    /* p is at the closing bracket of the innermost open container (the
+     * callers checked which bracket it is). */
+    depth--;
+    p++;
+    nodes[stack[depth]].end = (uint32_t)(p - s);
+    nodes[stack[depth]].next = n;
+    goto after;
+
+fail_str:
+    /* scan_string does not report where; the start of the string is close
+     * enough for a log line. */
+    d->err_msg = err;
+    d->err_off = n ? nodes[n - 1].end : 0;
+    d->n = 0;
+    return -EINVAL;
+fail:
+    d->err_msg = err;
+    d->err_off = p ? (size_t)(p - s) : 0;
+    d->n = 0;
+    return -EINVAL;
+#undef PUSH
+#undef FAIL
+}
+
+/* Decode the escape at p (p[0] == '\\', already validated) into out (up to 4
+ * bytes); returns the position after it. Lone surrogates become U+FFFD. */
+static const char *decode_escape(const char *p, char *out, size_t *outn)
+{
+    char e = p[1];
+    if (e != 'u') {
+        char c;
+        switch (e) {
+        case 'b': c = '\b'; break;
+        case 'f': c = '\f'; break;
+        case 'n': c = '\n'; break;
+        case 'r': c = '\r'; break;
+        case 't': c = '\t'; break;
+        default: c = e; break; /* '"', '\\', '/' */
+        }
+        out[0] = c;
+        *outn = 1;
+        return p + 2;
+    }
+    uint32_t cp = (uint32_t)hex4(p + 2);
+    p += 6;
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+        int32_t lo = p[0] == '\\' && p[1] == 'u' ? hex4(p + 2) : -1;
+        if (lo >= 0xDC00 && lo <= 0xDFFF) {
+            cp = 0x10000 + ((cp - 0xD800) << 10) + ((uint32_t)lo - 0xDC00);
+            p += 6;
+        } else
+            cp = 0xFFFD;
+    } else if (cp >= 0xDC00 && cp <= 0xDFFF)
+        cp = 0xFFFD;
+    unsigned char *o = (unsigned char *)out;
+    if (cp < 0x80) {
+        o[0] = (unsigned char)cp;
+        *outn = 1;
+    } else if (cp < 0x800) {
+        o[0] = (unsigned char)(0xC0 | (cp >> 6));
+        o[1] = (unsigned char)(0x80 | (cp & 0x3F));
+        *outn = 2;
+    } else if (cp < 0x10000) {
+        o[0] = (unsigned char)(0xE0 | (cp >> 12));
+        o[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        o[2] = (unsigned char)(0x80 | (cp & 0x3F));
+        *outn = 3;
+    } else {
+        o[0] = (unsigned char)(0xF0 | (cp >> 18));
+        o[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+        o[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        o[3] = (unsigned char)(0x80 | (cp & 0x3F));
+        *outn = 4;
+    }
+    return p;
+}
+
+bool json_str_eq(const struct json_doc *d, uint32_t i, const char *key, size_t n)
+{
+    const struct json_node *nd = &d->nodes[i];
+    const char *raw = d->text + nd->start + 1, *rend = d->text + nd->end - 1;
+    size_t rawlen = (size_t)(rend - raw);
+    if (!(nd->flags & JSON_F_ESCAPED))
+        return rawlen == n && memcmp(raw, key, n) == 0;
+    /* Decoding never lengthens a string. */
+    if (n > rawlen)
+        return false;
+    const char *k = key, *kend = key + n;
+    while (raw < rend) {
+        if (*raw != '\\') {
+            if (k == kend || *k != *raw)
+                return false;
+            k++;
+            raw++;
+            continue;
+        }
+        char tmp[4];
+        size_t m;
+        raw = decode_escape(raw, tmp, &m);
+        if ((size_t)(kend - k) < m || memcmp(k, tmp, m) != 0)
+            return false;
+        k += m;
+    }
+    return k == kend;
+}
+
+uint32_t json_obj_find_key(const struct json_doc *d, uint32_t obj, const char *key, size_t keylen)
+{
+    if (obj >= d->n || d->nodes[obj].type != JSON_T_OBJECT)
+        return JSON_NONE;
+    const struct json_node *nodes = d->nodes;
+    uint32_t end = nodes[obj].next;
+    for (uint32_t k = obj + 1; k < end; k = nodes[k + 1].next) {
+        const struct json_node *kn = &nodes[k];
+        if (_likely_(!(kn->flags & JSON_F_ESCAPED))) {
+            if (kn->end - kn->start - 2 == keylen && memcmp(d->text + kn->start + 1, key, keylen) == 0)
+                return k;
+        } else if (json_str_eq(d, k, key, keylen))
+            return k;
+    }
+    return JSON_NONE;
+}
+
+uint32_t json_obj_get(const struct json_doc *d, uint32_t obj, const char *key, size_t keylen)
+{
+    uint32_t k = json_obj_find_key(d, obj, key, keylen);
+    return k == JSON_NONE ? JSON_NONE : k + 1;
+}
+
+uint32_t json_arr_get(const struct json_doc *d, uint32_t arr, uint32_t idx)
+{
+    if (arr >= d->n || d->nodes[arr].type != JSON_T_ARRAY)
+        return JSON_NONE;
+    uint32_t end = d->nodes[arr].next;
+    uint32_t i = arr + 1;
+    for (; i < end && idx; idx--)
+        i = d->nodes[i].next;
+    return i < end ? i : JSON_NONE;
+}
+
+int json_get_string(struct json_doc *d, uint32_t i, struct rw_str *out)
+{
+    const struct json_node *nd = &d->nodes[i];
+    if (nd->type != JSON_T_STRING)
+        return -EINVAL;
+    const char *raw = d->text + nd->start + 1, *rend = d->text + nd->end - 1;
+    if (!(nd->flags & JSON_F_ESCAPED)) {
+        *out = (struct rw_str){ raw, (uint32_t)(rend - raw) };
+        return 0;
+    }
+    char *buf = arena_alloc(d->arena, (size_t)(rend - raw) + 1);
+    if (!buf)
+        return -ENOMEM;
+    char *o = buf;
+    while (raw < rend) {
+        const char *bs = memchr(raw, '\\', (size_t)(rend - raw));
+        if (!bs)
+            bs = rend;
+        memcpy(o, raw, (size_t)(bs - raw));
+        o += bs - raw;
+        raw = bs;
+        if (raw < rend) {
+            size_t m;
+            raw = decode_escape(raw, o, &m);
+            o += m;
+        }
+    }
+    *o = 0;
+    *out = (struct rw_str){ buf, (uint32_t)(o - buf) };
+    return 0;
+}
+
+static locale_t c_locale;
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+static void c_locale_init(void) { c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0); }
+
+/* strtod in the C locale, whatever the process locale (the daemon may run
+ * under a locale whose decimal separator is ','). */
+static double strtod_c(const char *s)
+{
+    pthread_once(&c_locale_once, c_locale_init);
+    if (c_locale)
+        return strtod_l(s, NULL, c_locale);
+    return strtod(s, NULL);
+}
+
+double json_parse_number(const char *p, size_t n)
+{
+    static const double pow10[] = { 1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                    1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                    1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22 };
+    const char *q = p, *end = p + n;
+    bool neg = false;
+    if (q < end && *q == '-') {
+        neg = true;
+        q++;
+    }
+    uint64_t m = 0;
+    int digits = 0, exp10 = 0;
+    /* Significant digits are counted from the first non-zero one; past 19
+     * of them m may have wrapped, and the slow path is taken. */
+    while (q < end && is_digit(*q)) {
+        digits += digits || *q != '0';
+        m = m * 10 + (uint64_t)(*q++ - '0');
+    }
+    if (q < end && *q == '.') {
+        q++;
+        while (q < end && is_digit(*q)) {
+            digits += digits || *q != '0';
+            m = m * 10 + (uint64_t)(*q++ - '0');
+            exp10--;
+        }
+    }
+    if (q < end && (*q | 0x20) == 'e') {
+        q++;
+        bool eneg = false;
+        if (*q == '+' || *q == '-')
+            eneg = *q++ == '-';
+        int e = 0;
+        while (q < end && is_digit(*q)) {
+            if (e < 100000)
+                e = e * 10 + (*q - '0');
+            q++;
+        }
+        exp10 += eneg ? -e : e;
+    }
+    /* Clinger's fast path: with an exact mantissa (<= 2^53, and at most 19
+     * significant digits so m did not wrap) and an exactly representable
+     * power of ten, one IEEE multiply or divide is correctly rounded. */
+    if (digits <= 19 && m <= (UINT64_C(1) << 53)) {
+        double v = (double)m;
+        if (m == 0)
+            return neg ? -0.0 : 0.0;
+        if (exp10 >= 0 && exp10 <= 22)
+            return neg ? -(v * pow10[exp10]) : v * pow10[exp10];
+        if (exp10 < 0 && exp10 >= -22)
+            return neg ? -(v / pow10[-exp10]) : v / pow10[-exp10];
+    }
+    char small[64];
+    char *tmp = n < sizeof(small) ? small : malloc(n + 1);
+    if (!tmp)
+        return NAN;
+    memcpy(tmp, p, n);
+    tmp[n] = 0;
+    double v = strtod_c(tmp);
+    if (tmp != small)
+        free(tmp);
+    return v;
+}
+
+int json_get_number(const struct json_doc *d, uint32_t i, double *out)
+{
+    const struct json_node *nd = &d->nodes[i];
+    if (nd->type != JSON_T_NUMBER)
+        return -EINVAL;
+    *out = json_parse_number(d->text + nd->start, nd->end - nd->start);
+    return 0;
+}
+
+int json_get_value(struct json_doc *d, uint32_t i, struct rw_value *out)
+{
+    const struct json_node *nd = &d->nodes[i];
+    switch (nd->type) {
+    case JSON_T_NULL: *out = RW_VALUE_NULL; return 0;
+    case JSON_T_FALSE: *out = RW_VALUE_BOOL(false); return 0;
+    case JSON_T_TRUE: *out = RW_VALUE_BOOL(true); return 0;
+    case JSON_T_NUMBER:
+        *out = RW_VALUE_NUM(json_parse_number(d->text + nd->start, nd->end - nd->start));
+        return 0;
+    case JSON_T_STRING: {
+        *out = (struct rw_value){ .type = RW_STR };
+        return json_get_string(d, i, &out->s);
+    }
+    case JSON_T_OBJECT:
+    case JSON_T_ARRAY:
+        *out = (struct rw_value){ .type = nd->type == JSON_T_OBJECT ? RW_OBJECT : RW_ARRAY,
+                                  .s = { d->text + nd->start, nd->end - nd->start } };
+        return 0;
+    }
+    *out = RW_VALUE_MISSING;
+    return -EINVAL;
+}
+
+/* ---- paths ---- */
+
+int json_path_compile(const char *spec, struct json_path **out)
+{
+    size_t slen = strlen(spec);
+    /* Each step takes at least one spec byte, and decoded keys are never
+     * longer than their spelling, so the spec length bounds both. */
+    size_t maxsteps = slen + 1;
+    if (slen == 0 || slen > UINT32_MAX / 2)
+        return -EINVAL;
+    struct json_path *p = malloc(sizeof(*p) + maxsteps * sizeof(struct json_step) + slen + 1);
+    if (!p)
+        return -ENOMEM;
+    char *store = (char *)&p->steps[maxsteps];
+    uint32_t n = 0;
+    const char *s = spec;
+    bool first = true;
+    while (*s) {
+        struct json_step *st = &p->steps[n];
+        if (*s == '[') {
+            s++;
+            if (*s == '"') {
+                /* A JSON string literal: reuse the scanner on a copy so the
+                 * rules (escapes, UTF-8) are exactly the record's. */
+                const char *q = s + 1;
+                while (*q && *q != '"')
+                    q += (*q == '\\' && q[1]) ? 2 : 1;
+                if (*q != '"' || q[1] != ']')
+                    goto bad;
+                struct json_doc tmp;
+                json_doc_init(&tmp, NULL);
+                size_t litlen = (size_t)(q + 1 - s);
+                char *lit = malloc(litlen + 1);
+                if (!lit) {
+                    json_doc_free(&tmp);
+                    free(p);
+                    return -ENOMEM;
+                }
+                memcpy(lit, s, litlen);
+                lit[litlen] = 0;
+                struct rw_str k;
+                int r = json_scan(&tmp, lit, litlen);
+                if (r >= 0)
+                    r = json_get_string(&tmp, 0, &k);
+                if (r >= 0) {
+                    memcpy(store, k.p, k.len);
+                    st->kind = JSON_STEP_KEY;
+                    st->key = store;
+                    st->keylen = k.len;
+                    store += k.len;
+                }
+                free(lit);
+                json_doc_free(&tmp);
+                if (r < 0)
+                    goto bad;
+                s = q + 2;
+            } else {
+                if (!is_digit(*s))
+                    goto bad;
+                uint64_t v = 0;
+                while (is_digit(*s)) {
+                    v = v * 10 + (uint64_t)(*s++ - '0');
+                    if (v >= UINT32_MAX)
+                        goto bad;
+                }
+                if (*s != ']')
+                    goto bad;
+                s++;
+                st->kind = JSON_STEP_INDEX;
+                st->index = (uint32_t)v;
+                st->key = NULL;
+                st->keylen = 0;
+            }
+        } else {
+            if (!first) {
+                if (*s != '.')
+                    goto bad;
+                s++;
+            }
+            size_t kl = strcspn(s, ".[]");
+            if (kl == 0)
+                goto bad;
+            memcpy(store, s, kl);
+            st->kind = JSON_STEP_KEY;
+            st->key = store;
+            st->keylen = (uint32_t)kl;
+            store += kl;
+            s += kl;
+        }
+        n++;
+        first = false;
+    }
+    p->n = n;
+    *out = p;
+    return 0;
+bad:
+    free(p);
+    return -EINVAL;
+}
+
+struct json_path *json_path_free(struct json_path *p)
+{
+    free(p);
+    return NULL;
+}
+
+uint32_t json_path_find(const struct json_doc *d, const struct json_path *p)
+{
+    if (!d->n)
+        return JSON_NONE;
+    uint32_t i = 0;
+    for (uint32_t k = 0; k < p->n && i != JSON_NONE; k++) {
+        const struct json_step *st = &p->steps[k];
+        if (st->kind == JSON_STEP_KEY)
+            i = json_obj_get(d, i, st->key, st->keylen);
+        else
+            i = json_arr_get(d, i, st->index);
+    }
+    return i;
+}
+
+int json_lookup(struct json_doc *d, const struct json_path *p, struct rw_value *out)
+{
+    uint32_t i = json_path_find(d, p);
+    if (i == JSON_NONE) {
+        *out = RW_VALUE_MISSING;
+        return 0;
+    }
+    return json_get_value(d, i, out);
+}

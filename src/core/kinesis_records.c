@@ -1,0 +1,258 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Built on the generic scanner rather than a dedicated envelope parser: the
+ * tape costs ~13 nodes per record and the SIMD string skip crosses the long
+ * base64 strings at ~16 bytes per step, so a special-purpose scanner would
+ * save little (see tests/bench/bench_json.c) while doubling what must be
+ * fuzzed.
+ */
+#include "rarewatch/kinesis_records.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "rarewatch/base64.h"
+
+void kinesis_records_init(struct kinesis_records *kr)
+{
+    *kr = (struct kinesis_records){ 0 };
+    /* The doc decodes escaped strings into the arena passed to each parse. */
+    json_doc_init(&kr->doc, NULL);
+    kr->millis_behind_latest = -1;
+}
+
+void kinesis_records_free(struct kinesis_records *kr)
+{
+    free(kr->records);
+    free(kr->child_shards);
+    json_doc_free(&kr->doc);
+    *kr = (struct kinesis_records){ 0 };
+    kr->millis_behind_latest = -1;
+}
+
+static int grow_array(void **arr, size_t *cap, size_t need, size_t elsize)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : 16;
+    while (c < need)
+        c *= 2;
+    if (c > SIZE_MAX / elsize)
+        return -ENOMEM;
+    void *p = realloc(*arr, c * elsize);
+    if (!p)
+        return -ENOMEM;
+    *arr = p;
+    *cap = c;
+    return 0;
+}
+
+static size_t count_children(const struct json_doc *d, uint32_t c)
+{
+    size_t n = 0;
+    for (uint32_t i = json_first_child(d, c); i != JSON_NONE; i = json_next_sibling(d, c, i))
+        n++;
+    return n;
+}
+
+static inline bool key_is(const struct json_doc *d, uint32_t k, const char *lit, size_t n)
+{
+    const struct json_node *kn = &d->nodes[k];
+    /* Member names AWS sends never need escapes, but json_str_eq keeps an
+     * escaped spelling of the same name equal. */
+    if (_likely_(!(kn->flags & JSON_F_ESCAPED)))
+        return kn->end - kn->start - 2 == n && memcmp(d->text + kn->start + 1, lit, n) == 0;
+    return json_str_eq(d, k, lit, n);
+}
+#define KEY_IS(d, k, lit) key_is((d), (k), (lit), sizeof(lit) - 1)
+
+static int get_str(struct json_doc *d, uint32_t v, struct rw_str *out)
+{
+    if (d->nodes[v].type != JSON_T_STRING)
+        return -EBADMSG;
+    return json_get_string(d, v, out);
+}
+
+static int parse_record(struct json_doc *d, uint32_t obj, struct kinesis_record *rec,
+                        struct arena *arena)
+{
+    if (d->nodes[obj].type != JSON_T_OBJECT)
+        return -EBADMSG;
+    *rec = (struct kinesis_record){ .arrival = NAN };
+    uint32_t data = JSON_NONE;
+    unsigned seen = 0;
+    int r;
+    /* With duplicate members the first one counts, as in json_obj_get. */
+#define FIRST(bit) (!(seen & (bit)) && (seen |= (bit)))
+    for (uint32_t k = json_first_child(d, obj); k != JSON_NONE;
+         k = json_next_sibling(d, obj, k + 1)) {
+        uint32_t v = k + 1;
+        const struct json_node *vn = &d->nodes[v];
+        if (KEY_IS(d, k, "Data")) {
+            if (!FIRST(1))
+                continue;
+            if (vn->type != JSON_T_STRING || (vn->flags & JSON_F_ESCAPED))
+                return -EBADMSG; /* the base64 alphabet never needs escapes */
+            data = v;
+        } else if (KEY_IS(d, k, "PartitionKey")) {
+            if (FIRST(2) && (r = get_str(d, v, &rec->partition_key)) < 0)
+                return r;
+        } else if (KEY_IS(d, k, "SequenceNumber")) {
+            if (FIRST(4) && (r = get_str(d, v, &rec->sequence_number)) < 0)
+                return r;
+        } else if (KEY_IS(d, k, "ApproximateArrivalTimestamp")) {
+            if (vn->type != JSON_T_NUMBER)
+                return -EBADMSG;
+            if (FIRST(8))
+                rec->arrival = json_parse_number(d->text + vn->start, vn->end - vn->start);
+        } else if (KEY_IS(d, k, "EncryptionType")) {
+            if (FIRST(16) && vn->type != JSON_T_NULL && (r = get_str(d, v, &rec->encryption_type)) < 0)
+                return r;
+        } else if (KEY_IS(d, k, "ExplicitHashKey")) {
+            if (FIRST(32) && vn->type != JSON_T_NULL && (r = get_str(d, v, &rec->explicit_hash_key)) < 0)
+                return r;
+        }
+    }
+#undef FIRST
+    if (data == JSON_NONE || !rec->partition_key.p || !rec->sequence_number.p)
+        return -EBADMSG;
+    const struct json_node *dn = &d->nodes[data];
+    const char *b64 = d->text + dn->start + 1;
+    size_t b64len = dn->end - dn->start - 2;
+    char *out = arena_alloc(arena, base64_decoded_max(b64len) + 1);
+    if (!out)
+        return -ENOMEM;
+    size_t outlen;
+    if (base64_decode(b64, b64len, (uint8_t *)out, &outlen) < 0)
+        return -EBADMSG;
+    out[outlen] = 0;
+    rec->data = out;
+    rec->data_len = outlen;
+    return 0;
+}
+
+static int parse_child_shard(struct json_doc *d, uint32_t obj, struct kinesis_child_shard *cs,
+                             struct arena *arena)
+{
+    if (d->nodes[obj].type != JSON_T_OBJECT)
+        return -EBADMSG;
+    *cs = (struct kinesis_child_shard){ 0 };
+    int r;
+    for (uint32_t k = json_first_child(d, obj); k != JSON_NONE;
+         k = json_next_sibling(d, obj, k + 1)) {
+        uint32_t v = k + 1;
+        if (KEY_IS(d, k, "ShardId")) {
+            if ((r = get_str(d, v, &cs->shard_id)) < 0)
+                return r;
+        } else if (KEY_IS(d, k, "ParentShards")) {
+            if (d->nodes[v].type != JSON_T_ARRAY)
+                return -EBADMSG;
+            size_t n = count_children(d, v);
+            if (n > UINT32_MAX)
+                return -EBADMSG;
+            cs->parent_shards = n ? arena_alloc(arena, n * sizeof(struct rw_str)) : NULL;
+            if (n && !cs->parent_shards)
+                return -ENOMEM;
+            cs->n_parent_shards = (uint32_t)n;
+            size_t j = 0;
+            for (uint32_t e = json_first_child(d, v); e != JSON_NONE; e = json_next_sibling(d, v, e))
+                if ((r = get_str(d, e, &cs->parent_shards[j++])) < 0)
+                    return r;
+        } else if (KEY_IS(d, k, "HashKeyRange")) {
+            if (d->nodes[v].type != JSON_T_OBJECT)
+                return -EBADMSG;
+            uint32_t s = json_obj_get(d, v, "StartingHashKey", 15);
+            uint32_t e = json_obj_get(d, v, "EndingHashKey", 13);
+            if (s == JSON_NONE || e == JSON_NONE)
+                return -EBADMSG;
+            if ((r = get_str(d, s, &cs->starting_hash_key)) < 0 ||
+                (r = get_str(d, e, &cs->ending_hash_key)) < 0)
+                return r;
+        }
+    }
+    if (!cs->shard_id.p)
+        return -EBADMSG;
+    return 0;
+}
+
+static int parse(struct kinesis_records *kr, const char *body, size_t len, struct arena *arena)
+{
+    struct json_doc *d = &kr->doc;
+    kr->n_records = 0;
+    kr->n_child_shards = 0;
+    kr->next_shard_iterator = (struct rw_str){ NULL, 0 };
+    kr->millis_behind_latest = -1;
+    d->arena = arena;
+    d->owns_arena = false;
+    int r = json_scan(d, body, len);
+    if (r < 0)
+        return r;
+    if (d->nodes[0].type != JSON_T_OBJECT)
+        return -EBADMSG;
+    uint32_t records = JSON_NONE;
+    unsigned seen = 0;
+    /* First of duplicate members counts (and ChildShards is sized once). */
+#define FIRST(bit) (!(seen & (bit)) && (seen |= (bit)))
+    for (uint32_t k = json_first_child(d, 0); k != JSON_NONE; k = json_next_sibling(d, 0, k + 1)) {
+        uint32_t v = k + 1;
+        const struct json_node *vn = &d->nodes[v];
+        if (KEY_IS(d, k, "Records")) {
+            if (!FIRST(1))
+                continue;
+            if (vn->type != JSON_T_ARRAY)
+                return -EBADMSG;
+            records = v;
+        } else if (KEY_IS(d, k, "NextShardIterator")) {
+            if (FIRST(2) && vn->type != JSON_T_NULL && (r = get_str(d, v, &kr->next_shard_iterator)) < 0)
+                return r;
+        } else if (KEY_IS(d, k, "MillisBehindLatest")) {
+            if (!FIRST(4))
+                continue;
+            if (vn->type != JSON_T_NUMBER || (vn->flags & JSON_F_FLOAT))
+                return -EBADMSG;
+            double ms = json_parse_number(d->text + vn->start, vn->end - vn->start);
+            if (!(ms >= 0 && ms < 9.2e18))
+                return -EBADMSG;
+            kr->millis_behind_latest = (int64_t)ms;
+        } else if (KEY_IS(d, k, "ChildShards")) {
+            if (!FIRST(8) || vn->type == JSON_T_NULL)
+                continue;
+            if (vn->type != JSON_T_ARRAY)
+                return -EBADMSG;
+            size_t n = count_children(d, v);
+            if ((r = grow_array((void **)&kr->child_shards, &kr->child_shards_cap, n,
+                                sizeof(*kr->child_shards))) < 0)
+                return r;
+            for (uint32_t e = json_first_child(d, v); e != JSON_NONE; e = json_next_sibling(d, v, e))
+                if ((r = parse_child_shard(d, e, &kr->child_shards[kr->n_child_shards++], arena)) < 0)
+                    return r;
+        }
+    }
+#undef FIRST
+    if (records == JSON_NONE)
+        return -EBADMSG;
+    size_t n = count_children(d, records);
+    if ((r = grow_array((void **)&kr->records, &kr->records_cap, n, sizeof(*kr->records))) < 0)
+        return r;
+    for (uint32_t e = json_first_child(d, records); e != JSON_NONE;
+         e = json_next_sibling(d, records, e)) {
+        if ((r = parse_record(d, e, &kr->records[kr->n_records], arena)) < 0)
+            return r;
+        kr->n_records++;
+    }
+    return 0;
+}
+
+int kinesis_records_parse(struct kinesis_records *kr, const char *body, size_t len,
+                          struct arena *arena)
+{
+    int r = parse(kr, body, len, arena);
+    if (r < 0) {
+        /* Never hand out a half-filled batch. */
+        kr->n_records = 0;
+        kr->n_child_shards = 0;
+        kr->next_shard_iterator = (struct rw_str){ NULL, 0 };
+        kr->millis_behind_latest = -1;
+    }
+    return r;
+}

@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <math.h>
+#include <stdlib.h>
+
+#include "rarewatch/base64.h"
+#include "rarewatch/kinesis_records.h"
+#include "tap.h"
+
+static bool str_is(struct rw_str s, const char *want)
+{
+    return s.p && s.len == strlen(want) && memcmp(s.p, want, s.len) == 0;
+}
+
+static int parse(struct kinesis_records *kr, struct arena *a, const char *body)
+{
+    return kinesis_records_parse(kr, body, strlen(body), a);
+}
+
+TEST(full_response)
+{
+    struct kinesis_records kr;
+    struct arena a = ARENA_INIT;
+    kinesis_records_init(&kr);
+    const char *body =
+        "{\"Records\":[{\"SequenceNumber\":\"4959033827149025660855969253836157109592157598913658\","
+        "\"ApproximateArrivalTimestamp\":1.700000000123E9,\"Data\":\"eyJhIjoxfQ==\","
+        "\"PartitionKey\":\"pk-1\",\"EncryptionType\":\"NONE\",\"Future\":{\"x\":[1]}},"
+        "{\"SequenceNumber\":\"2\",\"ApproximateArrivalTimestamp\":1700000001.5,\"Data\":\"\","
+        "\"PartitionKey\":\"p\\u00e9\",\"EncryptionType\":\"KMS\",\"ExplicitHashKey\":\"123\"}],"
+        "\"NextShardIterator\":\"AAAA+/==\",\"MillisBehindLatest\":2500}";
+    CHECK_INT(parse(&kr, &a, body), 0);
+    CHECK_UINT(kr.n_records, 2);
+    CHECK(str_is(kr.next_shard_iterator, "AAAA+/=="));
+    CHECK_INT(kr.millis_behind_latest, 2500);
+    CHECK_UINT(kr.n_child_shards, 0);
+    const struct kinesis_record *r0 = &kr.records[0], *r1 = &kr.records[1];
+    CHECK_UINT(r0->data_len, 7);
+    CHECK_STR(r0->data, "{\"a\":1}");
+    CHECK(str_is(r0->partition_key, "pk-1"));
+    CHECK(str_is(r0->sequence_number, "4959033827149025660855969253836157109592157598913658"));
+    CHECK(str_is(r0->encryption_type, "NONE"));
+    CHECK(r0->explicit_hash_key.p == NULL);
+    CHECK(r0->arrival == 1700000000.123);
+    CHECK_UINT(r1->data_len, 0);
+    CHECK_STR(r1->data, "");
+    CHECK(str_is(r1->partition_key, "p\xc3\xa9"));
+    CHECK(str_is(r1->explicit_hash_key, "123"));
+    CHECK(r1->arrival == 1700000001.5);
+    kinesis_records_free(&kr);
+    arena_free(&a);
+}
+
+TEST(shard_end_with_child_shards)
+{
+    struct kinesis_records kr;
+    struct arena a = ARENA_INIT;
+    kinesis_records_init(&kr);
+    const char *body =
+        "{\"Records\":[],\"NextShardIterator\":null,\"MillisBehindLatest\":0,\"ChildShards\":["
+        "{\"ShardId\":\"shardId-000000000002\",\"ParentShards\":[\"shardId-000000000000\",\"shardId-000000000001\"],"
+        "\"HashKeyRange\":{\"StartingHashKey\":\"0\",\"EndingHashKey\":\"340282366920938463463374607431768211455\"}}]}";
+    CHECK_INT(parse(&kr, &a, body), 0);
+    CHECK_UINT(kr.n_records, 0);
+    CHECK(kr.next_shard_iterator.p == NULL);
+    CHECK_INT(kr.millis_behind_latest, 0);
+    CHECK_UINT(kr.n_child_shards, 1);
+    const struct kinesis_child_shard *cs = &kr.child_shards[0];
+    CHECK(str_is(cs->shard_id, "shardId-000000000002"));
+    CHECK_UINT(cs->n_parent_shards, 2);
+    CHECK(str_is(cs->parent_shards[1], "shardId-000000000001"));
+    CHECK(str_is(cs->starting_hash_key, "0"));
+    CHECK(str_is(cs->ending_hash_key, "340282366920938463463374607431768211455"));
+
+    /* Absent iterator means the same as null. */
+    CHECK_INT(parse(&kr, &a, "{\"Records\":[]}"), 0);
+    CHECK(kr.next_shard_iterator.p == NULL);
+    CHECK_INT(kr.millis_behind_latest, -1);
+    CHECK_UINT(kr.n_child_shards, 0);
+    kinesis_records_free(&kr);
+    arena_free(&a);
+}
+
+TEST(rejects_bad_shapes)
+{
+    const char *bad[] = {
+        "[]", "{}", "{\"Records\":{}}", "{\"Records\":[1]}",
+        "{\"Records\":[{\"PartitionKey\":\"a\",\"SequenceNumber\":\"1\"}]}",
+        "{\"Records\":[{\"Data\":\"QQ==\",\"SequenceNumber\":\"1\"}]}",
+        "{\"Records\":[{\"Data\":\"QQ==\",\"PartitionKey\":\"a\"}]}",
+        "{\"Records\":[{\"Data\":\"QQ=\",\"PartitionKey\":\"a\",\"SequenceNumber\":\"1\"}]}",
+        "{\"Records\":[{\"Data\":\"Q\\u0051==\",\"PartitionKey\":\"a\",\"SequenceNumber\":\"1\"}]}",
+        "{\"Records\":[{\"Data\":5,\"PartitionKey\":\"a\",\"SequenceNumber\":\"1\"}]}",
+        "{\"Records\":[{\"Data\":\"\",\"PartitionKey\":1,\"SequenceNumber\":\"1\"}]}",
+        "{\"Records\":[{\"Data\":\"\",\"PartitionKey\":\"a\",\"SequenceNumber\":\"1\",\"ApproximateArrivalTimestamp\":\"x\"}]}",
+        "{\"Records\":[],\"MillisBehindLatest\":1.5}", "{\"Records\":[],\"MillisBehindLatest\":-1}",
+        "{\"Records\":[],\"NextShardIterator\":7}", "{\"Records\":[],\"ChildShards\":[{}]}",
+        "{\"Records\":[],\"ChildShards\":[{\"ShardId\":\"a\",\"ParentShards\":[1]}]}",
+        "{\"Records\":[],\"ChildShards\":[{\"ShardId\":\"a\",\"HashKeyRange\":{}}]}",
+    };
+    struct kinesis_records kr;
+    struct arena a = ARENA_INIT;
+    kinesis_records_init(&kr);
+    for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+        int r = parse(&kr, &a, bad[i]);
+        if (r != -EBADMSG)
+            TAP_FAIL_("%s: %d, expected -EBADMSG", bad[i], r);
+        CHECK_UINT(kr.n_records, 0);
+    }
+    CHECK_INT(parse(&kr, &a, "{\"Records\":["), -EINVAL);
+    CHECK(kr.doc.err_msg != NULL);
+    kinesis_records_free(&kr);
+    arena_free(&a);
+}
+
+TEST(steady_state_reuses_storage)
+{
+    struct kinesis_records kr;
+    struct arena a = ARENA_INIT;
+    kinesis_records_init(&kr);
+    struct buf body = BUF_INIT;
+    CHECK_INT(buf_puts(&body, "{\"Records\":["), 0);
+    for (int i = 0; i < 1000; i++) {
+        char payload[64];
+        int n = snprintf(payload, sizeof(payload), "{\"n\":%d}", i);
+        CHECK_INT(buf_printf(&body, "%s{\"Data\":\"", i ? "," : ""), 0);
+        CHECK_INT(buf_put_base64(&body, payload, (size_t)n), 0);
+        CHECK_INT(buf_printf(&body, "\",\"PartitionKey\":\"k%d\",\"SequenceNumber\":\"%d\","
+                                    "\"ApproximateArrivalTimestamp\":1700000000.%03d}", i, i, i), 0);
+    }
+    CHECK_INT(buf_puts(&body, "],\"NextShardIterator\":\"it\",\"MillisBehindLatest\":0}"), 0);
+    for (int round = 0; round < 3; round++) {
+        arena_reset(&a);
+        CHECK_INT(kinesis_records_parse(&kr, body.data, body.len, &a), 0);
+        CHECK_UINT(kr.n_records, 1000);
+    }
+    struct kinesis_record *recs = kr.records;
+    struct json_node *nodes = kr.doc.nodes;
+    void *block = a.head;
+    arena_reset(&a);
+    CHECK_INT(kinesis_records_parse(&kr, body.data, body.len, &a), 0);
+    CHECK(kr.records == recs && kr.doc.nodes == nodes && a.head == block);
+    CHECK_STR(kr.records[999].data, "{\"n\":999}");
+    CHECK(kr.records[7].arrival == 1700000000.007);
+    buf_free(&body);
+    kinesis_records_free(&kr);
+    arena_free(&a);
+}
+
+TAP_MAIN
