@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "rarewatch/record.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rarewatch/strutil.h"
+
+const char *rw_stage_name(enum rw_stage s)
+{
+    switch (s) {
+    case RW_STAGE_DECODE: return "decode";
+    case RW_STAGE_PARSE: return "parse";
+    case RW_STAGE_TRANSFORM: return "transform";
+    case RW_STAGE_DETECT: return "detect";
+    case RW_STAGE_SINK: return "sink";
+    case RW_STAGE_OVERSIZE: return "oversize";
+    }
+    return "?";
+}
+
+void rw_output_reset(struct rw_output *o)
+{
+    buf_reset(&o->lines);
+    o->n = 0;
+    o->n_dl = 0;
+}
+
+void rw_output_free(struct rw_output *o)
+{
+    buf_free(&o->lines);
+    free(o->meta);
+    free(o->dl);
+    memset(o, 0, sizeof(*o));
+}
+
+int rw_output_deadletter(struct rw_output *o, int32_t input, enum rw_stage stage,
+                         const char *component, const char *fmt, ...)
+{
+    if (o->n_dl == o->cap_dl) {
+        size_t cap = o->cap_dl ? o->cap_dl * 2 : 16;
+        struct rw_deadletter_entry *n = realloc(o->dl, cap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        o->dl = n;
+        o->cap_dl = cap;
+    }
+    struct rw_deadletter_entry *e = &o->dl[o->n_dl++];
+    e->input = input;
+    e->stage = stage;
+    snprintf(e->component, sizeof(e->component), "%s", component ? component : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->reason, sizeof(e->reason), fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
+struct rw_line_meta *rw_output_begin_line(struct rw_output *o, int32_t input)
+{
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 256;
+        struct rw_line_meta *n = realloc(o->meta, cap * sizeof(*n));
+        if (!n)
+            return NULL;
+        o->meta = n;
+        o->cap = cap;
+    }
+    struct rw_line_meta *m = &o->meta[o->n++];
+    *m = (struct rw_line_meta){ .off = o->lines.len, .input = input, .event_time = NAN };
+    return m;
+}
+
+void rw_output_end_line(struct rw_output *o, struct rw_line_meta *m)
+{
+    m->len = o->lines.len - m->off;
+}
+
+int rw_provenance_append_json(struct buf *b, const struct rw_provenance *p)
+{
+    char ts[40];
+    uint64_t usec = p->arrival_time > 0 ? (uint64_t)llround(p->arrival_time * 1e6) : 0;
+    format_iso8601_ms(ts, sizeof(ts), usec);
+    int r = buf_puts(b, "\"_kinesis\":{\"stream\":");
+    r = r ?: buf_put_json_string(b, p->stream.p ? p->stream.p : "", p->stream.len);
+    r = r ?: buf_puts(b, ",\"shard_id\":");
+    r = r ?: buf_put_json_string(b, p->shard_id.p ? p->shard_id.p : "", p->shard_id.len);
+    r = r ?: buf_puts(b, ",\"sequence_number\":");
+    r = r ?: buf_put_json_string(b, p->sequence_number.p ? p->sequence_number.p : "", p->sequence_number.len);
+    r = r ?: buf_printf(b, ",\"sub_sequence_number\":%llu,\"partition_key\":",
+                        (unsigned long long)p->sub_sequence_number);
+    r = r ?: buf_put_json_string(b, p->partition_key.p ? p->partition_key.p : "", p->partition_key.len);
+    r = r ?: buf_printf(b, ",\"arrival_time\":\"%s\"}", ts);
+    return r;
+}
