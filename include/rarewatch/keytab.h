@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/*
+ * A bounded table of per-key state: string keys, fixed-size value slots,
+ * at most max_keys entries. When full, inserting evicts the least recently
+ * used entry (approximated by CLOCK / second chance: each lookup sets a
+ * reference bit, the eviction hand clears bits until it finds an entry not
+ * used since its last pass, so a lookup costs no list relinking and no
+ * extra cache misses). Entries idle longer than idle_usec are removed by
+ * keytab_expire(), which the owner calls on a timer. Evictions and
+ * expirations are counted.
+ *
+ * Layout: one index of (slot, hash tag) pairs, open addressing with linear
+ * probing and backward-shift deletion (no tombstones), at most half full;
+ * one slab of max_keys slots, each holding the key bytes inline and the
+ * value. All memory is allocated in keytab_new(): nothing is allocated
+ * after that.
+ *
+ * Not thread-safe: one owner thread per table.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rarewatch/macro.h"
+
+struct keytab_params {
+    uint32_t max_keys;   /* >= 1 */
+    uint32_t value_size; /* bytes per value slot (zeroed on insert) */
+    uint32_t key_max;    /* longest key accepted, default (0) 64 bytes */
+    int64_t idle_usec;   /* keytab_expire() removes entries idle this long; 0 = never */
+    /* Called with the value of an entry about to be evicted or expired
+     * (e.g. to free what it points to); may be NULL. */
+    void (*on_remove)(void *value, void *userdata);
+    void *userdata;
+};
+
+struct keytab_stats {
+    uint64_t inserts;
+    uint64_t evictions;   /* removed to make room */
+    uint64_t expirations; /* removed by keytab_expire() */
+    uint32_t count;       /* entries now */
+};
+
+struct keytab;
+
+/* 64-bit hash of bytes (also used by detectors for categorical values). */
+uint64_t keytab_hash(const void *p, size_t n) _pure_;
+
+/* NULL on bad params (errno EINVAL) or out of memory. */
+struct keytab *keytab_new(const struct keytab_params *p);
+struct keytab *keytab_free(struct keytab *t);
+
+/* The value of key, inserted (zeroed, *created = true) if absent, evicting
+ * if the table is full; marks it used at now_usec. NULL only when the key
+ * is longer than key_max. The pointer is valid until the next keytab_get()
+ * that inserts, keytab_remove() or keytab_expire(). Values are 16-byte
+ * aligned. */
+void *keytab_get(struct keytab *t, const char *key, size_t len, int64_t now_usec, bool *created);
+/* Lookup only: no insert, no change of recency. */
+void *keytab_find(const struct keytab *t, const char *key, size_t len);
+/* Returns 1 if removed, 0 if absent. on_remove is not called. */
+int keytab_remove(struct keytab *t, const char *key, size_t len);
+/* Remove entries idle for more than idle_usec at now_usec. Examines at most
+ * `budget` entries (0 = all) from where the last call stopped, so a large
+ * table can be swept a slice per tick. Returns the number removed. */
+size_t keytab_expire(struct keytab *t, int64_t now_usec, uint32_t budget);
+
+/* Iterate: start with *pos = 0; returns false at the end. For save. */
+bool keytab_next(const struct keytab *t, uint32_t *pos, const char **key, size_t *len,
+                 void **value, int64_t *last_used_usec);
+
+void keytab_stats(const struct keytab *t, struct keytab_stats *out);
+/* Bytes the table holds, and bytes per key slot (index share included). */
+size_t keytab_memory(const struct keytab *t);
+size_t keytab_bytes_per_key(const struct keytab *t);

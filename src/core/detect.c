@@ -1,0 +1,561 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Shared detector machinery: tail probabilities, score calibration, the
+ * robust location/scale estimator, reason sentences, persistence, and the
+ * two simple numeric detectors (threshold, zscore, quantile).
+ */
+#include "rarewatch/detect.h"
+
+#include <math.h>
+#include <stdio.h>
+
+#include "detect_internal.h"
+
+static const char *const type_names[] = {
+    [DET_THRESHOLD] = "threshold",
+    [DET_ZSCORE] = "zscore",
+    [DET_QUANTILE] = "quantile",
+    [DET_RATE] = "rate",
+    [DET_RARE_CATEGORY] = "rare_category",
+    [DET_RCF] = "rcf",
+    [DET_AUTO] = "auto",
+};
+
+const char *det_type_name(enum det_type t)
+{
+    if ((unsigned)t < ELEMENTSOF(type_names) && type_names[t])
+        return type_names[t];
+    return NULL;
+}
+
+int det_type_from_name(const char *name)
+{
+    for (unsigned i = 0; i < ELEMENTSOF(type_names); i++)
+        if (type_names[i] && streq_ptr(type_names[i], name))
+            return (int)i;
+    return -EINVAL;
+}
+
+/* ---- tail probabilities ---------------------------------------------- */
+
+double det_normal_surprise(double z)
+{
+    z = fabs(z);
+    if (isnan(z))
+        return 0;
+    if (z < 30)
+        return det_clamp_surprise(-log10(erfc(z / M_SQRT2)));
+    if (!isfinite(z))
+        return DET_SURPRISE_MAX;
+    /* Mills-ratio asymptotics: 2Q(z) ~ 2 phi(z)/z (1 - 1/z^2 + 3/z^4). */
+    double z2 = z * z;
+    double ln_p = M_LN2 - 0.5 * z2 - 0.5 * log(2 * M_PI) - log(z) + log1p(-1 / z2 + 3 / (z2 * z2));
+    return det_clamp_surprise(-ln_p / M_LN10);
+}
+
+/* ln of the regularized lower (lower=true) or upper incomplete gamma
+ * function, a > 0, x >= 0. Series below a+1, Lentz continued fraction
+ * above (Numerical Recipes 6.2); computed in logs so tails of 1e-300 and
+ * beyond stay finite. */
+static double ln_gamma_reg(double a, double x, bool lower)
+{
+    if (x <= 0)
+        return lower ? -INFINITY : 0;
+    int sign;
+    if (x < a + 1) {
+        double ap = a, sum = 1 / a, del = sum;
+        for (int i = 0; i < 500; i++) {
+            ap += 1;
+            del *= x / ap;
+            sum += del;
+            if (fabs(del) < fabs(sum) * 1e-15)
+                break;
+        }
+        double ln_p = log(sum) - x + a * log(x) - lgamma_r(a, &sign);
+        if (lower)
+            return ln_p;
+        return ln_p > -1e-300 ? -INFINITY : log1p(-exp(ln_p));
+    }
+    const double tiny = 1e-300;
+    double b = x + 1 - a, c = 1 / tiny, d = 1 / b, h = d;
+    for (int i = 1; i < 500; i++) {
+        double an = -i * (i - a);
+        b += 2;
+        d = an * d + b;
+        if (fabs(d) < tiny)
+            d = tiny;
+        c = b + an / c;
+        if (fabs(c) < tiny)
+            c = tiny;
+        d = 1 / d;
+        double del = d * c;
+        h *= del;
+        if (fabs(del - 1) < 1e-15)
+            break;
+    }
+    double ln_q = log(h) - x + a * log(x) - lgamma_r(a, &sign);
+    if (!lower)
+        return ln_q;
+    return ln_q > -1e-300 ? -INFINITY : log1p(-exp(ln_q));
+}
+
+double det_poisson_upper_surprise(double k, double lambda)
+{
+    if (k <= 0)
+        return 0;
+    /* P(X >= k) = P(k, lambda), the regularized lower gamma. */
+    return det_clamp_surprise(-ln_gamma_reg(k, MAX(lambda, 0.0), true) / M_LN10);
+}
+
+double det_poisson_lower_surprise(double k, double lambda)
+{
+    if (k < 0)
+        return DET_SURPRISE_MAX;
+    /* P(X <= k) = Q(k + 1, lambda), the regularized upper gamma. */
+    return det_clamp_surprise(-ln_gamma_reg(k + 1, MAX(lambda, 0.0), false) / M_LN10);
+}
+
+/* ---- calibration ------------------------------------------------------ */
+
+double det_decay(double half_life)
+{
+    /* A detector instance asks for the same one or two half-lives on every
+     * update; remembering them saves an exp2() per call. Thread-local, so
+     * shard workers need no lock. */
+    static _Thread_local double memo_h[2], memo_d[2];
+    static _Thread_local unsigned memo_next;
+    for (unsigned i = 0; i < 2; i++)
+        if (memo_h[i] == half_life)
+            return memo_d[i];
+    double d = exp2(-1.0 / half_life);
+    memo_h[memo_next] = half_life;
+    memo_d[memo_next] = d;
+    memo_next ^= 1;
+    return d;
+}
+
+void det_calib_params_default(struct det_calib_params *p)
+{
+    *p = (struct det_calib_params){ .half_life = 10000, .min_mass = 10 };
+}
+
+int det_calib_params_check(const struct det_calib_params *p)
+{
+    if (!(p->half_life >= 10) || !(p->min_mass >= 1) || !isfinite(p->min_mass))
+        return -EINVAL;
+    return 0;
+}
+
+/* Bins are uniform in u = log2(1 + s): fine where most surprises fall
+ * (s < 1), and still covering the s of 100+ that a badly fitting model
+ * (a constant series, a quantised one) produces every few samples. */
+static double calib_u(double s) { return log2(1 + s) / DET_CALIB_BIN_WIDTH; }
+static double calib_s(double u) { return exp2(u * DET_CALIB_BIN_WIDTH) - 1; }
+
+double det_calib_surprise(const struct det_calib_params *p, const struct det_calib *c, double s)
+{
+    float tail[DET_CALIB_BINS + 1];
+    tail[DET_CALIB_BINS] = 0;
+    for (int j = DET_CALIB_BINS - 1; j >= 0; j--)
+        tail[j] = tail[j + 1] + c->bin[j];
+    double total = tail[0];
+    if (!(total >= p->min_mass))
+        return s;
+    /* The highest bin edge with enough history above it to trust its tail. */
+    int top = 0;
+    while (top + 1 < DET_CALIB_BINS && tail[top + 1] >= p->min_mass)
+        top++;
+    double s_top = calib_s(top);
+    double u = calib_u(s);
+    if (u < top) {
+        int b = (int)u;
+        double t = tail[b + 1] + c->bin[b] * (b + 1 - u);
+        return det_clamp_surprise(-log10(t / total));
+    }
+    /* Past the data: surprise keeps growing at the rate the data showed up
+     * to there, never faster than the model says. */
+    double s_emp = -log10(tail[top] / total);
+    double slope = s_top > 0 ? MIN(1.0, s_emp / s_top) : 1.0;
+    return det_clamp_surprise(s_emp + slope * (s - s_top));
+}
+
+void det_calib_learn(const struct det_calib_params *p, struct det_calib *c, double s)
+{
+    if (isnan(s))
+        return;
+    float d = (float)det_decay(p->half_life);
+    for (int j = 0; j < DET_CALIB_BINS; j++)
+        c->bin[j] *= d;
+    double u = calib_u(MAX(s, 0.0));
+    c->bin[u >= DET_CALIB_BINS - 1 ? DET_CALIB_BINS - 1 : (int)u] += 1;
+}
+
+void det_finish(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
+                double s_model, bool learning)
+{
+    if (learning) {
+        r->surprise = 0;
+        r->score = 0;
+        r->why = DET_WHY_LEARNING;
+        return;
+    }
+    r->surprise = det_calib_surprise(cp, c, s_model);
+    r->score = det_surprise_to_score(r->surprise);
+    det_calib_learn(cp, c, s_model);
+}
+
+/* ---- robust location / scale ------------------------------------------ */
+
+static double median_of(double *v, unsigned n)
+{
+    /* At most DET_ROBUST_BOOT values: insertion sort beats qsort's calls. */
+    for (unsigned i = 1; i < n; i++) {
+        double x = v[i];
+        unsigned j = i;
+        for (; j > 0 && v[j - 1] > x; j--)
+            v[j] = v[j - 1];
+        v[j] = x;
+    }
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double det_robust_scale(const struct det_robust *r)
+{
+    /* 1.4826 MAD and 1.2533 AAD both estimate sigma for normal data; the
+     * AAD term only matters when more than half the values tie (MAD 0). */
+    return MAX(1.4826 * r->mad, 0.5 * 1.2533 * r->aad);
+}
+
+double det_robust_z(const struct det_robust *r, double x)
+{
+    double d = x - r->median;
+    if (d == 0)
+        return 0;
+    double sc = det_robust_scale(r);
+    double floor = 1e-12 * MAX(fabs(r->median), 1e-300);
+    if (sc <= floor)
+        return d > 0 ? INFINITY : -INFINITY;
+    return d / sc;
+}
+
+void det_robust_learn(struct det_robust *r, double x, double half_life)
+{
+    if (!isfinite(x))
+        return;
+    if (r->n < DET_ROBUST_BOOT) {
+        r->boot[r->n++] = x;
+        double tmp[DET_ROBUST_BOOT];
+        memcpy(tmp, r->boot, r->n * sizeof(double));
+        r->median = median_of(tmp, r->n);
+        double sum = 0;
+        for (unsigned i = 0; i < r->n; i++) {
+            tmp[i] = fabs(r->boot[i] - r->median);
+            sum += tmp[i];
+        }
+        r->mad = median_of(tmp, r->n);
+        r->aad = sum / r->n;
+        return;
+    }
+    r->n++;
+    /* Step size: 1/n while young (a running average), then a fixed
+     * forgetting rate so the estimates follow drift. */
+    double eta = MAX(1.0 / r->n, 1 - det_decay(half_life));
+    double sc = det_robust_scale(r);
+    double d = fabs(x - r->median);
+    /* Sign steps of 1.25 sigma * eta: the Robbins-Monro gain 1/(2 f(median))
+     * for normal data, so the median moves as fast as a mean would but one
+     * wild value moves it no more than an ordinary one. */
+    if (x > r->median)
+        r->median += eta * 1.2533 * sc;
+    else if (x < r->median)
+        r->median -= eta * 1.2533 * sc;
+    /* The MAD in log space: scale-free steps, never negative. */
+    if (r->mad > 0) {
+        if (d > r->mad)
+            r->mad *= exp(0.6 * eta);
+        else if (d < r->mad)
+            r->mad *= exp(-0.6 * eta);
+    } else if (d > 0) {
+        r->mad = eta * d;
+    }
+    /* Winsorised, so the floor stays robust when wild values are common. */
+    r->aad += eta * (MIN(d, 4 * sc) - r->aad);
+}
+
+/* ---- reasons ---------------------------------------------------------- */
+
+static int put_num(struct buf *b, double v)
+{
+    double a = fabs(v);
+    if (a != 0 && (a < 0.01 || a >= 1e9))
+        return buf_printf(b, "%.4g", v);
+    return buf_printf(b, "%.2f", v);
+}
+
+static int put_duration(struct buf *b, double sec)
+{
+    if (sec >= 3600 && fmod(sec, 3600) == 0)
+        return buf_printf(b, "%.0fh", sec / 3600);
+    if (sec >= 60 && fmod(sec, 60) == 0)
+        return buf_printf(b, "%.0fm", sec / 60);
+    return buf_printf(b, "%gs", sec);
+}
+
+static int put_key(struct buf *b, const char *key)
+{
+    if (!key || !*key)
+        return 0;
+    int r = buf_puts(b, " for key ");
+    return r < 0 ? r : buf_put_json_string(b, key, strlen(key));
+}
+
+int det_reason(struct buf *out, enum det_type type, const struct det_result *r,
+               const char *key, const char *field, const char *category)
+{
+    int k = 0;
+    const char *f = field && *field ? field : "value";
+    switch (r->why) {
+    case DET_WHY_NONE:
+    case DET_WHY_LEARNING:
+        k = buf_printf(out, "%s: %s", f, r->why == DET_WHY_LEARNING ? "still learning" : "as expected");
+        break;
+    case DET_WHY_ABOVE:
+    case DET_WHY_BELOW:
+    case DET_WHY_CHANGE:
+    case DET_WHY_SHIFT: {
+        bool up = r->why == DET_WHY_ABOVE || (r->why != DET_WHY_BELOW && r->value >= r->expected);
+        const char *what = type == DET_ZSCORE ? "mean" : type == DET_THRESHOLD ? "limit"
+                                                                            : "median";
+        k = buf_printf(out, "%s ", f);
+        if (k >= 0)
+            k = put_num(out, r->value);
+        if (k >= 0)
+            k = buf_puts(out, r->why == DET_WHY_CHANGE ? " jumped by "
+                              : r->why == DET_WHY_SHIFT ? " continues a shift: " : " is ");
+        if (k < 0)
+            break;
+        if (r->why == DET_WHY_CHANGE) {
+            k = buf_printf(out, "%+.2f from ", r->value - r->expected);
+            if (k >= 0)
+                k = put_num(out, r->expected);
+            if (k >= 0 && r->scale > 0)
+                k = buf_printf(out, " (%.1fσ of usual changes)",
+                               fabs(r->value - r->expected) / r->scale);
+            break;
+        }
+        if (type == DET_THRESHOLD)
+            k = buf_printf(out, "%s the %s ", up ? "above" : "below", what);
+        else if (r->scale > 0 && isfinite(r->scale))
+            k = buf_printf(out, "%.1fσ %s the %s ", fabs(r->value - r->expected) / r->scale,
+                           up ? "above" : "below", what);
+        else
+            k = buf_printf(out, "%s the constant %s ", up ? "above" : "below", what);
+        if (k >= 0)
+            k = put_num(out, r->expected);
+        break;
+    }
+    case DET_WHY_RATE_HIGH:
+    case DET_WHY_RATE_LOW:
+        k = buf_printf(out, "%s%s%.0f event%s in ", field ? field : "", field && *field ? ": " : "", r->value,
+                       r->value == 1 ? "" : "s");
+        if (k >= 0)
+            k = put_duration(out, r->interval);
+        if (k >= 0)
+            k = buf_printf(out, " vs %.1f expected", r->expected);
+        break;
+    case DET_WHY_NEW_CATEGORY:
+    case DET_WHY_RARE_CATEGORY:
+        k = buf_printf(out, "%s ", f);
+        if (k >= 0)
+            k = buf_put_json_string(out, category ? category : "", category ? strlen(category) : 0);
+        if (k >= 0) {
+            if (r->why == DET_WHY_NEW_CATEGORY)
+                k = buf_puts(out, " first seen");
+            else
+                k = buf_printf(out, " is rare (%.2g%% of recent values)", 100 * r->value);
+        }
+        break;
+    case DET_WHY_OUTLIER:
+        k = buf_printf(out, "%s: unusual combination (rcf score %.2f)", f, r->raw);
+        break;
+    }
+    if (k >= 0)
+        k = put_key(out, key);
+    return k < 0 ? k : 0;
+}
+
+/* ---- threshold -------------------------------------------------------- */
+
+void det_threshold_params_default(struct det_threshold_params *p)
+{
+    *p = (struct det_threshold_params){ .above = INFINITY, .below = -INFINITY };
+}
+
+int det_threshold_params_check(const struct det_threshold_params *p)
+{
+    if (isnan(p->above) || isnan(p->below) || p->below > p->above)
+        return -EINVAL;
+    return 0;
+}
+
+void det_threshold_eval(const struct det_threshold_params *p, double x, struct det_result *r)
+{
+    *r = (struct det_result){ .value = x, .why = DET_WHY_NONE };
+    if (x > p->above) {
+        *r = (struct det_result){ .value = x, .expected = p->above, .raw = x - p->above,
+                                  .why = DET_WHY_ABOVE };
+    } else if (x < p->below) {
+        *r = (struct det_result){ .value = x, .expected = p->below, .raw = p->below - x,
+                                  .why = DET_WHY_BELOW };
+    } else {
+        return;
+    }
+    r->score = 1;
+    r->surprise = DET_SURPRISE_MAX;
+    r->alert = true;
+}
+
+/* ---- zscore ----------------------------------------------------------- */
+
+void det_zscore_params_default(struct det_zscore_params *p)
+{
+    *p = (struct det_zscore_params){ .half_life = 200, .threshold = 4, .min_samples = 30 };
+    det_calib_params_default(&p->calib);
+}
+
+int det_zscore_params_check(const struct det_zscore_params *p)
+{
+    if (!(p->half_life >= 1) || p->half_life_usec < 0 || !(p->threshold > 0) ||
+        !(p->min_score >= 0 && p->min_score <= 1))
+        return -EINVAL;
+    return det_calib_params_check(&p->calib);
+}
+
+void det_zscore_update(const struct det_zscore_params *p, struct det_zscore_state *s,
+                       double x, int64_t ts_usec, struct det_result *r)
+{
+    *r = (struct det_result){ .value = x };
+    if (!isfinite(x))
+        return;
+    double decay;
+    if (p->half_life_usec > 0) {
+        /* Time-based: history loses half its weight per half_life_usec of
+         * event time; out-of-order events decay nothing. */
+        int64_t dt = s->n ? ts_usec - s->last_ts : 0;
+        decay = dt > 0 ? exp2(-(double)dt / (double)p->half_life_usec) : 1;
+        if (!s->n || ts_usec > s->last_ts)
+            s->last_ts = ts_usec;
+    } else {
+        decay = det_decay(p->half_life);
+    }
+    double sd = s->weight > 0 ? sqrt(s->m2 / s->weight) : 0;
+    double d = x - s->mean;
+    double z = d == 0 ? 0 : sd > 1e-12 * MAX(fabs(s->mean), 1e-300) ? d / sd : copysign(INFINITY, d);
+    r->raw = z;
+    r->expected = s->mean;
+    r->scale = sd;
+    bool learning = s->n < MAX(p->min_samples, 2u);
+    det_finish(r, &p->calib, &s->calib, det_normal_surprise(z), learning);
+    if (!learning) {
+        r->why = z >= 0 ? DET_WHY_ABOVE : DET_WHY_BELOW;
+        r->alert = fabs(z) >= p->threshold && r->score >= p->min_score;
+    }
+    /* West's weighted update with exponentially decayed weights. */
+    s->weight = s->weight * decay + 1;
+    s->mean += d / s->weight;
+    s->m2 = s->m2 * decay + d * (x - s->mean);
+    s->n++;
+}
+
+/* ---- quantile --------------------------------------------------------- */
+
+void det_quantile_params_default(struct det_quantile_params *p)
+{
+    *p = (struct det_quantile_params){ .half_life = 500, .threshold = 5, .min_samples = 30 };
+    det_calib_params_default(&p->calib);
+}
+
+int det_quantile_params_check(const struct det_quantile_params *p)
+{
+    if (!(p->half_life >= 8) || !(p->threshold > 0) || p->min_samples < DET_ROBUST_BOOT ||
+        !(p->min_score >= 0 && p->min_score <= 1))
+        return -EINVAL;
+    return det_calib_params_check(&p->calib);
+}
+
+void det_quantile_update(const struct det_quantile_params *p, struct det_quantile_state *s,
+                         double x, struct det_result *r)
+{
+    *r = (struct det_result){ .value = x };
+    if (!isfinite(x))
+        return;
+    double z = det_robust_z(&s->r, x);
+    r->raw = z;
+    r->expected = s->r.median;
+    r->scale = det_robust_scale(&s->r);
+    bool learning = s->r.n < p->min_samples;
+    det_finish(r, &p->calib, &s->calib, det_normal_surprise(z), learning);
+    if (!learning) {
+        r->why = z >= 0 ? DET_WHY_ABOVE : DET_WHY_BELOW;
+        r->alert = fabs(z) >= p->threshold && r->score >= p->min_score;
+    }
+    det_robust_learn(&s->r, x, p->half_life);
+}
+
+/* ---- persistence ------------------------------------------------------ */
+
+#define DET_STATE_MAGIC UINT32_C(0x53445752) /* "RWDS" */
+#define DET_STATE_VERSION 1
+
+struct det_state_header {
+    uint32_t magic;
+    uint8_t version;
+    uint8_t type;
+    uint16_t reserved;
+    uint32_t size;
+};
+
+size_t det_state_size(enum det_type t)
+{
+    switch (t) {
+    case DET_THRESHOLD: return 0;
+    case DET_ZSCORE: return sizeof(struct det_zscore_state);
+    case DET_QUANTILE: return sizeof(struct det_quantile_state);
+    case DET_RATE: return sizeof(struct det_rate_state);
+    case DET_RARE_CATEGORY: return sizeof(struct det_category_state);
+    case DET_AUTO: return sizeof(struct det_auto_state);
+    case DET_RCF: return 0; /* the forest has its own rcf_save() */
+    }
+    return 0;
+}
+
+int det_state_save(enum det_type t, const void *state, struct buf *out)
+{
+    if (!det_type_name(t))
+        return -EINVAL;
+    size_t n = det_state_size(t);
+    struct det_state_header h = { .magic = DET_STATE_MAGIC, .version = DET_STATE_VERSION,
+                                  .type = (uint8_t)t, .size = (uint32_t)n };
+    int r = buf_append(out, &h, sizeof(h));
+    if (r < 0)
+        return r;
+    return n ? buf_append(out, state, n) : 0;
+}
+
+int det_state_load(enum det_type t, void *state, const void *data, size_t len)
+{
+    struct det_state_header h;
+    size_t n = det_state_size(t);
+    if (!det_type_name(t) || len < sizeof(h))
+        return -EINVAL;
+    memcpy(&h, data, sizeof(h));
+    if (h.magic != DET_STATE_MAGIC || h.type != (uint8_t)t)
+        return -EINVAL;
+    if (h.version > DET_STATE_VERSION)
+        return -EPROTO;
+    if (h.size != n || len - sizeof(h) < n)
+        return -EINVAL;
+    if (n)
+        memcpy(state, (const char *)data + sizeof(h), n);
+    return (int)(sizeof(h) + n);
+}

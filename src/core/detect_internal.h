@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/* Helpers shared by the detector files; not part of the public API. */
+#include <math.h>
+
+#include "rarewatch/detect.h"
+
+/* Surprises are capped so scores, sums and saved states stay finite. */
+#define DET_SURPRISE_MAX 300.0
+
+static inline double det_clamp_surprise(double s)
+{
+    if (!(s > 0))
+        return 0;
+    return s < DET_SURPRISE_MAX ? s : DET_SURPRISE_MAX;
+}
+
+static inline double det_surprise_to_score(double s) { return -expm1(-s * M_LN10); }
+
+/* 2^(-1/half_life): the per-step weight kept by an exponential decay. */
+double det_decay(double half_life);
+int det_calib_params_check(const struct det_calib_params *p);
+/* Calibrate s_model into r->surprise / r->score and learn it; while
+ * learning, the score is 0 and the calibrator learns nothing (the model's
+ * first surprises are inflated by its own inexperience). */
+void det_finish(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
+                double s_model, bool learning);
+
+double det_robust_scale(const struct det_robust *r);
+double det_robust_z(const struct det_robust *r, double x);
+void det_robust_learn(struct det_robust *r, double x, double half_life);

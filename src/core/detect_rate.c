@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * rate: events per key per interval against a learned baseline.
+ *
+ * Counts are modelled as quasi-Poisson: an EW mean (optionally times an
+ * hour-of-day factor) and an EW variance; when the counts are overdispersed
+ * (variance phi times the mean) both count and mean are divided by phi
+ * before the Poisson tail is taken, which is the usual quasi-likelihood
+ * treatment and keeps bursty keys from alerting on every burst.
+ */
+#include <math.h>
+
+#include "detect_internal.h"
+
+/* Closing more empty intervals than this one by one would let an idle key
+ * cost O(idle time); past it the remaining empty intervals are folded in
+ * closed form (their drop alerts were already given by the first ones). */
+#define RATE_MAX_CLOSE 64
+
+void det_rate_params_default(struct det_rate_params *p)
+{
+    *p = (struct det_rate_params){ .interval_usec = 60 * USEC_PER_SEC, .half_life = 60,
+                                   .min_score = 0.9999, .min_intervals = 10, .min_expected = 3 };
+    det_calib_params_default(&p->calib);
+}
+
+int det_rate_params_check(const struct det_rate_params *p)
+{
+    if (p->interval_usec < (int64_t)USEC_PER_MSEC || !(p->half_life >= 1) ||
+        !(p->min_score >= 0 && p->min_score <= 1) || !(p->min_expected >= 0))
+        return -EINVAL;
+    return det_calib_params_check(&p->calib);
+}
+
+static int64_t interval_of(const struct det_rate_params *p, int64_t ts)
+{
+    /* Floor division: timestamps before 1970 still land in whole intervals. */
+    int64_t q = ts / p->interval_usec;
+    return (ts % p->interval_usec < 0) ? q - 1 : q;
+}
+
+static double hour_factor(const struct det_rate_params *p, const struct det_rate_state *s,
+                          int64_t idx, unsigned *hour)
+{
+    if (!p->daily)
+        return 1;
+    int64_t sec = idx * p->interval_usec / (int64_t)USEC_PER_SEC;
+    int64_t h = (sec / 3600) % 24;
+    *hour = (unsigned)(h < 0 ? h + 24 : h);
+    return s->hour[*hour] > 0 ? s->hour[*hour] : 1;
+}
+
+static double expected_count(const struct det_rate_params *p, const struct det_rate_state *s,
+                             int64_t idx)
+{
+    unsigned h = 0;
+    return s->mean * hour_factor(p, s, idx, &h);
+}
+
+static double dispersion(const struct det_rate_state *s)
+{
+    return s->mean > 0 ? MAX(1.0, s->var / s->mean) : 1.0;
+}
+
+/* Model surprise of `count` in one interval, signed by direction. */
+static double rate_surprise(const struct det_rate_params *p, const struct det_rate_state *s,
+                            double count, double expected, bool upper_only, bool *high)
+{
+    double phi = dispersion(s);
+    /* A key that was never active expects a little, not nothing: one event
+     * on a silent key is news, but not infinitely so. */
+    double lam = MAX(expected, 0.05) / phi, k = count / phi;
+    double up = det_poisson_upper_surprise(k, lam);
+    double down = upper_only || expected < p->min_expected ? 0 : det_poisson_lower_surprise(k, lam);
+    *high = up >= down;
+    /* Two-sided: the smaller tail, doubled. */
+    return det_clamp_surprise(MAX(up, down) - (upper_only ? 0 : log10(2.0)));
+}
+
+static void fill(const struct det_rate_params *p, struct det_rate_state *s, double count,
+                 double expected, bool closing, struct det_result *r)
+{
+    bool high;
+    double sm = rate_surprise(p, s, count, expected, !closing, &high);
+    *r = (struct det_result){ .value = count, .expected = expected, .raw = sm,
+                              .scale = sqrt(dispersion(s) * MAX(expected, 0.0)),
+                              .interval = (double)p->interval_usec / (double)USEC_PER_SEC };
+    bool learning = s->n < p->min_intervals;
+    if (closing) {
+        det_finish(r, &p->calib, &s->calib, sm, learning);
+    } else if (learning) {
+        r->why = DET_WHY_LEARNING;
+    } else {
+        /* The open interval is judged but not learned: it is learned once,
+         * when it closes. */
+        r->surprise = det_calib_surprise(&p->calib, &s->calib, sm);
+        r->score = det_surprise_to_score(r->surprise);
+    }
+    if (!learning) {
+        r->why = high ? DET_WHY_RATE_HIGH : DET_WHY_RATE_LOW;
+        r->alert = r->score >= p->min_score;
+    }
+}
+
+static void learn(const struct det_rate_params *p, struct det_rate_state *s, double count,
+                  int64_t idx)
+{
+    unsigned h = 0;
+    double f = hour_factor(p, s, idx, &h);
+    double eta = MAX(1.0 / (s->n + 1), 1 - det_decay(p->half_life));
+    double x = count / f;
+    /* Winsorised at 4 sd: one burst must not inflate the variance so much
+     * that the drop after it (a burst then an outage) goes unnoticed. */
+    double lim = 4 * sqrt(MAX(MAX(s->var, s->mean), 1.0));
+    double d = s->n ? CLAMP(x - s->mean, -lim, lim) : x - s->mean;
+    s->mean += eta * d;
+    s->var = (1 - eta) * (s->var + eta * d * d);
+    if (p->daily && s->mean > 0) {
+        /* Hour factors move slowly (each hour is seen once a day) and only
+         * once a level exists to compare with. */
+        double ratio = count / s->mean;
+        float cur = s->hour[h] > 0 ? s->hour[h] : 1.0f;
+        s->hour[h] = (float)MAX(0.01, cur + 0.05 * (ratio - cur));
+    }
+    s->n++;
+}
+
+static int advance(const struct det_rate_params *p, struct det_rate_state *s, int64_t idx,
+                   struct det_result *closed)
+{
+    if (!s->started) {
+        s->started = 1;
+        s->cur = idx;
+        s->count = 0;
+        return 0;
+    }
+    int nclosed = 0;
+    struct det_result r;
+    while (s->cur < idx && nclosed < RATE_MAX_CLOSE) {
+        fill(p, s, s->count, expected_count(p, s, s->cur), true, &r);
+        if (closed && (nclosed == 0 || r.score > closed->score))
+            *closed = r;
+        learn(p, s, s->count, s->cur);
+        s->count = 0;
+        s->cur++;
+        nclosed++;
+    }
+    if (s->cur < idx) {
+        /* k more empty intervals: mean and variance decay geometrically. */
+        double k = (double)(idx - s->cur);
+        double keep = exp2(-k / p->half_life);
+        s->mean *= keep;
+        s->var *= keep;
+        s->n += (uint32_t)MIN(k, (double)(UINT32_MAX - s->n));
+        s->cur = idx;
+    }
+    return nclosed;
+}
+
+int det_rate_add(const struct det_rate_params *p, struct det_rate_state *s, int64_t ts_usec,
+                 uint32_t n, struct det_result *closed, struct det_result *running)
+{
+    int64_t idx = interval_of(p, ts_usec);
+    int nclosed = advance(p, s, idx, closed);
+    s->count += n;
+    if (running)
+        fill(p, s, s->count, expected_count(p, s, s->cur), false, running);
+    return nclosed;
+}
+
+int det_rate_tick(const struct det_rate_params *p, struct det_rate_state *s, int64_t now_usec,
+                  struct det_result *closed)
+{
+    if (!s->started)
+        return 0;
+    return advance(p, s, interval_of(p, now_usec), closed);
+}

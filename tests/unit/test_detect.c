@@ -1,0 +1,419 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "rarewatch/detect.h"
+#include "tap.h"
+
+/* Deterministic noise: the tests must not depend on libc's rand(). */
+static uint64_t rng_state;
+static double uniform(void)
+{
+    rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return ((rng_state >> 11) + 0.5) / 9007199254740992.0;
+}
+static double gauss(void) { return sqrt(-2 * log(uniform())) * cos(2 * M_PI * uniform()); }
+
+TEST(normal_surprise_matches_known_tails)
+{
+    CHECK_NEAR(det_normal_surprise(0), 0, 1e-12);
+    CHECK_NEAR(det_normal_surprise(1.959963985), -log10(0.05), 1e-6);
+    CHECK_NEAR(det_normal_surprise(-3.290526731), -log10(0.001), 1e-6);
+    /* The asymptotic branch joins the erfc branch without a step. */
+    double below = det_normal_surprise(29.999), above = det_normal_surprise(30.001);
+    CHECK(above > below);
+    CHECK_NEAR(above - below, 0.002 * 30 / M_LN10, 0.001);
+    CHECK(det_normal_surprise(INFINITY) >= 300);
+    CHECK(det_normal_surprise(NAN) == 0);
+}
+
+TEST(poisson_tails_match_direct_sums)
+{
+    /* P(X >= 1 | 1) = 1 - e^-1 */
+    CHECK_NEAR(det_poisson_upper_surprise(1, 1), -log10(1 - exp(-1)), 1e-9);
+    /* P(X <= 0 | 5) = e^-5 */
+    CHECK_NEAR(det_poisson_lower_surprise(0, 5), 5 / M_LN10, 1e-9);
+    for (double lambda = 0.5; lambda < 200; lambda *= 3) {
+        double pmf = exp(-lambda), cdf = 0;
+        for (int k = 0; k < 400; k++) {
+            cdf += pmf;
+            double upper = 1 - cdf + pmf; /* P(X >= k) */
+            if (cdf > 1e-12 && cdf < 0.999)
+                CHECK_NEAR(det_poisson_lower_surprise(k, lambda), -log10(cdf), 1e-6);
+            if (upper > 1e-6 && upper < 0.999)
+                CHECK_NEAR(det_poisson_upper_surprise(k, lambda), -log10(upper), 1e-6);
+            pmf *= lambda / (k + 1);
+        }
+    }
+    /* Far tails stay finite and ordered. */
+    double s1 = det_poisson_upper_surprise(50, 2), s2 = det_poisson_upper_surprise(60, 2);
+    CHECK(s1 > 40 && s2 > s1);
+    CHECK(det_poisson_upper_surprise(5000, 2) == 300);
+}
+
+TEST(calibration_is_model_until_history_then_empirical)
+{
+    struct det_calib_params p;
+    det_calib_params_default(&p);
+    struct det_calib c = { 0 };
+    CHECK_NEAR(det_calib_surprise(&p, &c, 2.5), 2.5, 0);
+    /* A model that says "1e-3" on every tenth sample is 10x too confident. */
+    for (int i = 0; i < 5000; i++)
+        det_calib_learn(&p, &c, i % 10 == 0 ? 3.0 : 0.1);
+    CHECK_NEAR(det_calib_surprise(&p, &c, 3.0), 1.0, 0.15);
+    CHECK(det_calib_surprise(&p, &c, 0.0) < 0.01);
+    /* Beyond the history it keeps rising, monotonically. */
+    double prev = 0;
+    for (double s = 0; s < 50; s += 0.25) {
+        double cs = det_calib_surprise(&p, &c, s);
+        CHECK(cs >= prev);
+        prev = cs;
+    }
+    CHECK(det_calib_surprise(&p, &c, 20) > 3);
+}
+
+TEST(threshold_bounds)
+{
+    struct det_threshold_params p;
+    det_threshold_params_default(&p);
+    p.above = 100;
+    CHECK_INT(det_threshold_params_check(&p), 0);
+    struct det_result r;
+    det_threshold_eval(&p, 50, &r);
+    CHECK(!r.alert && r.score == 0);
+    det_threshold_eval(&p, 150, &r);
+    CHECK(r.alert && r.score == 1 && r.why == DET_WHY_ABOVE);
+    CHECK_NEAR(r.raw, 50, 0);
+    p.below = 200;
+    CHECK_INT(det_threshold_params_check(&p), -EINVAL);
+}
+
+TEST(zscore_alerts_on_outlier_not_on_noise)
+{
+    struct det_zscore_params p;
+    det_zscore_params_default(&p);
+    struct det_zscore_state s = { 0 };
+    struct det_result r;
+    rng_state = 1;
+    unsigned alerts = 0;
+    for (int i = 0; i < 2000; i++) {
+        det_zscore_update(&p, &s, 50 + 2 * gauss(), 0, &r);
+        if (i < 29)
+            CHECK(r.why == DET_WHY_LEARNING && r.score == 0);
+        alerts += r.alert;
+    }
+    CHECK(alerts <= 2);
+    det_zscore_update(&p, &s, 50 + 2 * 9, 0, &r);
+    CHECK(r.alert);
+    CHECK(r.score > 0.999);
+    CHECK_NEAR(r.expected, 50, 0.5);
+    CHECK_NEAR(r.scale, 2, 0.3);
+    CHECK_NEAR(r.raw, 9, 1.5);
+    CHECK(r.why == DET_WHY_ABOVE);
+}
+
+TEST(zscore_time_half_life_forgets_by_event_time)
+{
+    struct det_zscore_params p;
+    det_zscore_params_default(&p);
+    p.half_life_usec = 60 * 1000000LL;
+    struct det_zscore_state s = { 0 };
+    struct det_result r;
+    int64_t ts = 0;
+    for (int i = 0; i < 100; i++, ts += 1000000)
+        det_zscore_update(&p, &s, 10, ts, &r);
+    CHECK_NEAR(s.mean, 10, 1e-9);
+    /* Twenty half-lives later the old level weighs ~1e-6 of what it did. */
+    ts += 1200 * 1000000LL;
+    det_zscore_update(&p, &s, 20, ts, &r);
+    CHECK(s.mean > 19.9);
+    /* Same timestamp: no decay, a plain average of the two. */
+    double w = s.weight;
+    det_zscore_update(&p, &s, 20, ts, &r);
+    CHECK_NEAR(s.weight, w + 1, 1e-12);
+}
+
+TEST(quantile_is_robust_to_heavy_tails)
+{
+    struct det_quantile_params p;
+    det_quantile_params_default(&p);
+    struct det_quantile_state s = { 0 };
+    struct det_result r;
+    rng_state = 7;
+    unsigned alerts = 0;
+    for (int i = 0; i < 5000; i++) {
+        double x = 100 + 5 * gauss();
+        if (i % 50 == 0)
+            x = 1e6; /* wild values that would wreck a mean */
+        det_quantile_update(&p, &s, x, &r);
+        if (i > 1000 && i % 50)
+            alerts += r.alert;
+    }
+    CHECK_NEAR(s.r.median, 100, 1.0);
+    CHECK_NEAR(1.4826 * s.r.mad, 5, 1.0);
+    CHECK(alerts <= 3);
+    det_quantile_update(&p, &s, 160, &r);
+    CHECK(r.alert && r.why == DET_WHY_ABOVE);
+    det_quantile_update(&p, &s, 40, &r);
+    CHECK(r.alert && r.why == DET_WHY_BELOW);
+}
+
+#define MIN_US (60 * 1000000LL)
+
+TEST(rate_spike_drop_and_silence)
+{
+    struct det_rate_params p;
+    det_rate_params_default(&p);
+    struct det_rate_state s = { 0 };
+    struct det_result closed, running;
+    rng_state = 3;
+    int64_t t0 = 1700000000LL * 1000000;
+    unsigned alerts = 0;
+    for (int m = 0; m < 200; m++) {
+        int n = 8 + (int)(5 * uniform());
+        for (int e = 0; e < n; e++) {
+            int k = det_rate_add(&p, &s, t0 + m * MIN_US + e * 1000, 1, &closed, &running);
+            if (k && m > 20)
+                alerts += closed.alert;
+        }
+    }
+    CHECK(alerts == 0);
+    CHECK_NEAR(s.mean, 10, 1.5);
+    /* A burst: the running score alerts before the minute is over. */
+    int64_t t = t0 + 200 * MIN_US;
+    bool early = false;
+    for (int e = 0; e < 40; e++) {
+        det_rate_add(&p, &s, t + e * 1000, 1, &closed, &running);
+        early |= running.alert;
+    }
+    CHECK(early);
+    CHECK(running.why == DET_WHY_RATE_HIGH);
+    /* Then silence: ticking closes the burst minute and the empty one. */
+    CHECK_INT(det_rate_tick(&p, &s, t + 2 * MIN_US, &closed), 2);
+    CHECK(closed.alert);
+    CHECK(closed.why == DET_WHY_RATE_HIGH);
+    CHECK_NEAR(closed.value, 40, 0);
+    CHECK_INT(det_rate_tick(&p, &s, t + 3 * MIN_US, &closed), 1);
+    CHECK(closed.alert);
+    CHECK(closed.why == DET_WHY_RATE_LOW);
+    CHECK_NEAR(closed.value, 0, 0);
+    _cleanup_buf_ struct buf b = BUF_INIT;
+    CHECK_INT(det_reason(&b, DET_RATE, &closed, "shop-7", "orders", NULL), 0);
+    CHECK_CONTAINS(b.data, "orders: 0 events in 1m vs ");
+    CHECK_CONTAINS(b.data, "expected for key \"shop-7\"");
+    /* A year of silence costs a bounded number of steps. */
+    CHECK_INT(det_rate_tick(&p, &s, t + 365 * 24 * 60 * MIN_US, &closed), 64);
+    CHECK_INT(det_rate_tick(&p, &s, t + 365 * 24 * 60 * MIN_US, &closed), 0);
+}
+
+TEST(rare_category_first_seen_and_rare)
+{
+    struct det_category_params p;
+    det_category_params_default(&p);
+    struct det_category_state s = { 0 };
+    struct det_result r;
+    static const char *const usual[] = { "US", "DE", "FR", "GB" };
+    unsigned alerts = 0;
+    rng_state = 11;
+    for (int i = 0; i < 3000; i++) {
+        const char *v = usual[(int)(uniform() * 4)];
+        det_category_update(&p, &s, v, strlen(v), &r);
+        if (i < 100)
+            CHECK(r.why == DET_WHY_LEARNING);
+        alerts += r.alert;
+    }
+    CHECK(alerts == 0);
+    det_category_update(&p, &s, "RU", 2, &r);
+    CHECK(r.alert);
+    CHECK(r.why == DET_WHY_NEW_CATEGORY);
+    _cleanup_buf_ struct buf b = BUF_INIT;
+    CHECK_INT(det_reason(&b, DET_RARE_CATEGORY, &r, "", "country", "RU"), 0);
+    CHECK_STR(b.data, "country \"RU\" first seen");
+    /* Seen once: no longer new, still rare, but less surprising. */
+    double first = r.surprise;
+    det_category_update(&p, &s, "RU", 2, &r);
+    CHECK(r.why == DET_WHY_RARE_CATEGORY);
+    CHECK(r.surprise < first);
+    det_category_update(&p, &s, "US", 2, &r);
+    CHECK(!r.alert);
+    CHECK(r.value > 0.2);
+}
+
+TEST(rare_category_many_equally_rare_values_do_not_alert)
+{
+    struct det_category_params p;
+    det_category_params_default(&p);
+    struct det_category_state s = { 0 };
+    struct det_result r;
+    unsigned alerts = 0;
+    char v[32];
+    /* Session ids: every value is new, so new values are not news. */
+    for (int i = 0; i < 5000; i++) {
+        int n = snprintf(v, sizeof(v), "session-%d", i);
+        det_category_update(&p, &s, v, (size_t)n, &r);
+        if (i > 500)
+            alerts += r.alert;
+    }
+    CHECK(alerts < 10);
+}
+
+TEST(auto_catches_spike_and_level_shift)
+{
+    struct det_auto_params p;
+    det_auto_params_default(&p);
+    struct det_auto_state s = { 0 };
+    struct det_result r;
+    rng_state = 5;
+    unsigned alerts = 0;
+    for (int i = 0; i < 3000; i++) {
+        det_auto_update(&p, &s, 1000 + 30 * gauss(), &r);
+        alerts += r.alert;
+    }
+    CHECK(alerts <= 2);
+    det_auto_update(&p, &s, 1400, &r);
+    CHECK(r.alert);
+    _cleanup_buf_ struct buf b = BUF_INIT;
+    CHECK_INT(det_reason(&b, DET_AUTO, &r, "i-123", "latency_ms", NULL), 0);
+    CHECK_CONTAINS(b.data, "latency_ms 1400.00 ");
+    /* A step of 4 sigma is caught within a few samples. */
+    bool caught = false;
+    for (int i = 0; i < 10; i++) {
+        det_auto_update(&p, &s, 1120 + 30 * gauss(), &r);
+        caught |= r.alert;
+    }
+    CHECK(caught);
+}
+
+TEST(auto_constant_series_then_change)
+{
+    struct det_auto_params p;
+    det_auto_params_default(&p);
+    struct det_auto_state s = { 0 };
+    struct det_result r;
+    for (int i = 0; i < 500; i++) {
+        det_auto_update(&p, &s, 42, &r);
+        CHECK(!r.alert);
+        CHECK(isfinite(r.score));
+    }
+    det_auto_update(&p, &s, 43, &r);
+    CHECK(r.alert);
+    CHECK(r.score <= 1 && r.score >= 0);
+}
+
+TEST(reason_sentences)
+{
+    _cleanup_buf_ struct buf b = BUF_INIT;
+    struct det_result r = { .value = 4812.5, .expected = 52.1, .scale = 755.6, .why = DET_WHY_ABOVE };
+    CHECK_INT(det_reason(&b, DET_ZSCORE, &r, NULL, "amount", NULL), 0);
+    CHECK_STR(b.data, "amount 4812.50 is 6.3σ above the mean 52.10");
+    buf_reset(&b);
+    r = (struct det_result){ .value = 12, .expected = 2.1, .interval = 60, .why = DET_WHY_RATE_HIGH };
+    CHECK_INT(det_reason(&b, DET_RATE, &r, NULL, "", NULL), 0);
+    CHECK_STR(b.data, "12 events in 1m vs 2.1 expected");
+    buf_reset(&b);
+    r = (struct det_result){ .value = 3, .expected = 10, .scale = 0.5, .why = DET_WHY_CHANGE };
+    CHECK_INT(det_reason(&b, DET_AUTO, &r, "k", "temp", NULL), 0);
+    CHECK_STR(b.data, "temp 3.00 jumped by -7.00 from 10.00 (14.0σ of usual changes) for key \"k\"");
+}
+
+/* Feed the first half, save, load into a fresh state, feed the rest: the
+ * scores must equal an uninterrupted run's bit for bit. */
+#define RESUME_N 4000
+static double series(int i)
+{
+    return 100 + 10 * sin(i / 50.0) + (i % 97 == 0 ? 80 : 0) + ((i * 7919) % 13) * 0.37;
+}
+
+static void run_one(enum det_type t, void *st, int i, struct det_result *r)
+{
+    static struct det_zscore_params zp;
+    static struct det_quantile_params qp;
+    static struct det_rate_params rp;
+    static struct det_category_params cp;
+    static struct det_auto_params ap;
+    det_zscore_params_default(&zp);
+    zp.half_life_usec = 30 * 1000000LL;
+    det_quantile_params_default(&qp);
+    det_rate_params_default(&rp);
+    rp.daily = true;
+    det_category_params_default(&cp);
+    det_auto_params_default(&ap);
+    double x = series(i);
+    int64_t ts = 1700000000LL * 1000000 + (int64_t)i * 7000000;
+    char v[8];
+    switch (t) {
+    case DET_ZSCORE: det_zscore_update(&zp, st, x, ts, r); break;
+    case DET_QUANTILE: det_quantile_update(&qp, st, x, r); break;
+    case DET_AUTO: det_auto_update(&ap, st, x, r); break;
+    case DET_RATE:
+        *r = (struct det_result){ 0 };
+        det_rate_add(&rp, st, ts, (uint32_t)(i % 5 + (i % 700 == 0 ? 100 : 0)), r, NULL);
+        break;
+    case DET_RARE_CATEGORY: {
+        int n = snprintf(v, sizeof(v), "c%d", i % 500 == 499 ? 100 + i / 500 : (i * i) % 23 % 19);
+        det_category_update(&cp, st, v, (size_t)n, r);
+        break;
+    }
+    default: abort();
+    }
+}
+
+TEST(save_load_resumes_bit_identically)
+{
+    static const enum det_type types[] = { DET_ZSCORE, DET_QUANTILE, DET_RATE, DET_RARE_CATEGORY,
+                                           DET_AUTO };
+    for (unsigned k = 0; k < ELEMENTSOF(types); k++) {
+        enum det_type t = types[k];
+        size_t sz = det_state_size(t);
+        CHECK(sz > 0 && sz <= 512);
+        void *a = calloc(1, sz), *b = calloc(1, sz);
+        double *ref = calloc(RESUME_N, sizeof(double));
+        struct det_result r;
+        for (int i = 0; i < RESUME_N; i++) {
+            run_one(t, a, i, &r);
+            ref[i] = r.score;
+        }
+        memset(a, 0, sz);
+        for (int i = 0; i < RESUME_N / 2; i++)
+            run_one(t, a, i, &r);
+        _cleanup_buf_ struct buf saved = BUF_INIT;
+        CHECK_INT(det_state_save(t, a, &saved), 0);
+        CHECK_INT(det_state_load(t, b, saved.data, saved.len), (long long)saved.len);
+        unsigned mismatches = 0, alerts = 0;
+        for (int i = RESUME_N / 2; i < RESUME_N; i++) {
+            run_one(t, b, i, &r);
+            mismatches += memcmp(&r.score, &ref[i], sizeof(double)) != 0;
+            alerts += r.score > 0.99;
+        }
+        printf("# %s: %u mismatches, %u scores > 0.99\n", det_type_name(t), mismatches, alerts);
+        CHECK_INT(mismatches, 0);
+        /* The comparison is only worth something if the scores move. */
+        CHECK(alerts > 0);
+        free(a);
+        free(b);
+        free(ref);
+    }
+}
+
+TEST(load_rejects_bad_records)
+{
+    struct det_zscore_state s = { .mean = 1 }, out;
+    _cleanup_buf_ struct buf b = BUF_INIT;
+    CHECK_INT(det_state_save(DET_ZSCORE, &s, &b), 0);
+    CHECK_INT(det_state_load(DET_QUANTILE, &out, b.data, b.len), -EINVAL);
+    CHECK_INT(det_state_load(DET_ZSCORE, &out, b.data, b.len - 1), -EINVAL);
+    b.data[4] = 99; /* version from the future */
+    CHECK_INT(det_state_load(DET_ZSCORE, &out, b.data, b.len), -EPROTO);
+    b.data[0] ^= 1;
+    CHECK_INT(det_state_load(DET_ZSCORE, &out, b.data, b.len), -EINVAL);
+}
+
+TEST(type_names_round_trip)
+{
+    for (int t = DET_THRESHOLD; t <= DET_AUTO; t++)
+        CHECK_INT(det_type_from_name(det_type_name((enum det_type)t)), t);
+    CHECK_INT(det_type_from_name("nope"), -EINVAL);
+}
+
+TAP_MAIN

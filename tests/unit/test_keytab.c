@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <stdio.h>
+
+#include "rarewatch/keytab.h"
+#include "tap.h"
+
+static int key(char *b, unsigned i) { return snprintf(b, 32, "user-%u", i); }
+
+TEST(insert_find_and_values_are_zeroed)
+{
+    struct keytab *t = keytab_new(&(struct keytab_params){ .max_keys = 100, .value_size = 24 });
+    CHECK(t);
+    char k[32];
+    bool created;
+    for (unsigned i = 0; i < 100; i++) {
+        uint64_t *v = keytab_get(t, k, (size_t)key(k, i), i, &created);
+        CHECK(created);
+        CHECK(((uintptr_t)v & 15) == 0);
+        CHECK(v[0] == 0 && v[1] == 0 && v[2] == 0);
+        v[0] = i;
+    }
+    for (unsigned i = 0; i < 100; i++) {
+        uint64_t *v = keytab_get(t, k, (size_t)key(k, i), 100, &created);
+        CHECK(!created);
+        CHECK(v && v[0] == i);
+    }
+    CHECK(!keytab_find(t, "user-100", 8));
+    struct keytab_stats st;
+    keytab_stats(t, &st);
+    CHECK_UINT(st.count, 100);
+    CHECK_UINT(st.inserts, 100);
+    CHECK_UINT(st.evictions, 0);
+    keytab_free(t);
+}
+
+TEST(full_table_evicts_least_recently_used)
+{
+    struct keytab *t = keytab_new(&(struct keytab_params){ .max_keys = 64, .value_size = 8 });
+    char k[32];
+    for (unsigned i = 0; i < 64; i++)
+        keytab_get(t, k, (size_t)key(k, i), 0, NULL);
+    /* One pass of the hand clears every reference bit; then touch the
+     * even keys so only odd ones are eviction candidates. */
+    keytab_get(t, "x", 1, 1, NULL);
+    for (unsigned i = 0; i < 64; i += 2)
+        keytab_get(t, k, (size_t)key(k, i), 2, NULL);
+    for (unsigned i = 100; i < 110; i++)
+        keytab_get(t, k, (size_t)key(k, i), 3, NULL);
+    unsigned even_left = 0;
+    for (unsigned i = 0; i < 64; i += 2)
+        even_left += keytab_find(t, k, (size_t)key(k, i)) != NULL;
+    CHECK_UINT(even_left, 32);
+    for (unsigned i = 100; i < 110; i++)
+        CHECK(keytab_find(t, k, (size_t)key(k, i)));
+    struct keytab_stats st;
+    keytab_stats(t, &st);
+    CHECK_UINT(st.count, 64);
+    /* "x" evicted user-0 (its sweep cleared every bit first), user-0
+     * coming back evicted user-1, the ten new keys ten more odd ones. */
+    CHECK_UINT(st.evictions, 12);
+    CHECK(!keytab_find(t, "user-1", 6));
+    keytab_free(t);
+}
+
+static unsigned removed_calls;
+static void on_remove(void *v, void *ud)
+{
+    removed_calls++;
+    CHECK(ud == &removed_calls);
+    CHECK(*(uint32_t *)v >= 1000);
+}
+
+TEST(idle_entries_expire_in_slices)
+{
+    struct keytab *t = keytab_new(&(struct keytab_params){ .max_keys = 1000, .value_size = 4,
+                                                           .idle_usec = 60, .on_remove = on_remove,
+                                                           .userdata = &removed_calls });
+    char k[32];
+    for (unsigned i = 0; i < 1000; i++)
+        *(uint32_t *)keytab_get(t, k, (size_t)key(k, i), i < 500 ? 0 : 100, NULL) = 1000 + i;
+    removed_calls = 0;
+    size_t n = 0;
+    for (int pass = 0; pass < 10; pass++)
+        n += keytab_expire(t, 150, 100);
+    CHECK_UINT(n, 500);
+    CHECK_UINT(removed_calls, 500);
+    for (unsigned i = 0; i < 1000; i++)
+        CHECK((keytab_find(t, k, (size_t)key(k, i)) != NULL) == (i >= 500));
+    struct keytab_stats st;
+    keytab_stats(t, &st);
+    CHECK_UINT(st.expirations, 500);
+    CHECK_UINT(st.count, 500);
+    keytab_free(t);
+}
+
+TEST(removal_keeps_probe_runs_intact)
+{
+    struct keytab *t = keytab_new(&(struct keytab_params){ .max_keys = 5000, .value_size = 4 });
+    char k[32];
+    for (unsigned i = 0; i < 5000; i++)
+        *(uint32_t *)keytab_get(t, k, (size_t)key(k, i), 0, NULL) = i;
+    for (unsigned i = 0; i < 5000; i += 3)
+        CHECK_INT(keytab_remove(t, k, (size_t)key(k, i)), 1);
+    CHECK_INT(keytab_remove(t, "user-0", 6), 0);
+    unsigned bad = 0;
+    for (unsigned i = 0; i < 5000; i++) {
+        uint32_t *v = keytab_find(t, k, (size_t)key(k, i));
+        bad += i % 3 == 0 ? v != NULL : (!v || *v != i);
+    }
+    CHECK_UINT(bad, 0);
+    /* Iteration sees exactly the live entries. */
+    uint32_t pos = 0;
+    unsigned seen = 0;
+    const char *kp;
+    size_t len;
+    while (keytab_next(t, &pos, &kp, &len, NULL, NULL))
+        seen++;
+    CHECK_UINT(seen, 5000 - 1667);
+    keytab_free(t);
+}
+
+TEST(rejects_bad_params_and_long_keys)
+{
+    CHECK(!keytab_new(&(struct keytab_params){ .max_keys = 0 }));
+    struct keytab *t = keytab_new(&(struct keytab_params){ .max_keys = 4, .value_size = 4, .key_max = 8 });
+    CHECK(!keytab_get(t, "123456789", 9, 0, NULL));
+    CHECK(keytab_get(t, "12345678", 8, 0, NULL));
+    CHECK(keytab_bytes_per_key(t) >= 8 + 4);
+    keytab_free(t);
+    CHECK(!keytab_free(NULL));
+}
+
+TAP_MAIN
