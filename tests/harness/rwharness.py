@@ -197,7 +197,23 @@ class _Process:
             shutil.rmtree(self.log_dir, ignore_errors=True)
         return False
 
-    def start(self):  # pragma: no cover - overridden
+    def start(self):
+        """Start and wait until ready.  free_port() can race with another program
+        taking the port before the emulator binds it: that is retried."""
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except (HarnessError, TimeoutError) as exc:
+                text = str(exc) + _tail(self.log_path)
+                self.stop()
+                if attempt == 2 or not ("EADDRINUSE" in text or "already in use" in text):
+                    raise
+                self._reset_ports()
+
+    def _reset_ports(self) -> None:
+        pass
+
+    def _start_once(self):  # pragma: no cover - overridden
         raise NotImplementedError
 
 
@@ -247,13 +263,18 @@ class Moto(_Process):
         self.iam_auth = iam_auth
         self.region = region
         self.port = port
+        self._fixed_port = port is not None
         self.startup_timeout = startup_timeout
         self.endpoint = ""
         self.creds: tuple[str, str] = DUMMY_CREDS
         self.bad_creds: tuple[str, str] = DUMMY_CREDS
         self.account_id = "123456789012"
 
-    def start(self) -> "Moto":
+    def _reset_ports(self) -> None:
+        if not self._fixed_port:
+            self.port = None
+
+    def _start_once(self) -> "Moto":
         self.port = self.port or free_port()
         self.endpoint = f"http://{LOOPBACK}:{self.port}"
         env = dict(os.environ)
@@ -273,7 +294,7 @@ class Moto(_Process):
                 return False
             # /moto-api/ is outside the counted actions, so probing it costs no
             # unauthenticated call.
-            with urllib.request.urlopen(f"{self.endpoint}/moto-api/data.json", timeout=5) as r:
+            with urllib.request.urlopen(f"{self.endpoint}/moto-api/data.json", timeout=2) as r:
                 return r.status == 200
         wait_for(ready, self.startup_timeout, f"moto server on port {self.port}")
         if self.iam_auth:
@@ -385,7 +406,7 @@ class KinesisLocal(_Process):
         self.endpoint = self.tls_endpoint = ""
         self.creds = DUMMY_CREDS
 
-    def start(self) -> "KinesisLocal":
+    def _start_once(self) -> "KinesisLocal":
         main = _require_node_module("kinesis-local", "main.js")
         cert = _require_node_module("kinesis-local", "server.json")
         self.port, self.tls_port = free_port(), free_port()
@@ -405,7 +426,7 @@ class KinesisLocal(_Process):
         self._spawn([_node(), "-r", str(LOOPBACK_PRELOAD), str(main)], env)
         self.endpoint = f"http://{LOOPBACK}:{self.port}"
         self.tls_endpoint = f"https://{LOOPBACK}:{self.tls_port}"
-        kin = self.client()
+        kin = self.client(timeout=2.0)
 
         def ready():
             self.check_alive()
@@ -448,7 +469,7 @@ class Dynalite(_Process):
         self.endpoint = ""
         self.creds = DUMMY_CREDS
 
-    def start(self) -> "Dynalite":
+    def _start_once(self) -> "Dynalite":
         cli = _require_node_module("dynalite", "cli.js")
         self.port = free_port()
         self.endpoint = f"http://{LOOPBACK}:{self.port}"
@@ -456,7 +477,7 @@ class Dynalite(_Process):
         self._spawn([_node(), str(cli), "--host", LOOPBACK, "--port", str(self.port),
                      "--createTableMs", str(c), "--deleteTableMs", str(d),
                      "--updateTableMs", str(u)], dict(os.environ))
-        ddb = self.client()
+        ddb = self.client(timeout=2.0)
 
         def ready():
             self.check_alive()
