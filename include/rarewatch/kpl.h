@@ -79,15 +79,15 @@ struct kpl_error {
     char reason[128];
 };
 
-/* True when data starts with the KPL magic and is long enough to hold the
- * magic and the digest. Says nothing about whether the rest is valid. */
+/* True when data starts with the KPL magic and is longer than the magic and
+ * the digest together. Says nothing about whether the rest is valid. */
 bool kpl_is_aggregated(const uint8_t *data, size_t len) _pure_;
 
 /*
  * Split one Kinesis record into its sub-records.
  *
- * Returns 0 when data is not an aggregate (no magic, or too short): the caller
- * delivers it as a plain record; *out is set to { NULL, 0 }.
+ * Returns 0 when data is not an aggregate (no magic, or no longer than magic
+ * plus digest): the caller delivers it as a plain record; *out is { NULL, 0 }.
  * Returns 1 when it is: *out holds out->n sub-records, allocated in scratch.
  * Returns a negative errno when it carries the magic but is corrupt, with
  * err->reason saying why ("md5 mismatch", "truncated protobuf",
@@ -100,7 +100,9 @@ bool kpl_is_aggregated(const uint8_t *data, size_t len) _pure_;
  * by the caller's next arena_reset().
  *
  * Note the MD5 is checked before anything else is parsed: an aggregate with a
- * bad digest is rejected whole, even if its protobuf would decode.
+ * bad digest is rejected whole, even if its protobuf would decode. (The KCL
+ * and the awslabs de-aggregation libraries instead pass such a record on as
+ * a plain one; rarewatch dead-letters it so that corruption is visible.)
  */
 int kpl_deaggregate(const uint8_t *data, size_t len, struct arena *scratch,
                     struct kpl_aggregate *out, struct kpl_error *err)

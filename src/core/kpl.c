@@ -20,7 +20,9 @@ static const uint8_t empty_bytes[1];
 
 bool kpl_is_aggregated(const uint8_t *data, size_t len)
 {
-    return data && len >= KPL_MAGIC_LEN + KPL_DIGEST_LEN &&
+    /* Strictly longer, as the reference de-aggregators have it: an empty
+     * protobuf carries no records and the KPL never emits one. */
+    return data && len > KPL_MAGIC_LEN + KPL_DIGEST_LEN &&
            memcmp(data, kpl_magic, KPL_MAGIC_LEN) == 0;
 }
 
@@ -345,10 +347,8 @@ int kpl_deaggregate(const uint8_t *data, size_t len, struct arena *scratch,
         agg->n_explicit_hash_key_table != t.n_ehk)
         return fail(err, -EBADMSG, "invalid protobuf");
 
-    if (agg->n_records == 0) {
-        *out = (struct kpl_aggregate){ NULL, 0 };
+    if (agg->n_records == 0)
         return 1;
-    }
 
     struct kpl_record *recs = scratch_alloc(&s, agg->n_records * sizeof(*recs));
     struct kpl_tag *tags = t.n_tags ? scratch_alloc(&s, t.n_tags * sizeof(*tags)) : NULL;

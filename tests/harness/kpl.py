@@ -154,7 +154,7 @@ def aggregate(records: Iterable[UserRecord], *,
 
 
 def is_aggregated(blob: bytes) -> bool:
-    return len(blob) >= len(MAGIC) + DIGEST_LEN and blob.startswith(MAGIC)
+    return len(blob) > len(MAGIC) + DIGEST_LEN and blob.startswith(MAGIC)
 
 
 def _parse_record_arg(s: str) -> UserRecord:

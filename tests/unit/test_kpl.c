@@ -197,27 +197,27 @@ TEST(plain_record_without_magic_is_not_aggregated)
     CHECK(a.head == NULL);
 }
 
-TEST(magic_shorter_than_magic_plus_digest_is_not_aggregated)
+TEST(magic_not_longer_than_magic_plus_digest_is_not_aggregated)
 {
-    uint8_t rec[KPL_MAGIC_LEN + KPL_DIGEST_LEN];
+    uint8_t rec[KPL_MAGIC_LEN + KPL_DIGEST_LEN + 1];
     struct arena a = ARENA_INIT;
     struct kpl_aggregate agg;
     struct kpl_error err;
 
     memcpy(rec, kpl_magic, KPL_MAGIC_LEN);
-    memset(rec + KPL_MAGIC_LEN, 0xAB, KPL_DIGEST_LEN);
+    memset(rec + KPL_MAGIC_LEN, 0xAB, sizeof(rec) - KPL_MAGIC_LEN);
     for (size_t len = 0; len < sizeof(rec); len++) {
         CHECK(!kpl_is_aggregated(rec, len));
         CHECK_INT(kpl_deaggregate(rec, len, &a, &agg, &err), 0);
     }
-    /* At exactly magic + digest it is an aggregate, and this digest is wrong. */
+    /* One byte more and it is an aggregate, with a wrong digest. */
     CHECK(kpl_is_aggregated(rec, sizeof(rec)));
     CHECK_INT(kpl_deaggregate(rec, sizeof(rec), &a, &agg, &err), -EBADMSG);
     CHECK_STR(err.reason, "md5 mismatch");
     arena_free(&a);
 }
 
-TEST(magic_alone_with_digest_of_empty_message_is_an_empty_aggregate)
+TEST(magic_and_digest_of_the_empty_message_is_a_plain_record)
 {
     _cleanup_buf_ struct buf in = BUF_INIT;
     struct arena a = ARENA_INIT;
@@ -226,8 +226,8 @@ TEST(magic_alone_with_digest_of_empty_message_is_an_empty_aggregate)
 
     wrap(&in, "", 0);
     CHECK_UINT(in.len, KPL_MAGIC_LEN + KPL_DIGEST_LEN);
-    CHECK_INT(deagg(&in, &a, &agg, &err), 1);
-    CHECK_UINT(agg.n, 0);
+    CHECK_INT(deagg(&in, &a, &agg, &err), 0);
+    CHECK(a.head == NULL);
     arena_free(&a);
 }
 
@@ -423,7 +423,7 @@ TEST(truncated_protobuf_with_matching_digest)
      * required field) or is reported as corrupt; none may crash or over-read,
      * which the sanitizer build checks. */
     unsigned truncated = 0;
-    for (size_t cut = 0; cut < m_len; cut++) {
+    for (size_t cut = 1; cut < m_len; cut++) {
         _cleanup_buf_ struct buf in = BUF_INIT;
         struct kpl_aggregate agg;
         struct kpl_error err;
