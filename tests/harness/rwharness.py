@@ -6,8 +6,8 @@ tests/harness/selftest.py, which proves every piece of it works.
     with Moto() as moto, KinesisLocal(shards=2, stream="in") as kin, \\
          FaultProxy(moto.endpoint, resign_creds=moto.creds) as proxy:
         proxy.add_rule({"action": "PutRecordBatch", "kind": "partial", "fraction": 0.25})
-        env = dict(os.environ, **moto.env(), AWS_ENDPOINT_URL_FIREHOSE=proxy.endpoint,
-                   AWS_ENDPOINT_URL_KINESIS=kin.endpoint)
+        env = {**os.environ, **moto.env(), "AWS_ENDPOINT_URL_FIREHOSE": proxy.endpoint,
+               "AWS_ENDPOINT_URL_KINESIS": kin.endpoint}
         ... run rarewatchd with env, then wait_for(...) on proxy.stats() / S3 objects ...
 
 Nothing here synchronises with sleeps: start-up waits poll a real condition
@@ -56,7 +56,8 @@ DUMMY_CREDS = ("AKIDRAREWATCHTEST", "rarewatch-test-secret")
 
 __all__ = [
     "free_port", "wait_for", "port_open", "Moto", "KinesisLocal", "Dynalite",
-    "FaultProxy", "read_firehose_s3_objects", "HarnessError", "REGION",
+    "FaultProxy", "read_firehose_s3_objects", "HarnessError", "REGION", "aws_client",
+    "DUMMY_CREDS",
 ]
 
 
@@ -118,6 +119,9 @@ def _client(service: str, endpoint: str, creds: tuple[str, str], region: str = R
     return boto3.client(service, endpoint_url=endpoint, region_name=region,
                         aws_access_key_id=creds[0], aws_secret_access_key=creds[1],
                         config=cfg)
+
+
+aws_client = _client  # public name: aws_client("kinesis", proxy.endpoint, creds)
 
 
 def _tail(path: Path | None, n: int = 4000) -> str:
@@ -751,7 +755,7 @@ class FaultProxy:
         """Wait until stats(action)[key] (or faults[key] for a fault kind) >= at_least."""
         def reached():
             s = self.stats(action)
-            v = s["faults"].get(key, 0) if key in FAULT_KINDS else s.get(key, 0)
+            v = s[key] if key in s and key != "faults" else s["faults"].get(key, 0)
             return s if v >= at_least else None
         return wait_for(reached, timeout, f"proxy stat {action}.{key} >= {at_least}")
 

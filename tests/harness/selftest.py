@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import os
 import socket
 import sys
 import time
@@ -216,7 +215,7 @@ def dynalite_conditional_put():
 
 
 def _kin_via(proxy, **kw):
-    from rwharness import _client
+    from rwharness import aws_client as _client
     return _client("kinesis", proxy.endpoint, E.kin.creds, **kw)
 
 
@@ -370,7 +369,7 @@ def proxy_partial_putrecords_keeps_order_and_counts():
 
 @test
 def proxy_partial_firehose_resigned_passes_moto_iam():
-    from rwharness import _client
+    from rwharness import aws_client as _client
     E.moto.create_firehose_to_s3("selftest-fh-partial", "selftest-partial", "p/")
     batch = [{"Data": f"line-{i}\n".encode()} for i in range(8)]
     # Unmodified requests keep the client's own signature (Host is passed through).
@@ -416,7 +415,7 @@ def proxy_partial_firehose_resigned_passes_moto_iam():
 
 @test
 def proxy_other_protocols_dynamodb_cbor_query():
-    from rwharness import _client
+    from rwharness import aws_client as _client
     with FaultProxy(E.ddb.endpoint) as p:
         ddb = _client("dynamodb", p.endpoint, E.ddb.creds)
         p.add_rule({"action": "GetItem", "kind": "throttle"})
