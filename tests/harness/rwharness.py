@@ -133,11 +133,26 @@ def _tail(path: Path | None, n: int = 4000) -> str:
         return ""
 
 
+def _die_with_parent() -> None:
+    """preexec_fn: SIGKILL this child if the harness process dies, so a killed test
+    (timeout, ^C) leaves no emulator behind even though it runs in its own session."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class _Process:
     """A child process in its own session, logged to a file, stopped by pid."""
 
     name = "process"
     stop_grace = 10.0  # seconds between SIGTERM and SIGKILL
+    # False for emulators.sh, which leaves them running after the harness exits.
+    # (PDEATHSIG follows the forking *thread*: start emulators from a thread that
+    # outlives them, e.g. the main one.)
+    die_with_parent = True
 
     def __init__(self, log_dir: str | os.PathLike | None = None):
         self.proc: subprocess.Popen | None = None
@@ -152,7 +167,9 @@ class _Process:
         try:
             self.proc = subprocess.Popen(argv, env=env, cwd=str(cwd or self.log_dir),
                                          stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=_die_with_parent if self.die_with_parent
+                                         else None)
         finally:
             log.close()
 
@@ -1135,6 +1152,7 @@ def _cli(argv: list[str]) -> int:
             pidf.unlink(missing_ok=True)
         return rc
     run.mkdir(parents=True, exist_ok=True)
+    _Process.die_with_parent = False
     started = []
     try:
         moto = Moto(iam_auth=not args.no_iam, log_dir=run).start()

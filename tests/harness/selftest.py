@@ -618,4 +618,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    import signal
+    # meson's timeout sends SIGTERM: unwind so the emulators are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sys.exit(main(sys.argv[1:]))
