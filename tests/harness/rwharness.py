@@ -973,6 +973,11 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             req.lheaders.get("authorization", "") else []
         headers = [(k, v) for k, v in req.headers.items() if k.lower() not in _HOP_BY_HOP
                    and (k.lower() != "expect" or "expect" in signed)]
+        if modified:
+            # The answer is parsed and merged here: ask for it uncompressed (the
+            # modified request is re-signed, so changing this header is safe).
+            headers = [(k, v) for k, v in headers if k.lower() != "accept-encoding"]
+            headers.append(("Accept-Encoding", "identity"))
         if p.resign_creds and (modified or p.resign == "always") and req.scope_service:
             headers = self._resign(req, body, headers)
         conn = http.client.HTTPConnection(p.up_host, p.up_port, timeout=p.upstream_timeout)
