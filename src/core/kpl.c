@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -291,6 +292,51 @@ static int scan_aggregate(const uint8_t *p, size_t len, struct scan_totals *t,
     }
 }
 
+/* ---- MD5 ------------------------------------------------------------------- */
+
+/*
+ * EVP_Digest(..., EVP_md5(), ...) does an implicit fetch (a lookup under the
+ * global method-store lock) and three mallocs per call. MD5 is fetched once
+ * here and each thread keeps its own EVP_MD_CTX, which leaves one malloc per
+ * aggregate: OpenSSL 3.0 rebuilds the provider's MD5 state on every init, and
+ * there is no EVP call that resets it in place. The key's destructor frees
+ * the context when a worker thread exits.
+ */
+static pthread_once_t md5_once = PTHREAD_ONCE_INIT;
+static pthread_key_t md5_ctx_key;
+static EVP_MD *md5_md;
+static bool md5_key_ok;
+
+static void md5_ctx_destroy(void *ctx) { EVP_MD_CTX_free(ctx); }
+
+static void md5_setup(void)
+{
+    md5_md = EVP_MD_fetch(NULL, "MD5", NULL);
+    md5_key_ok = pthread_key_create(&md5_ctx_key, md5_ctx_destroy) == 0;
+}
+
+static int md5(const uint8_t *p, size_t n, unsigned char out[static KPL_DIGEST_LEN])
+{
+    unsigned int len = 0;
+
+    if (pthread_once(&md5_once, md5_setup) != 0 || !md5_md || !md5_key_ok)
+        return -EIO;
+    EVP_MD_CTX *ctx = pthread_getspecific(md5_ctx_key);
+    if (!ctx) {
+        ctx = EVP_MD_CTX_new();
+        if (!ctx)
+            return -ENOMEM;
+        if (pthread_setspecific(md5_ctx_key, ctx) != 0) {
+            EVP_MD_CTX_free(ctx);
+            return -ENOMEM;
+        }
+    }
+    if (EVP_DigestInit_ex2(ctx, md5_md, NULL) != 1 || EVP_DigestUpdate(ctx, p, n) != 1 ||
+        EVP_DigestFinal_ex(ctx, out, &len) != 1 || len != KPL_DIGEST_LEN)
+        return -EIO;
+    return 0;
+}
+
 /* ---- de-aggregation ------------------------------------------------------- */
 
 static struct kpl_slice slice_of(const ProtobufCBinaryData *b)
@@ -311,15 +357,15 @@ int kpl_deaggregate(const uint8_t *data, size_t len, struct arena *scratch,
     size_t msg_len = len - KPL_MAGIC_LEN - KPL_DIGEST_LEN;
     const uint8_t *digest = msg + msg_len;
 
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
-    if (EVP_Digest(msg, msg_len, md, &md_len, EVP_md5(), NULL) != 1 || md_len != KPL_DIGEST_LEN)
-        return fail(err, -EIO, "md5 unavailable");
+    unsigned char md[KPL_DIGEST_LEN];
+    int r = md5(msg, msg_len, md);
+    if (r < 0)
+        return fail(err, r, r == -ENOMEM ? "out of memory computing md5" : "md5 unavailable");
     if (memcmp(md, digest, KPL_DIGEST_LEN) != 0)
         return fail(err, -EBADMSG, "md5 mismatch");
 
     struct scan_totals t;
-    int r = scan_aggregate(msg, msg_len, &t, err);
+    r = scan_aggregate(msg, msg_len, &t, err);
     if (r < 0)
         return r;
 

@@ -5,6 +5,7 @@
  * still show up as a failed round trip.
  */
 #include <openssl/evp.h>
+#include <pthread.h>
 
 #include "rarewatch/buf.h"
 #include "rarewatch/kpl.h"
@@ -635,6 +636,50 @@ TEST(steady_state_reuses_the_arena_block)
         }
     }
     arena_free(&a);
+}
+
+struct thread_job {
+    const struct buf *in;
+    unsigned ok;
+};
+
+static void *deagg_thread(void *arg)
+{
+    struct thread_job *job = arg;
+    struct arena a = ARENA_INIT;
+    struct kpl_aggregate agg;
+    struct kpl_error err;
+
+    for (int i = 0; i < 200; i++) {
+        if (deagg(job->in, &a, &agg, &err) == 1 && agg.n == 3 &&
+            slice_is(agg.records[2].data, "three"))
+            job->ok++;
+        arena_reset(&a);
+    }
+    arena_free(&a);
+    return NULL;
+}
+
+TEST(concurrent_threads_each_get_their_own_digest_context)
+{
+    const struct sub subs[] = {
+        { "a", NULL, "one", NULL, NULL },
+        { "b", NULL, "two", NULL, NULL },
+        { "c", NULL, "three", NULL, NULL },
+    };
+    _cleanup_buf_ struct buf in = BUF_INIT;
+    pthread_t th[4];
+    struct thread_job jobs[4];
+
+    build(&in, subs, ELEMENTSOF(subs));
+    for (size_t i = 0; i < ELEMENTSOF(th); i++) {
+        jobs[i] = (struct thread_job){ &in, 0 };
+        CHECK_INT(pthread_create(&th[i], NULL, deagg_thread, &jobs[i]), 0);
+    }
+    for (size_t i = 0; i < ELEMENTSOF(th); i++) {
+        CHECK_INT(pthread_join(th[i], NULL), 0);
+        CHECK_UINT(jobs[i].ok, 200);
+    }
 }
 
 TAP_MAIN
