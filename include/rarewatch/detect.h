@@ -57,8 +57,8 @@ enum det_why {
     DET_WHY_LEARNING,     /* still in the learning period: score is 0 */
     DET_WHY_ABOVE,        /* value above expected */
     DET_WHY_BELOW,        /* value below expected */
-    DET_WHY_CHANGE,       /* jump from the previous value (auto) */
-    DET_WHY_SHIFT,        /* recent values moved away from the baseline (auto) */
+    DET_WHY_DAILY,        /* unusual for the time of day (auto) */
+    DET_WHY_PATTERN,      /* unusual sequence of values (auto) */
     DET_WHY_RATE_HIGH,    /* more events in the interval than expected */
     DET_WHY_RATE_LOW,     /* fewer (or no) events than expected */
     DET_WHY_NEW_CATEGORY, /* categorical value never seen for this key */
@@ -71,8 +71,8 @@ struct det_result {
     double surprise; /* calibrated -log10(p), >= 0 (score = 1 - 10^-surprise) */
     double raw;      /* native raw score: sigmas, -log10 p_model, rcf score */
     double value;    /* observed value (count for rate, probability for rare_category) */
-    double expected; /* what the model expected (mean, median, count, probability;
-                      * for DET_WHY_CHANGE the previous value) */
+    double expected; /* what the model expected (mean, median, time-of-day
+                      * profile, count, typical probability) */
     double scale;    /* spread used (sigma, robust sigma); 0 if none */
     double interval; /* rate: interval length in seconds */
     enum det_why why;
@@ -262,29 +262,45 @@ void det_category_update(const struct det_category_params *p, struct det_categor
 
 /* ---- auto (default for "is this number unusual") --------------------- */
 
+/* Three views of one numeric series, each turned into a model surprise and
+ * calibrated against its own history; the largest, corrected for taking a
+ * maximum, is calibrated once more. See detect_auto.c for the reasoning. */
 struct det_auto_params {
-    double half_life;   /* samples the baseline spans, default 1000, >= 16 */
-    double fast_half_life; /* samples of the short "recent level" average, default 4 */
+    double half_life;      /* samples the baseline spans, default 3000, >= 16 */
+    double dedup_half_life;/* samples over which a reported peak damps the
+                            * repeats that follow it, default 30; 0 = off */
     uint32_t min_samples;  /* learning period, default 50 (>= 8) */
     double min_score;      /* alert at score >= this, default 0.9999 */
-    struct det_calib_params calib;
+    struct det_calib_params calib; /* default half_life 2000 (faster than the
+                                    * other types: auto's views are noisier) */
 };
 
+#define DET_AUTO_VIEWS 3
+#define DET_AUTO_DAY_BINS 96
+#define DET_AUTO_SYMS 8
 struct det_auto_state {
-    struct det_robust level; /* robust level of the value */
-    struct det_robust diff;  /* robust level of the change x - prev */
-    double prev;
-    double fast;       /* short EW mean of the value */
-    double smooth;     /* short average of surprise, the "likelihood" layer */
+    struct det_robust level;  /* robust level of the value */
+    struct det_robust resid;  /* robust level of x - daily profile */
+    float day[DET_AUTO_DAY_BINS];          /* daily profile (15-minute bins) */
+    uint64_t day_set[2];                   /* which bins hold a value */
+    int64_t first_ts;
+    /* transitions between symbols (the value's robust z, rounded) */
+    float trans[DET_AUTO_SYMS * DET_AUTO_SYMS][DET_AUTO_SYMS];
+    float marg[DET_AUTO_SYMS];
+    double unit;       /* lazy decay of trans/marg, as det_category_state */
+    double peak;       /* last reported surprise, for dedup */
     uint32_t n;
-    uint32_t pad_;
+    uint8_t sym1, sym2; /* last two symbols */
+    uint8_t pad_[2];
+    struct det_calib view[DET_AUTO_VIEWS];
     struct det_calib calib;
 };
 
 void det_auto_params_default(struct det_auto_params *p);
 int det_auto_params_check(const struct det_auto_params *p);
+/* ts_usec: event time, > 0 to enable the daily-profile view (0: unknown). */
 void det_auto_update(const struct det_auto_params *p, struct det_auto_state *s, double x,
-                     struct det_result *r);
+                     int64_t ts_usec, struct det_result *r);
 
 /* ---- state persistence ------------------------------------------------ */
 

@@ -321,39 +321,36 @@ int det_reason(struct buf *out, enum det_type type, const struct det_result *r,
         break;
     case DET_WHY_ABOVE:
     case DET_WHY_BELOW:
-    case DET_WHY_CHANGE:
-    case DET_WHY_SHIFT: {
-        bool up = r->why == DET_WHY_ABOVE || (r->why != DET_WHY_BELOW && r->value >= r->expected);
-        const char *what = type == DET_ZSCORE ? "mean" : type == DET_THRESHOLD ? "limit"
-                                                                            : "median";
+    case DET_WHY_DAILY: {
+        bool up = r->value >= r->expected;
+        const char *what = r->why == DET_WHY_DAILY ? "usual value for this time of day"
+                           : type == DET_ZSCORE    ? "mean"
+                           : type == DET_THRESHOLD ? "limit"
+                                                   : "median";
         k = buf_printf(out, "%s ", f);
         if (k >= 0)
             k = put_num(out, r->value);
-        if (k >= 0)
-            k = buf_puts(out, r->why == DET_WHY_CHANGE ? " jumped by "
-                              : r->why == DET_WHY_SHIFT ? " continues a shift: " : " is ");
         if (k < 0)
             break;
-        if (r->why == DET_WHY_CHANGE) {
-            k = buf_printf(out, "%+.2f from ", r->value - r->expected);
-            if (k >= 0)
-                k = put_num(out, r->expected);
-            if (k >= 0 && r->scale > 0)
-                k = buf_printf(out, " (%.1fσ of usual changes)",
-                               fabs(r->value - r->expected) / r->scale);
-            break;
-        }
         if (type == DET_THRESHOLD)
-            k = buf_printf(out, "%s the %s ", up ? "above" : "below", what);
+            k = buf_printf(out, " is %s the %s ", up ? "above" : "below", what);
         else if (r->scale > 0 && isfinite(r->scale))
-            k = buf_printf(out, "%.1fσ %s the %s ", fabs(r->value - r->expected) / r->scale,
+            k = buf_printf(out, " is %.1fσ %s the %s ", fabs(r->value - r->expected) / r->scale,
                            up ? "above" : "below", what);
         else
-            k = buf_printf(out, "%s the constant %s ", up ? "above" : "below", what);
+            k = buf_printf(out, " is %s the constant %s ", up ? "above" : "below", what);
         if (k >= 0)
             k = put_num(out, r->expected);
         break;
     }
+    case DET_WHY_PATTERN:
+        k = buf_printf(out, "%s ", f);
+        if (k >= 0)
+            k = put_num(out, r->value);
+        if (k >= 0)
+            k = buf_printf(out, " breaks the usual sequence of values (1 in %.3g)",
+                           pow(10, r->raw));
+        break;
     case DET_WHY_RATE_HIGH:
     case DET_WHY_RATE_LOW:
         k = buf_printf(out, "%s%s%.0f event%s in ", field ? field : "", field && *field ? ": " : "", r->value,

@@ -99,7 +99,7 @@ static inline void update(const struct all_params *p, enum det_type t, void *st,
     switch (t) {
     case DET_ZSCORE: det_zscore_update(&p->z, st, w->x[i], ts, &r); break;
     case DET_QUANTILE: det_quantile_update(&p->q, st, w->x[i], &r); break;
-    case DET_AUTO: det_auto_update(&p->a, st, w->x[i], &r); break;
+    case DET_AUTO: det_auto_update(&p->a, st, w->x[i], ts, &r); break;
     case DET_RATE:
         r.score = 0;
         det_rate_add(&p->r, st, ts, 1, &r, NULL);

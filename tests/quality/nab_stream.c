@@ -47,7 +47,7 @@ static int set_param(enum det_type t, void *params, const char *kv)
     struct det_zscore_params *z = params;
     struct det_quantile_params *q = params;
     P(DET_AUTO, "half_life", a->half_life, v)
-    P(DET_AUTO, "fast_half_life", a->fast_half_life, v)
+    P(DET_AUTO, "dedup_half_life", a->dedup_half_life, v)
     P(DET_AUTO, "min_samples", a->min_samples, (uint32_t)v)
     P(DET_AUTO, "calib.half_life", a->calib.half_life, v)
     P(DET_AUTO, "calib.min_mass", a->calib.min_mass, v)
@@ -142,7 +142,7 @@ int main(int argc, char **argv)
         int64_t ts = json_object_object_get_ex(o, "timestamp", &jt) ? parse_ts(json_object_get_string(jt)) : 0;
         struct det_result res;
         switch (type) {
-        case DET_AUTO: det_auto_update(&params.a, &state.a, x, &res); break;
+        case DET_AUTO: det_auto_update(&params.a, &state.a, x, ts, &res); break;
         case DET_ZSCORE: det_zscore_update(&params.z, &state.z, x, ts, &res); break;
         case DET_QUANTILE: det_quantile_update(&params.q, &state.q, x, &res); break;
 #ifdef HAVE_RCF

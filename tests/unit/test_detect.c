@@ -267,19 +267,21 @@ TEST(auto_catches_spike_and_level_shift)
     rng_state = 5;
     unsigned alerts = 0;
     for (int i = 0; i < 3000; i++) {
-        det_auto_update(&p, &s, 1000 + 30 * gauss(), &r);
+        det_auto_update(&p, &s, 1000 + 30 * gauss(), 0, &r);
         alerts += r.alert;
     }
     CHECK(alerts <= 2);
-    det_auto_update(&p, &s, 1400, &r);
+    det_auto_update(&p, &s, 1400, 0, &r);
     CHECK(r.alert);
     _cleanup_buf_ struct buf b = BUF_INIT;
     CHECK_INT(det_reason(&b, DET_AUTO, &r, "i-123", "latency_ms", NULL), 0);
     CHECK_CONTAINS(b.data, "latency_ms 1400.00 ");
-    /* A step of 4 sigma is caught within a few samples. */
+    for (int i = 0; i < 300; i++)
+        det_auto_update(&p, &s, 1000 + 30 * gauss(), 0, &r);
+    /* A step of 5 sigma is caught within a few samples. */
     bool caught = false;
     for (int i = 0; i < 10; i++) {
-        det_auto_update(&p, &s, 1120 + 30 * gauss(), &r);
+        det_auto_update(&p, &s, 1150 + 30 * gauss(), 0, &r);
         caught |= r.alert;
     }
     CHECK(caught);
@@ -292,11 +294,11 @@ TEST(auto_constant_series_then_change)
     struct det_auto_state s = { 0 };
     struct det_result r;
     for (int i = 0; i < 500; i++) {
-        det_auto_update(&p, &s, 42, &r);
+        det_auto_update(&p, &s, 42, 0, &r);
         CHECK(!r.alert);
         CHECK(isfinite(r.score));
     }
-    det_auto_update(&p, &s, 43, &r);
+    det_auto_update(&p, &s, 43, 0, &r);
     CHECK(r.alert);
     CHECK(r.score <= 1 && r.score >= 0);
 }
@@ -312,9 +314,13 @@ TEST(reason_sentences)
     CHECK_INT(det_reason(&b, DET_RATE, &r, NULL, "", NULL), 0);
     CHECK_STR(b.data, "12 events in 1m vs 2.1 expected");
     buf_reset(&b);
-    r = (struct det_result){ .value = 3, .expected = 10, .scale = 0.5, .why = DET_WHY_CHANGE };
+    r = (struct det_result){ .value = 3, .expected = 10, .scale = 0.5, .why = DET_WHY_DAILY };
     CHECK_INT(det_reason(&b, DET_AUTO, &r, "k", "temp", NULL), 0);
-    CHECK_STR(b.data, "temp 3.00 jumped by -7.00 from 10.00 (14.0σ of usual changes) for key \"k\"");
+    CHECK_STR(b.data, "temp 3.00 is 14.0σ below the usual value for this time of day 10.00 for key \"k\"");
+    buf_reset(&b);
+    r = (struct det_result){ .value = 0.0025, .expected = 0.4, .why = DET_WHY_RARE_CATEGORY };
+    CHECK_INT(det_reason(&b, DET_RARE_CATEGORY, &r, NULL, "ua", "curl/7"), 0);
+    CHECK_STR(b.data, "ua \"curl/7\" is rare (0.25% of recent values)");
 }
 
 /* Feed the first half, save, load into a fresh state, feed the rest: the
@@ -345,7 +351,7 @@ static void run_one(enum det_type t, void *st, int i, struct det_result *r)
     switch (t) {
     case DET_ZSCORE: det_zscore_update(&zp, st, x, ts, r); break;
     case DET_QUANTILE: det_quantile_update(&qp, st, x, r); break;
-    case DET_AUTO: det_auto_update(&ap, st, x, r); break;
+    case DET_AUTO: det_auto_update(&ap, st, x, ts, r); break;
     case DET_RATE:
         *r = (struct det_result){ 0 };
         det_rate_add(&rp, st, ts, (uint32_t)(i % 5 + (i % 700 == 0 ? 100 : 0)), r, NULL);
@@ -366,7 +372,7 @@ TEST(save_load_resumes_bit_identically)
     for (unsigned k = 0; k < ELEMENTSOF(types); k++) {
         enum det_type t = types[k];
         size_t sz = det_state_size(t);
-        CHECK(sz > 0 && sz <= 512);
+        CHECK(sz > 0 && sz <= 4096);
         void *a = calloc(1, sz), *b = calloc(1, sz);
         double *ref = calloc(RESUME_N, sizeof(double));
         struct det_result r;
