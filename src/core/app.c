@@ -1,31 +1,189 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "rarewatch/app.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "rarewatch/aws.h"
+#include "rarewatch/base64.h"
+#include "rarewatch/ckpt.h"
 #include "rarewatch/conf_schema.h"
+#include "rarewatch/consumer.h"
+#include "rarewatch/deadletter.h"
+#include "rarewatch/json_scan.h"
 #include "rarewatch/log.h"
+#include "rarewatch/sink_file.h"
+#include "rarewatch/strutil.h"
 #include "rarewatch/worker.h"
+
+#define MAX_SINKS 4
 
 struct app {
     struct rw_config *cfg;
+    struct aws_settings *aws;
+    struct ckpt_store *store;
+    struct deadletter *dl;
+    struct rw_sink *sinks[MAX_SINKS];
+    size_t n_sinks;
+    struct consumer *consumer;
+    uint64_t last_status, last_records;
+    double rate;
 };
 
 struct app *app_new(void) { return calloc(1, sizeof(struct app)); }
 
+static void teardown(struct app *a)
+{
+    a->consumer = consumer_free(a->consumer);
+    for (size_t i = 0; i < a->n_sinks; i++)
+        a->sinks[i] = rw_sink_free(a->sinks[i]);
+    a->n_sinks = 0;
+    a->dl = deadletter_free(a->dl);
+    a->store = ckpt_store_free(a->store);
+    a->aws = aws_settings_free(a->aws);
+}
+
 struct app *app_free(struct app *a)
 {
     if (a) {
+        teardown(a);
         conf_unref(a->cfg);
         free(a);
     }
     return NULL;
 }
 
+/* ---- the record stage until the analytics stage is wired: decode the
+ * payload per [input] format and add the provenance. ---- */
+
+struct passthrough {
+    int format; /* index in json|csv|text|binary */
+    struct json_doc doc;
+};
+
+static void *pt_new(void *ud)
+{
+    struct app *a = ud;
+    struct passthrough *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->format = conf_enum(a->cfg, RWK_input_format);
+    json_doc_init(&p->doc, NULL);
+    return p;
+}
+
+static void pt_free(void *w)
+{
+    struct passthrough *p = w;
+    json_doc_free(&p->doc);
+    free(p);
+}
+
+static int pt_process(void *w, const struct rw_input_record *in, size_t n, struct rw_output *out)
+{
+    struct passthrough *p = w;
+    for (size_t i = 0; i < n; i++) {
+        const struct rw_input_record *r = &in[i];
+        if (p->format == 0) {
+            if (json_scan(&p->doc, r->data, r->len) < 0 || p->doc.nodes[0].type != JSON_T_OBJECT) {
+                rw_output_deadletter(out, (int32_t)i, RW_STAGE_PARSE, "input",
+                                     "payload is not a JSON object: %s at byte %zu",
+                                     p->doc.err_msg ? p->doc.err_msg : "not an object",
+                                     p->doc.err_off);
+                continue;
+            }
+            struct rw_line_meta *m = rw_output_begin_line(out, (int32_t)i);
+            if (!m)
+                return -ENOMEM;
+            const struct json_node *root = &p->doc.nodes[0];
+            /* Splice the provenance before the closing brace. */
+            size_t close = root->end - 1;
+            int rr = buf_append(&out->lines, r->data + root->start, close - root->start);
+            bool empty = json_first_child(&p->doc, 0) == JSON_NONE;
+            rr = rr ?: (empty ? 0 : buf_putc(&out->lines, ','));
+            rr = rr ?: rw_provenance_append_json(&out->lines, &r->prov);
+            rr = rr ?: buf_puts(&out->lines, "}\n");
+            if (rr < 0)
+                return rr;
+            m->event_time = r->prov.arrival_time;
+            rw_output_end_line(out, m);
+        } else {
+            struct rw_line_meta *m = rw_output_begin_line(out, (int32_t)i);
+            if (!m)
+                return -ENOMEM;
+            int rr;
+            if (p->format == 3) {
+                rr = buf_puts(&out->lines, "{\"data_base64\":\"");
+                rr = rr ?: buf_put_base64(&out->lines, r->data, r->len);
+                rr = rr ?: buf_puts(&out->lines, "\",");
+            } else {
+                rr = buf_puts(&out->lines, "{\"message\":");
+                rr = rr ?: buf_put_json_string(&out->lines, r->data, r->len);
+                rr = rr ?: buf_putc(&out->lines, ',');
+            }
+            rr = rr ?: rw_provenance_append_json(&out->lines, &r->prov);
+            rr = rr ?: buf_puts(&out->lines, "}\n");
+            if (rr < 0)
+                return rr;
+            m->event_time = r->prov.arrival_time;
+            rw_output_end_line(out, m);
+        }
+    }
+    return 0;
+}
+
+/* ---- lifecycle ---- */
+
 static int app_start(void *ud, struct rw_config *cfg)
 {
     struct app *a = ud;
     a->cfg = conf_ref(cfg);
+    a->last_status = now_monotonic_usec();
+    const char *stream = conf_str(cfg, RWK_kinesis_stream);
+    if (!stream) {
+        log_notice("no [kinesis] stream configured: idle");
+        return 0;
+    }
+    http_global_init();
+    struct aws_error err = { 0 };
+    char eb[768];
+    int r = aws_settings_new(cfg, &a->aws, &err);
+    if (r < 0) {
+        log_error("AWS settings: %s", aws_error_str(&err, eb, sizeof(eb)));
+        return -EINVAL;
+    }
+    log_info("AWS region %s, Kinesis endpoint %s (from %s), credentials: standard chain",
+             a->aws->region, a->aws->endpoint[AWS_SVC_KINESIS], a->aws->endpoint_source[AWS_SVC_KINESIS]);
+    const char *ckdir = conf_str(cfg, RWK_checkpoint_directory);
+    if ((r = ckpt_file_store_new(ckdir, stream, &a->store)) < 0)
+        return log_error_errno(r, "checkpoint directory %s: %m", ckdir);
+    const char *dldir = conf_str(cfg, RWK_deadletter_directory);
+    if ((r = deadletter_new(dldir, conf_size(cfg, RWK_deadletter_max_size), &a->dl)) < 0)
+        return log_error_errno(r, "dead-letter directory %s: %m", dldir);
+    const char *outdir = conf_str(cfg, RWK_output_directory);
+    if (outdir) {
+        struct sink_file_options fo = {
+            .directory = outdir,
+            .rotate_interval_usec = conf_usec(cfg, RWK_output_rotate_interval),
+            .rotate_size = conf_size(cfg, RWK_output_rotate_size),
+        };
+        if ((r = sink_file_new(&fo, &a->sinks[a->n_sinks])) < 0)
+            return log_error_errno(r, "output directory %s: %m", outdir);
+        a->n_sinks++;
+    }
+    struct consumer_options co = {
+        .stream = stream,
+        .aws = a->aws,
+        .store = a->store,
+        .sinks = a->sinks,
+        .n_sinks = a->n_sinks,
+        .deadletter = a->dl,
+        .stage = { .worker_new = pt_new, .worker_free = pt_free, .process = pt_process, .ud = a },
+    };
+    if ((r = consumer_new(&co, &a->consumer)) < 0 || (r = consumer_start(a->consumer)) < 0)
+        return log_error_errno(r, "cannot start the consumer: %m");
     return 0;
 }
 
@@ -39,16 +197,46 @@ static void app_reloaded(void *ud, struct rw_config *cfg)
     struct app *a = ud;
     conf_unref(a->cfg);
     a->cfg = conf_ref(cfg);
+    if (a->dl)
+        deadletter_set_max_size(a->dl, conf_size(cfg, RWK_deadletter_max_size));
     log_debug("pipeline now on configuration generation %llu", (unsigned long long)cfg->generation);
 }
 
-static int app_stop(void *ud, uint64_t deadline) { return 0; }
+static int app_stop(void *ud, uint64_t deadline)
+{
+    struct app *a = ud;
+    int r = 0;
+    if (a->consumer)
+        r = consumer_stop(a->consumer, deadline);
+    for (size_t i = 0; i < a->n_sinks; i++) {
+        int rs = a->sinks[i]->ops->stop(a->sinks[i], deadline);
+        if (rs < 0)
+            r = rs;
+    }
+    return r;
+}
 
 static void app_status(void *ud, struct buf *out)
 {
     struct app *a = ud;
-    buf_printf(out, "idle: no stream configured (config generation %llu, %zu workers)",
-               (unsigned long long)(a->cfg ? a->cfg->generation : 0), worker_count());
+    if (!a->consumer) {
+        buf_printf(out, "idle: no stream configured (config generation %llu, %zu workers)",
+                   (unsigned long long)(a->cfg ? a->cfg->generation : 0), worker_count());
+        return;
+    }
+    struct consumer_stats st = consumer_get_stats(a->consumer);
+    uint64_t now = now_monotonic_usec();
+    if (now > a->last_status) {
+        a->rate = (double)(st.records_in - a->last_records) * 1e6 / (double)(now - a->last_status);
+        a->last_status = now;
+        a->last_records = st.records_in;
+    }
+    buf_printf(out, "%u shard%s, %.0f rec/s, lag %lld ms, %llu records in, %llu dead-lettered "
+               "(config generation %llu)",
+               st.shards_running, st.shards_running == 1 ? "" : "s", a->rate,
+               (long long)MAX(st.max_millis_behind, 0), (unsigned long long)st.records_in,
+               (unsigned long long)st.deadlettered,
+               (unsigned long long)(a->cfg ? a->cfg->generation : 0));
 }
 
 const struct daemon_ops app_daemon_ops = {

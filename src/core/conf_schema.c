@@ -1,6 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "rarewatch/conf_schema.h"
 
+#include <errno.h>
+#include <time.h>
+
+#include "rarewatch/strutil.h"
+
 static const struct conf_section_def sections[] = {
 #define SECTION(n, named_, tk, d) { .name = #n, .named = named_, .type_key = tk, .doc = d },
 #include "rarewatch/conf_keys.def"
@@ -20,13 +25,34 @@ const struct conf_schema rw_schema = {
     .n_keys = ELEMENTSOF(keys),
 };
 
+static void need(struct conf_diag *d, const struct conf_value *at, const char *path, unsigned *errors,
+                 const char *msg)
+{
+    conf_diag_add(d, at->file ? at->file : path, at->line, "%s", msg);
+    (*errors)++;
+}
+
+/* Checks across keys that the key table cannot express. */
 int rw_config_validate(struct rw_config *cfg, struct conf_diag *diag)
 {
-    /* Stage checks are added here as the stages land (transform expressions,
-     * detector fields, sink settings). */
-    (void)cfg;
-    (void)diag;
-    return 0;
+    unsigned errors = 0;
+    const struct conf_value *stream = conf_get(cfg, RWK_kinesis_stream);
+    if (conf_str(cfg, RWK_kinesis_stream) && !conf_str(cfg, RWK_output_directory))
+        need(diag, stream, cfg->path, &errors,
+             "[kinesis] stream is set but no sink is: set [output] directory");
+    if (conf_enum(cfg, RWK_input_format) == 1 && strv_length(conf_list(cfg, RWK_input_csv_columns)) == 0)
+        need(diag, conf_get(cfg, RWK_input_format), cfg->path, &errors,
+             "[input] format = csv needs csv_columns (CSV payloads carry no header)");
+    if (conf_enum(cfg, RWK_kinesis_initial_position) == 2) {
+        const char *ts = conf_str(cfg, RWK_kinesis_initial_timestamp);
+        double d;
+        struct tm tm = { 0 };
+        if (!ts || (parse_double(ts, &d) < 0 && !strptime(ts, "%Y-%m-%dT%H:%M:%S", &tm)))
+            need(diag, conf_get(cfg, RWK_kinesis_initial_position), cfg->path, &errors,
+                 "[kinesis] initial_position = AT_TIMESTAMP needs initial_timestamp "
+                 "(ISO 8601 such as 2026-11-28T05:00:00Z, or epoch seconds)");
+    }
+    return errors ? -EINVAL : 0;
 }
 
 int rw_config_load(const char *path, struct conf_diag *diag, struct rw_config **out)
