@@ -37,7 +37,7 @@ static int open_new(struct file_sink *fs)
     int r = mkdir_p(sub, 0750);
     if (r < 0)
         return r;
-    if (asprintf(&path, "%s/rarewatch-%s-%d-%04d%02d%02dT%02d%02d%02dZ-%u.ndjson", sub, fs->host,
+    if (asprintf(&path, "%s/rarewatch-%s-%d-%04d%02d%02dT%02d%02d%02dZ-%06u.ndjson", sub, fs->host,
                  (int)getpid(), tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
                  tm.tm_min, tm.tm_sec, fs->seq++) < 0)
         return -ENOMEM;

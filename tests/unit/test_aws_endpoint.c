@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "rarewatch/aws_endpoint.h"
 
+#include <errno.h>
 #include <stdlib.h>
 
 #include "tap.h"
