@@ -153,11 +153,13 @@ int kinesis_producer_flush(struct kinesis_producer *p, struct aws_error *err)
         char first[256] = "";
         r = failed_entries(p, idx, n, failed, &nf, first, sizeof(first), err);
         if (r < 0) {
-            p->st.failed += n;
-            ret = r;
-            break;
-        }
-        p->st.sent += n - nf;
+            /* A 2xx whose body we cannot read (cut off by a proxy): we do not
+             * know which entries landed. Send them all again: at least once. */
+            memcpy(failed, idx, n * sizeof(size_t));
+            nf = n;
+            snprintf(first, sizeof(first), "unreadable PutRecords response");
+        } else
+            p->st.sent += n - nf;
         if (nf == 0)
             break;
         if (attempt >= p->max_retries) {
