@@ -79,21 +79,27 @@ static int flush(struct rw_queued_sink *qs, struct rw_batch **batches, size_t n)
     uint64_t backoff = 100 * USEC_PER_MSEC;
     for (;;) {
         int r = 0;
-        if (needs_rotation(fs))
-            close_file(fs);
-        if (fs->fd < 0)
-            r = open_new(fs);
         uint64_t lines = 0, bytes = 0;
         for (size_t i = 0; i < n && r >= 0; i++) {
+            if (needs_rotation(fs)) {
+                /* Everything written so far must be durable before the acks. */
+                if (fdatasync(fs->fd) < 0) {
+                    r = -errno;
+                    break;
+                }
+                close_file(fs);
+            }
+            if (fs->fd < 0 && (r = open_new(fs)) < 0)
+                break;
             struct rw_output *o = &batches[i]->out;
             r = write_all(fs->fd, o->lines.data ? o->lines.data : "", o->lines.len);
+            fs->size += o->lines.len;
             lines += o->n;
             bytes += o->lines.len;
         }
         if (r >= 0 && fdatasync(fs->fd) < 0)
             r = -errno;
         if (r >= 0) {
-            fs->size += bytes;
             atomic_fetch_add(&qs->sink.stats.batches, n);
             atomic_fetch_add(&qs->sink.stats.lines, lines);
             atomic_fetch_add(&qs->sink.stats.bytes, bytes);
@@ -103,7 +109,8 @@ static int flush(struct rw_queued_sink *qs, struct rw_batch **batches, size_t n)
         }
         /* A full or failing disk: the batches stay unacknowledged, so the
          * shards stop at max_inflight_batches and nothing is checkpointed
-         * past them. The file may hold a partial write: start a new one. */
+         * past them. The file may hold a partial write: start a new one and
+         * write the whole group again (at least once). */
         atomic_fetch_add(&qs->sink.stats.errors, 1);
         log_error_errno(r, "cannot write output to %s: %m; retrying", fs->dir);
         close_file(fs);
