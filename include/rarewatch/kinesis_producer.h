@@ -34,9 +34,12 @@ struct kinesis_producer *kinesis_producer_free(struct kinesis_producer *p);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct kinesis_producer *, kinesis_producer_free)
 
 /* Queue one record; sends a batch when full. -E2BIG for a record over the
- * 1 MiB limit (counted as failed); other negative errno: the request failed
- * in a way retrying cannot fix (err filled; e.g. bad credentials). */
+ * 1 MiB limit (counted as failed); -EBUSY when some records of the batch
+ * still failed after max_retries (counted as failed); other negative errno:
+ * the request failed as a whole in a way retrying cannot fix (err filled;
+ * e.g. bad credentials, a missing stream; the batch is counted as failed). */
 int kinesis_producer_add(struct kinesis_producer *p, const void *data, size_t len,
                          const char *partition_key, struct aws_error *err);
+/* Send what is queued; returns as kinesis_producer_add(). */
 int kinesis_producer_flush(struct kinesis_producer *p, struct aws_error *err);
 struct kinesis_producer_stats kinesis_producer_get_stats(const struct kinesis_producer *p);

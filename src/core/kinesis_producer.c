@@ -167,7 +167,7 @@ int kinesis_producer_flush(struct kinesis_producer *p, struct aws_error *err)
                         nf, p->max_retries, first);
             p->st.failed += nf;
             aws_error_set(err, AWS_ERR_SERVICE, "PartialFailure", "%zu records not accepted: %s", nf, first);
-            ret = -EIO;
+            ret = -EBUSY;
             break;
         }
         log_debug("PutRecords: %zu of %zu records failed (%s); retrying only those", nf, n, first);
@@ -195,7 +195,7 @@ int kinesis_producer_add(struct kinesis_producer *p, const void *data, size_t le
     }
     if (p->n == KINESIS_MAX_BATCH_RECORDS || p->batch_bytes + len + kl > KINESIS_MAX_BATCH_BYTES) {
         int r = kinesis_producer_flush(p, err);
-        if (r < 0 && r != -EIO)
+        if (r < 0 && r != -EBUSY)
             return r;
     }
     struct entry *e = &p->e[p->n];

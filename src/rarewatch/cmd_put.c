@@ -109,7 +109,7 @@ static int send_json(struct put_state *s, const char *text, size_t len, json_obj
         random_key(key);
     pace(s);
     int r = kinesis_producer_add(s->prod, text, len, key, &s->err);
-    if (r < 0 && r != -E2BIG && r != -EIO) {
+    if (r < 0 && r != -E2BIG && r != -EBUSY) {
         s->fatal = r;
         return r;
     }
@@ -310,7 +310,7 @@ int cmd_put(int argc, char **argv)
 
     if (r >= 0) {
         r = kinesis_producer_flush(prod, &s.err);
-        if (r < 0 && r != -EIO)
+        if (r < 0 && r != -EBUSY)
             s.fatal = r;
     }
     show_progress(&s, true);
