@@ -58,7 +58,6 @@ enum det_why {
     DET_WHY_ABOVE,        /* value above expected */
     DET_WHY_BELOW,        /* value below expected */
     DET_WHY_DAILY,        /* unusual for the time of day (auto) */
-    DET_WHY_PATTERN,      /* unusual sequence of values (auto) */
     DET_WHY_RATE_HIGH,    /* more events in the interval than expected */
     DET_WHY_RATE_LOW,     /* fewer (or no) events than expected */
     DET_WHY_NEW_CATEGORY, /* categorical value never seen for this key */
@@ -115,6 +114,10 @@ void det_calib_learn(const struct det_calib_params *p, struct det_calib *c, doub
 /* -log10 of the two-sided standard normal tail P(|Z| >= |z|), accurate far
  * into the tail (no underflow). */
 double det_normal_surprise(double z);
+/* The same for a Student t with 3 degrees of freedom: heavy tails, so a
+ * 250-sigma value still ranks above a 20-sigma one (the normal tail puts
+ * both beyond any representable probability). */
+double det_t3_surprise(double z);
 /* -log10 P(X >= k) and -log10 P(X <= k) for X ~ Poisson(lambda), k real >= 0
  * (via regularized incomplete gamma; continuous in k). */
 double det_poisson_upper_surprise(double k, double lambda);
@@ -144,10 +147,16 @@ struct det_zscore_params {
     struct det_calib_params calib;
 };
 
-struct det_zscore_state {
+/* Exponentially weighted mean and variance (West's weighted update with
+ * decayed weights). Shared by zscore and auto. */
+struct det_ew {
     double weight;   /* decayed number of samples */
     double mean;
     double m2;       /* decayed sum of squared deviations */
+};
+
+struct det_zscore_state {
+    struct det_ew ew;
     int64_t last_ts; /* usec, time-based half-life only */
     uint32_t n;
     uint32_t pad_;
@@ -262,43 +271,37 @@ void det_category_update(const struct det_category_params *p, struct det_categor
 
 /* ---- auto (default for "is this number unusual") --------------------- */
 
-/* Three views of one numeric series, each turned into a model surprise and
- * calibrated against its own history; the largest, corrected for taking a
- * maximum, is calibrated once more. See detect_auto.c for the reasoning. */
+/* Two views of one numeric series (its level; its time-of-day profile),
+ * each calibrated against its own history, combined by Fisher's method and
+ * calibrated once more. See detect_auto.c for the reasoning. */
 struct det_auto_params {
-    double half_life;      /* samples the baseline spans, default 3000, >= 16 */
+    double half_life;      /* samples the baselines span, default 3000, >= 16 */
     double dedup_half_life;/* samples over which a reported peak damps the
                             * repeats that follow it, default 30; 0 = off */
-    uint32_t min_samples;  /* learning period, default 50 (>= 8) */
+    uint32_t min_samples;  /* learning period, default 50 (>= 2) */
     double min_score;      /* alert at score >= this, default 0.9999 */
-    struct det_calib_params calib; /* default half_life 2000 (faster than the
-                                    * other types: auto's views are noisier) */
+    struct det_calib_params calib; /* default half_life 2000, not 10000:
+                                    * rarity judged on recent history */
 };
 
-#define DET_AUTO_VIEWS 3
+#define DET_AUTO_VIEWS 2
 #define DET_AUTO_DAY_BINS 96
-#define DET_AUTO_SYMS 8
 struct det_auto_state {
-    struct det_robust level;  /* robust level of the value */
-    struct det_robust resid;  /* robust level of x - daily profile */
-    float day[DET_AUTO_DAY_BINS];          /* daily profile (15-minute bins) */
-    uint64_t day_set[2];                   /* which bins hold a value */
+    struct det_ew level;          /* the value */
+    struct det_ew resid;          /* x - daily profile */
+    float day[DET_AUTO_DAY_BINS]; /* daily profile (15-minute bins) */
+    uint64_t day_set[2];          /* which bins hold a value */
     int64_t first_ts;
-    /* transitions between symbols (the value's robust z, rounded) */
-    float trans[DET_AUTO_SYMS * DET_AUTO_SYMS][DET_AUTO_SYMS];
-    float marg[DET_AUTO_SYMS];
-    double unit;       /* lazy decay of trans/marg, as det_category_state */
     double peak;       /* last reported surprise, for dedup */
     uint32_t n;
-    uint8_t sym1, sym2; /* last two symbols */
-    uint8_t pad_[2];
+    uint32_t pad_;
     struct det_calib view[DET_AUTO_VIEWS];
     struct det_calib calib;
 };
 
 void det_auto_params_default(struct det_auto_params *p);
 int det_auto_params_check(const struct det_auto_params *p);
-/* ts_usec: event time, > 0 to enable the daily-profile view (0: unknown). */
+/* ts_usec: event time, > 0 to enable the time-of-day view (0: unknown). */
 void det_auto_update(const struct det_auto_params *p, struct det_auto_state *s, double x,
                      int64_t ts_usec, struct det_result *r);
 

@@ -53,6 +53,20 @@ double det_normal_surprise(double z)
     return det_clamp_surprise(-ln_p / M_LN10);
 }
 
+double det_t3_surprise(double z)
+{
+    double a = fabs(z) / sqrt(3.0);
+    if (isnan(a))
+        return 0;
+    if (!isfinite(a))
+        return DET_SURPRISE_MAX;
+    /* Two-sided Student-t tail, 3 degrees of freedom:
+     * p = (2/pi) (atan(1/a) - a / (1 + a^2)); past a = 1e3 its leading term
+     * 4 / (3 pi a^3) is exact to double precision. */
+    double p = a < 1e3 ? (2 / M_PI) * (atan(1 / a) - a / (1 + a * a)) : 4 / (3 * M_PI * a * a * a);
+    return det_clamp_surprise(-log10(p));
+}
+
 /* ln of the regularized lower (lower=true) or upper incomplete gamma
  * function, a > 0, x >= 0. Series below a+1, Lentz continued fraction
  * above (Numerical Recipes 6.2); computed in logs so tails of 1e-300 and
@@ -173,9 +187,11 @@ double det_calib_surprise(const struct det_calib_params *p, const struct det_cal
         return det_clamp_surprise(-log10(t / total));
     }
     /* Past the data: surprise keeps growing at the rate the data showed up
-     * to there, never faster than the model says. */
+     * to there (the model's ordering, the data's scale). A model that is
+     * too bold (normal tails on heavy-tailed data) is tempered, one that is
+     * too timid (t tails on normal data) is sharpened. */
     double s_emp = -log10(tail[top] / total);
-    double slope = s_top > 0 ? MIN(1.0, s_emp / s_top) : 1.0;
+    double slope = s_top > 0 ? s_emp / s_top : 1.0;
     return det_clamp_surprise(s_emp + slope * (s - s_top));
 }
 
@@ -343,14 +359,6 @@ int det_reason(struct buf *out, enum det_type type, const struct det_result *r,
             k = put_num(out, r->expected);
         break;
     }
-    case DET_WHY_PATTERN:
-        k = buf_printf(out, "%s ", f);
-        if (k >= 0)
-            k = put_num(out, r->value);
-        if (k >= 0)
-            k = buf_printf(out, " breaks the usual sequence of values (1 in %.3g)",
-                           pow(10, r->raw));
-        break;
     case DET_WHY_RATE_HIGH:
     case DET_WHY_RATE_LOW:
         k = buf_printf(out, "%s%s%.0f event%s in ", field ? field : "", field && *field ? ": " : "", r->value,
@@ -428,6 +436,26 @@ int det_zscore_params_check(const struct det_zscore_params *p)
     return det_calib_params_check(&p->calib);
 }
 
+double det_ew_z(const struct det_ew *e, double x, double *sd_out)
+{
+    double sd = e->weight > 0 ? sqrt(e->m2 / e->weight) : 0;
+    double d = x - e->mean;
+    if (sd_out)
+        *sd_out = sd;
+    if (d == 0)
+        return 0;
+    /* A constant history: any change is infinitely surprising (capped). */
+    return sd > 1e-12 * MAX(fabs(e->mean), 1e-300) ? d / sd : copysign(INFINITY, d);
+}
+
+void det_ew_learn(struct det_ew *e, double x, double decay)
+{
+    double d = x - e->mean;
+    e->weight = e->weight * decay + 1;
+    e->mean += d / e->weight;
+    e->m2 = e->m2 * decay + d * (x - e->mean);
+}
+
 void det_zscore_update(const struct det_zscore_params *p, struct det_zscore_state *s,
                        double x, int64_t ts_usec, struct det_result *r)
 {
@@ -445,22 +473,16 @@ void det_zscore_update(const struct det_zscore_params *p, struct det_zscore_stat
     } else {
         decay = det_decay(p->half_life);
     }
-    double sd = s->weight > 0 ? sqrt(s->m2 / s->weight) : 0;
-    double d = x - s->mean;
-    double z = d == 0 ? 0 : sd > 1e-12 * MAX(fabs(s->mean), 1e-300) ? d / sd : copysign(INFINITY, d);
+    double z = det_ew_z(&s->ew, x, &r->scale);
     r->raw = z;
-    r->expected = s->mean;
-    r->scale = sd;
+    r->expected = s->ew.mean;
     bool learning = s->n < MAX(p->min_samples, 2u);
     det_finish(r, &p->calib, &s->calib, det_normal_surprise(z), learning);
     if (!learning) {
         r->why = z >= 0 ? DET_WHY_ABOVE : DET_WHY_BELOW;
         r->alert = fabs(z) >= p->threshold && r->score >= p->min_score;
     }
-    /* West's weighted update with exponentially decayed weights. */
-    s->weight = s->weight * decay + 1;
-    s->mean += d / s->weight;
-    s->m2 = s->m2 * decay + d * (x - s->mean);
+    det_ew_learn(&s->ew, x, decay);
     s->n++;
 }
 

@@ -26,6 +26,11 @@ int det_calib_params_check(const struct det_calib_params *p);
 void det_finish(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
                 double s_model, bool learning);
 
+/* z of x against e (sd_out: the sd used, may be NULL); learn x with the
+ * given per-sample decay. */
+double det_ew_z(const struct det_ew *e, double x, double *sd_out);
+void det_ew_learn(struct det_ew *e, double x, double decay);
+
 double det_robust_scale(const struct det_robust *r);
 double det_robust_z(const struct det_robust *r, double x);
 void det_robust_learn(struct det_robust *r, double x, double half_life);

@@ -123,15 +123,15 @@ TEST(zscore_time_half_life_forgets_by_event_time)
     int64_t ts = 0;
     for (int i = 0; i < 100; i++, ts += 1000000)
         det_zscore_update(&p, &s, 10, ts, &r);
-    CHECK_NEAR(s.mean, 10, 1e-9);
+    CHECK_NEAR(s.ew.mean, 10, 1e-9);
     /* Twenty half-lives later the old level weighs ~1e-6 of what it did. */
     ts += 1200 * 1000000LL;
     det_zscore_update(&p, &s, 20, ts, &r);
-    CHECK(s.mean > 19.9);
+    CHECK(s.ew.mean > 19.9);
     /* Same timestamp: no decay, a plain average of the two. */
-    double w = s.weight;
+    double w = s.ew.weight;
     det_zscore_update(&p, &s, 20, ts, &r);
-    CHECK_NEAR(s.weight, w + 1, 1e-12);
+    CHECK_NEAR(s.ew.weight, w + 1, 1e-12);
 }
 
 TEST(quantile_is_robust_to_heavy_tails)
@@ -287,6 +287,42 @@ TEST(auto_catches_spike_and_level_shift)
     CHECK(caught);
 }
 
+TEST(auto_daily_view_catches_value_wrong_for_the_hour)
+{
+    struct det_auto_params p;
+    det_auto_params_default(&p);
+    struct det_auto_state s = { 0 };
+    struct det_result r;
+    rng_state = 9;
+    const int64_t step = 300 * 1000000LL; /* 5-minute samples */
+    int64_t ts = 1700006400LL * 1000000;  /* midnight UTC */
+    unsigned alerts = 0;
+    /* Busy by day (~100), quiet at night (~10), for a week. */
+    for (int i = 0; i < 7 * 288; i++, ts += step) {
+        double hour = (double)(i % 288) / 12;
+        double x = (hour >= 8 && hour < 20 ? 100 : 10) + 2 * gauss();
+        det_auto_update(&p, &s, x, ts, &r);
+        if (i > 2 * 288)
+            alerts += r.alert;
+    }
+    CHECK(alerts <= 3);
+    /* 3 am, daytime traffic: ordinary for the day, not for the hour. */
+    ts += 3 * 12 * step;
+    det_auto_update(&p, &s, 100, ts, &r);
+    CHECK(r.alert);
+    CHECK(r.why == DET_WHY_DAILY);
+    CHECK_NEAR(r.expected, 10, 3);
+    /* Without timestamps the same value is unremarkable. */
+    struct det_auto_state u = { 0 };
+    rng_state = 9;
+    for (int i = 0; i < 7 * 288; i++) {
+        double hour = (double)(i % 288) / 12;
+        det_auto_update(&p, &u, (hour >= 8 && hour < 20 ? 100 : 10) + 2 * gauss(), 0, &r);
+    }
+    det_auto_update(&p, &u, 100, 0, &r);
+    CHECK(!r.alert);
+}
+
 TEST(auto_constant_series_then_change)
 {
     struct det_auto_params p;
@@ -404,7 +440,7 @@ TEST(save_load_resumes_bit_identically)
 
 TEST(load_rejects_bad_records)
 {
-    struct det_zscore_state s = { .mean = 1 }, out;
+    struct det_zscore_state s = { .ew.mean = 1 }, out;
     _cleanup_buf_ struct buf b = BUF_INIT;
     CHECK_INT(det_state_save(DET_ZSCORE, &s, &b), 0);
     CHECK_INT(det_state_load(DET_QUANTILE, &out, b.data, b.len), -EINVAL);
