@@ -3,33 +3,57 @@
 
 #include <string.h>
 
-/* Sextet value of each byte; invalid bytes map to all ones, so that after
- * shifting and OR-ing a quad any invalid character sets bits 24..31 and one
- * test per quad (or per two quads) catches it. */
-#define X 0xFFFFFFFFu
-static const uint32_t dec[256] = {
-    X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,
-    X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,
-    X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  62, X,  X,  X,  63,
-    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, X,  X,  X,  X,  X,  X,
-    X,  0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14,
-    15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, X,  X,  X,  X,  X,
-    X,  26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
-    41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, X,  X,  X,  X,  X,
-    X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,
-    X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,
-    X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,
-    X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,
-    X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,
-    X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,
-    X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,
-    X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,
-};
-#undef X
+/*
+ * Four lookup tables, one per position in a quad, holding the sextet already
+ * shifted to where it lands in the 3 output bytes (byte 0 in bits 0..7, as a
+ * little-endian 32-bit store wants them). A quad then costs four loads and
+ * three ORs. Invalid characters map to BAD, which sets bit 24, so one compare
+ * per quad (or per two quads) catches any of them. The tables are constant
+ * expressions, so there is no init step and no thread-safety question.
+ */
+#define B64V(c)                                              \
+    ((c) >= 'A' && (c) <= 'Z'   ? (c) - 'A'                  \
+     : (c) >= 'a' && (c) <= 'z' ? (c) - 'a' + 26            \
+     : (c) >= '0' && (c) <= '9' ? (c) - '0' + 52            \
+     : (c) == '+'               ? 62                        \
+     : (c) == '/'               ? 63                        \
+                                : -1)
+#define BAD 0x01FFFFFFu
+#define U(c) ((uint32_t)B64V(c))
+#define D0(c) (B64V(c) < 0 ? BAD : U(c) << 2)
+#define D1(c) (B64V(c) < 0 ? BAD : (U(c) >> 4) | ((U(c) & 0x0F) << 12))
+#define D2(c) (B64V(c) < 0 ? BAD : ((U(c) >> 2) << 8) | ((U(c) & 0x03) << 22))
+#define D3(c) (B64V(c) < 0 ? BAD : U(c) << 16)
+#define T4(F, b) F(b), F((b) + 1), F((b) + 2), F((b) + 3)
+#define T16(F, b) T4(F, b), T4(F, (b) + 4), T4(F, (b) + 8), T4(F, (b) + 12)
+#define T64(F, b) T16(F, b), T16(F, (b) + 16), T16(F, (b) + 32), T16(F, (b) + 48)
+#define T256(F) T64(F, 0), T64(F, 64), T64(F, 128), T64(F, 192)
+static const uint32_t d0[256] = { T256(D0) };
+static const uint32_t d1[256] = { T256(D1) };
+static const uint32_t d2[256] = { T256(D2) };
+static const uint32_t d3[256] = { T256(D3) };
 
 static inline uint32_t quad(const unsigned char *s)
 {
-    return dec[s[0]] << 18 | dec[s[1]] << 12 | dec[s[2]] << 6 | dec[s[3]];
+    return d0[s[0]] | d1[s[1]] | d2[s[2]] | d3[s[3]];
+}
+
+static inline void put3(uint8_t *o, uint32_t x)
+{
+    o[0] = (uint8_t)x;
+    o[1] = (uint8_t)(x >> 8);
+    o[2] = (uint8_t)(x >> 16);
+}
+
+/* Store the 3 bytes of x plus one byte of garbage that the next store (or
+ * the tail) overwrites; the caller guarantees the room. */
+static inline void put4(uint8_t *o, uint32_t x)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(o, &x, 4);
+#else
+    put3(o, x);
+#endif
 }
 
 int base64_decode(const char *in, size_t n, uint8_t *out, size_t *outlen)
@@ -41,54 +65,46 @@ int base64_decode(const char *in, size_t n, uint8_t *out, size_t *outlen)
         return 0;
     }
     const unsigned char *s = (const unsigned char *)in;
-    /* All quads but the last carry no padding. */
-    size_t full = n / 4 - 1;
+    /* All quads but the last carry no padding. Quad i of those writes bytes
+     * [3i, 3i + 4), inside the n / 4 * 3 bytes of room, so put4 is safe. */
+    size_t full = n / 4 - 1, i = 0;
     uint8_t *o = out;
-    size_t i = 0;
-    /* Two quads per step, stored as one 8-byte write (6 bytes are output,
-     * 2 are overwritten by the next step), while 8 bytes of room remain. */
-    for (; i + 2 <= full && (size_t)(o - out) + 8 <= full * 3; i += 2, s += 8, o += 6) {
+    for (; i + 2 <= full; i += 2, s += 8, o += 6) {
         uint32_t a = quad(s), b = quad(s + 4);
-        if (_unlikely_((a | b) >> 24))
+        if (_unlikely_((a | b) >= 0x01000000u))
             return -EINVAL;
-        uint64_t v = (uint64_t)a << 40 | (uint64_t)b << 16;
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-        v = __builtin_bswap64(v);
-#endif
-        memcpy(o, &v, 8);
+        put4(o, a);
+        put4(o + 3, b);
     }
-    for (; i < full; i++, s += 4, o += 3) {
+    if (i < full) {
         uint32_t a = quad(s);
-        if (_unlikely_(a >> 24))
+        if (a >= 0x01000000u)
             return -EINVAL;
-        o[0] = (uint8_t)(a >> 16);
-        o[1] = (uint8_t)(a >> 8);
-        o[2] = (uint8_t)a;
-    }
-    /* The last quad: "abcd", "abc=" or "ab==". */
-    uint32_t c0 = dec[s[0]], c1 = dec[s[1]];
-    if ((c0 | c1) >> 24)
-        return -EINVAL;
-    if (s[3] == '=') {
-        if (s[2] == '=') {
-            if (c1 & 0x0F)
-                return -EINVAL;
-            *o++ = (uint8_t)(c0 << 2 | c1 >> 4);
-        } else {
-            uint32_t c2 = dec[s[2]];
-            if ((c2 >> 24) || (c2 & 0x03))
-                return -EINVAL;
-            *o++ = (uint8_t)(c0 << 2 | c1 >> 4);
-            *o++ = (uint8_t)(c1 << 4 | c2 >> 2);
-        }
-    } else {
-        uint32_t a = quad(s);
-        if (a >> 24)
-            return -EINVAL;
-        o[0] = (uint8_t)(a >> 16);
-        o[1] = (uint8_t)(a >> 8);
-        o[2] = (uint8_t)a;
+        put4(o, a);
+        s += 4;
         o += 3;
+    }
+    /* The last quad: "abcd", "abc=" or "ab==". The canonical-encoding checks
+     * look at the bits the padding leaves unused. */
+    if (s[3] != '=') {
+        uint32_t a = quad(s);
+        if (a >= 0x01000000u)
+            return -EINVAL;
+        put3(o, a);
+        o += 3;
+    } else if (s[2] != '=') {
+        uint32_t a = d0[s[0]] | d1[s[1]] | d2[s[2]];
+        if (a >= 0x01000000u || (a & 0xFF0000u))
+            return -EINVAL;
+        o[0] = (uint8_t)a;
+        o[1] = (uint8_t)(a >> 8);
+        o += 2;
+    } else {
+        uint32_t a = d0[s[0]] | d1[s[1]];
+        if (a >= 0x01000000u || (a & 0xFFFF00u))
+            return -EINVAL;
+        o[0] = (uint8_t)a;
+        o += 1;
     }
     *outlen = (size_t)(o - out);
     return 0;

@@ -1,9 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "rarewatch/json_out.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 static char *put_u64(char *end, uint64_t v)
 {
@@ -84,6 +89,99 @@ int buf_put_json_value(struct buf *b, const struct rw_value *v)
     return -EINVAL;
 }
 
+/*
+ * Splicing writes into space reserved once, up front, for the worst case
+ * (see splice_bound), so the per-byte helpers below need no capacity checks;
+ * the per-call checks of buf_putc/buf_append cost more than the copying.
+ */
+static inline void w_putc(struct buf *b, char c) { b->data[b->len++] = c; }
+static inline void w_mem(struct buf *b, const void *p, size_t n)
+{
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+/* No byte that forces buf_put_json_string's slow path: '"', '\\',
+ * controls, and anything non-ASCII (which must be UTF-8-checked). */
+static inline bool plain_ascii(const char *s, size_t n)
+{
+    size_t i = 0;
+#ifdef __SSE2__
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        /* Signed compare: bytes >= 0x80 count as < 0x20. */
+        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+                                 _mm_cmplt_epi8(v, space));
+        if (_mm_movemask_epi8(m))
+            return false;
+    }
+#endif
+    static const uint8_t special[256] = {
+        [0x00 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xff] = 1,
+    };
+    for (; i < n; i++)
+        if (special[(unsigned char)s[i]])
+            return false;
+    return true;
+}
+
+static inline int w_string(struct buf *b, const char *s, size_t n)
+{
+    if (!plain_ascii(s, n))
+        return buf_put_json_string(b, s, n);
+    w_putc(b, '"');
+    w_mem(b, s, n);
+    w_putc(b, '"');
+    return 0;
+}
+
+static int w_value(struct buf *b, const struct rw_value *v)
+{
+    switch (v->type) {
+    case RW_MISSING:
+    case RW_NULL: w_mem(b, "null", 4); return 0;
+    case RW_BOOL:
+        if (v->b)
+            w_mem(b, "true", 4);
+        else
+            w_mem(b, "false", 5);
+        return 0;
+    case RW_NUM: return buf_put_json_number(b, v->num);
+    case RW_STR: return w_string(b, v->s.p, v->s.len);
+    case RW_OBJECT:
+    case RW_ARRAY: w_mem(b, v->s.p, v->s.len); return 0;
+    }
+    return -EINVAL;
+}
+
+static size_t value_bound(const struct rw_value *v)
+{
+    switch (v->type) {
+    case RW_NUM: return 48;
+    case RW_STR: return (size_t)v->s.len * 6 + 2;
+    case RW_OBJECT:
+    case RW_ARRAY: return v->s.len;
+    default: return 5;
+    }
+}
+
+/* The output never exceeds the input record (runs, kept members and
+ * rewritten keys are copies of it, and every comma written replaces one
+ * dropped) plus, per edit, what it can create: per path step a comma, the
+ * escaped key, a colon and a pair of braces, then the value. */
+static size_t splice_bound(const struct json_doc *d, const struct json_edit *edits, size_t n)
+{
+    size_t total = d->nodes[0].end - d->nodes[0].start + 8;
+    for (size_t i = 0; i < n; i++) {
+        const struct json_path *p = edits[i].path;
+        for (uint32_t k = 0; k < p->n; k++)
+            total += (size_t)p->steps[k].keylen * 6 + 6;
+        total += value_bound(&edits[i].value);
+    }
+    return total;
+}
+
 struct splice {
     struct buf *out;
     const struct json_doc *d;
@@ -132,16 +230,14 @@ static int emit_member(const struct splice *c, uint32_t key, const struct json_s
 
 #define SEP_AND_KEY()                                                                    \
     do {                                                                                 \
-        if (!*first && (r = buf_putc(out, ',')) < 0)                                     \
-            return r;                                                                    \
+        if (!*first)                                                                     \
+            w_putc(out, ',');                                                            \
         *first = false;                                                                  \
         if (key != JSON_NONE)                                                            \
-            r = buf_append(out, d->text + d->nodes[key].start,                           \
-                           d->nodes[key].end - d->nodes[key].start);                      \
-        else                                                                             \
-            r = buf_put_json_string(out, st->key, st->keylen);                           \
-        if (r < 0 || (r = buf_putc(out, ':')) < 0)                                       \
+            w_mem(out, d->text + d->nodes[key].start, d->nodes[key].end - d->nodes[key].start); \
+        else if ((r = w_string(out, st->key, st->keylen)) < 0)                           \
             return r;                                                                    \
+        w_putc(out, ':');                                                                \
     } while (0)
 
     if (last_term >= 0) {
@@ -149,7 +245,7 @@ static int emit_member(const struct splice *c, uint32_t key, const struct json_s
         if (dup || e->remove || e->value.type == RW_MISSING)
             return 0;
         SEP_AND_KEY();
-        return buf_put_json_value(out, &e->value);
+        return w_value(out, &e->value);
     }
     bool sets = group_sets(c, G, ng);
     uint32_t val = key != JSON_NONE ? key + 1 : JSON_NONE;
@@ -157,10 +253,11 @@ static int emit_member(const struct splice *c, uint32_t key, const struct json_s
         /* Nothing to create and nothing below to remove: keep as is. */
         if (val == JSON_NONE)
             return 0;
-        if (!*first && (r = buf_putc(out, ',')) < 0)
-            return r;
+        if (!*first)
+            w_putc(out, ',');
         *first = false;
-        return buf_append(out, d->text + d->nodes[key].start, d->nodes[val].end - d->nodes[key].start);
+        w_mem(out, d->text + d->nodes[key].start, d->nodes[val].end - d->nodes[key].start);
+        return 0;
     }
     SEP_AND_KEY();
     if (val != JSON_NONE && d->nodes[val].type == JSON_T_OBJECT)
@@ -175,12 +272,24 @@ static int splice_obj(const struct splice *c, uint32_t obj, const uint8_t *E, un
     const struct json_doc *d = c->d;
     const struct json_node *nodes = d->nodes;
     bool first = true;
-    uint8_t matched[JSON_SPLICE_MAX_EDITS] = { 0 };
+    uint8_t matched[JSON_SPLICE_MAX_EDITS];
     uint8_t G[JSON_SPLICE_MAX_EDITS];
+    /* This level's keys, gathered once instead of chased per member. */
+    const char *keys[JSON_SPLICE_MAX_EDITS];
+    uint32_t klens[JSON_SPLICE_MAX_EDITS];
+    /* Bit L set: some edit key has length L (>= 63 share bit 63). Most
+     * members match no edit, and this rejects them without the inner loop. */
+    uint64_t lens = 0;
     int r;
 
-    if ((r = buf_putc(out, '{')) < 0)
-        return r;
+    for (unsigned i = 0; i < ne; i++) {
+        const struct json_step *st = edit_step(c, E[i], lvl);
+        keys[i] = st->key;
+        klens[i] = st->keylen;
+        matched[i] = 0;
+        lens |= UINT64_C(1) << MIN(st->keylen, 63u);
+    }
+    w_putc(out, '{');
     if (obj != JSON_NONE) {
         uint32_t run_start = JSON_NONE, run_end = 0;
         uint32_t end = nodes[obj].next;
@@ -188,30 +297,30 @@ static int splice_obj(const struct splice *c, uint32_t obj, const uint8_t *E, un
             unsigned ng = 0;
             const struct json_node *kn = &nodes[k];
             size_t klen = kn->end - kn->start - 2;
-            bool dup = false;
-            for (unsigned i = 0; i < ne; i++) {
-                const struct json_step *st = edit_step(c, E[i], lvl);
-                if (st->keylen > klen)
+            const char *kp = d->text + kn->start + 1;
+            bool esc = kn->flags & JSON_F_ESCAPED, dup = false;
+            for (unsigned i = 0; i < ne && (esc || (lens >> MIN(klen, 63u) & 1)); i++) {
+                /* Decoding never lengthens a name, so a longer edit key
+                 * cannot match even an escaped one. */
+                if (klens[i] > klen || (!esc && klens[i] != klen))
                     continue;
-                if (!(kn->flags & JSON_F_ESCAPED)
-                        ? st->keylen == klen && memcmp(d->text + kn->start + 1, st->key, klen) == 0
-                        : json_str_eq(d, k, st->key, st->keylen)) {
+                if (!esc ? klen == 0 || (kp[0] == keys[i][0] && memcmp(kp, keys[i], klen) == 0)
+                         : json_str_eq(d, k, keys[i], klens[i])) {
                     G[ng++] = E[i];
                     dup |= matched[i];
                     matched[i] = 1;
                 }
             }
-            if (!ng) {
+            if (_likely_(!ng)) {
                 if (run_start == JSON_NONE)
                     run_start = kn->start;
                 run_end = nodes[k + 1].end;
                 continue;
             }
             if (run_start != JSON_NONE) {
-                if (!first && (r = buf_putc(out, ',')) < 0)
-                    return r;
-                if ((r = buf_append(out, d->text + run_start, run_end - run_start)) < 0)
-                    return r;
+                if (!first)
+                    w_putc(out, ',');
+                w_mem(out, d->text + run_start, run_end - run_start);
                 first = false;
                 run_start = JSON_NONE;
             }
@@ -219,10 +328,9 @@ static int splice_obj(const struct splice *c, uint32_t obj, const uint8_t *E, un
                 return r;
         }
         if (run_start != JSON_NONE) {
-            if (!first && (r = buf_putc(out, ',')) < 0)
-                return r;
-            if ((r = buf_append(out, d->text + run_start, run_end - run_start)) < 0)
-                return r;
+            if (!first)
+                w_putc(out, ',');
+            w_mem(out, d->text + run_start, run_end - run_start);
             first = false;
         }
     }
@@ -241,7 +349,8 @@ static int splice_obj(const struct splice *c, uint32_t obj, const uint8_t *E, un
         if ((r = emit_member(c, JSON_NONE, st, G, ng, lvl, &first, false)) < 0)
             return r;
     }
-    return buf_putc(out, '}');
+    w_putc(out, '}');
+    return 0;
 }
 
 int json_splice(struct buf *out, const struct json_doc *d, const struct json_edit *edits, size_t n)
@@ -256,19 +365,24 @@ int json_splice(struct buf *out, const struct json_doc *d, const struct json_edi
         for (uint32_t k = 0; k < p->n; k++)
             if (p->steps[k].kind != JSON_STEP_KEY)
                 return -EINVAL;
+        if (edits[i].value.type == RW_STR && edits[i].value.s.len > UINT32_MAX / 8)
+            return -EINVAL;
         E[i] = (uint8_t)i;
     }
-    size_t saved = out->len;
+    size_t saved = out->len, bound = splice_bound(d, edits, n);
+    int r = buf_reserve(out, bound);
+    if (r < 0)
+        return r;
     struct splice c = { out, d, edits };
-    int r;
     if (n == 0)
-        r = buf_append(out, d->text + d->nodes[0].start, d->nodes[0].end - d->nodes[0].start);
+        w_mem(out, d->text + d->nodes[0].start, d->nodes[0].end - d->nodes[0].start);
     else
         r = splice_obj(&c, 0, E, (unsigned)n, 0);
-    if (r < 0) {
+    /* Past the bound, memory after the buffer is already overwritten; the
+     * fuzz target runs with assertions to prove the bound. */
+    assert(out->len - saved <= bound);
+    if (r < 0)
         out->len = saved;
-        if (out->data)
-            out->data[saved] = 0;
-    }
+    out->data[out->len] = 0;
     return r;
 }

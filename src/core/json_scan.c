@@ -116,14 +116,19 @@ static inline size_t utf8_seq_len(const unsigned char *p)
 
 static inline const char *skip_ws(const char *p)
 {
+    /* Most tokens follow each other directly in machine-written JSON. */
+    if (_likely_((unsigned char)*p > ' '))
+        return p;
     while (_unlikely_(cclass[(uint8_t)*p] & C_WS))
         p++;
     return p;
 }
 
 /* p is just after the opening quote. Returns the closing quote, or NULL with
- * *err set. */
-static const char *scan_string(const char *p, const char *end, uint8_t *flags, const char **err)
+ * *err set and *where at the offending byte. */
+static inline __attribute__((always_inline)) const char *
+scan_string(const char *p, const char *end, uint8_t *flags, const char **err,
+                               const char **where)
 {
     for (;;) {
 #ifdef __SSE2__
@@ -158,6 +163,7 @@ static const char *scan_string(const char *p, const char *end, uint8_t *flags, c
             if (e == 'u') {
                 if (hex4(p + 2) < 0) {
                     *err = "invalid \\u escape";
+                    *where = p;
                     return NULL;
                 }
                 p += 6;
@@ -165,6 +171,7 @@ static const char *scan_string(const char *p, const char *end, uint8_t *flags, c
                 p += 2;
             } else {
                 *err = "invalid escape";
+                *where = p;
                 return NULL;
             }
             continue;
@@ -173,12 +180,14 @@ static const char *scan_string(const char *p, const char *end, uint8_t *flags, c
             size_t n = utf8_seq_len((const unsigned char *)p);
             if (!n) {
                 *err = "invalid UTF-8 in string";
+                *where = p;
                 return NULL;
             }
             p += n;
             continue;
         }
         *err = p >= end ? "unterminated string" : "unescaped control character in string";
+        *where = p;
         return NULL;
     }
 }
@@ -236,6 +245,7 @@ int json_scan(struct json_doc *d, const char *text, size_t len)
     const char *err = NULL;
     uint32_t stack[JSON_MAX_DEPTH];
     unsigned depth = 0;
+    bool in_obj = false; /* the innermost open container is an object */
     struct json_node *nodes = d->nodes;
     uint32_t n = 0, cap = d->cap;
     uint32_t idx;
@@ -252,11 +262,12 @@ int json_scan(struct json_doc *d, const char *text, size_t len)
             cap = d->cap;                             \
         }                                             \
         idx = n++;                                    \
-        nodes[idx].start = (uint32_t)(p - s);         \
-        nodes[idx].type = (t);                        \
-        nodes[idx].flags = (fl);                      \
-        nodes[idx].reserved = 0;                      \
-        nodes[idx].next = n;                          \
+        nodes[idx] = (struct json_node){              \
+            .start = (uint32_t)(p - s),               \
+            .next = n,                                \
+            .type = (t),                              \
+            .flags = (fl),                            \
+        };                                            \
     } while (0)
 #define FAIL(msg)      \
     do {               \
@@ -272,6 +283,7 @@ value:
             FAIL("nesting too deep");
         PUSH(JSON_T_OBJECT, 0);
         stack[depth++] = idx;
+        in_obj = true;
         p = skip_ws(p + 1);
         if (*p == '}')
             goto close;
@@ -281,17 +293,16 @@ value:
             FAIL("nesting too deep");
         PUSH(JSON_T_ARRAY, 0);
         stack[depth++] = idx;
+        in_obj = false;
         p = skip_ws(p + 1);
         if (*p == ']')
             goto close;
         goto value;
     case '"': {
         flags = 0;
-        const char *q = scan_string(p + 1, end, &flags, &err);
-        if (!q) {
-            p = NULL;
-            goto fail_str;
-        }
+        const char *q = scan_string(p + 1, end, &flags, &err, &p);
+        if (!q)
+            goto fail;
         PUSH(JSON_T_STRING, flags);
         p = q + 1;
         nodes[idx].end = (uint32_t)(p - s);
@@ -373,9 +384,9 @@ key:
         FAIL(p >= end ? "unexpected end of input" : "expected a member name");
     {
         flags = JSON_F_KEY;
-        const char *q = scan_string(p + 1, end, &flags, &err);
+        const char *q = scan_string(p + 1, end, &flags, &err, &p);
         if (!q)
-            goto fail_str;
+            goto fail;
         PUSH(JSON_T_STRING, flags);
         p = q + 1;
         nodes[idx].end = (uint32_t)(p - s);
@@ -397,11 +408,11 @@ after:
     p = skip_ws(p);
     if (*p == ',') {
         p = skip_ws(p + 1);
-        if (nodes[stack[depth - 1]].type == JSON_T_OBJECT)
+        if (in_obj)
             goto key;
         goto value;
     }
-    if (*p == (nodes[stack[depth - 1]].type == JSON_T_OBJECT ? '}' : ']'))
+    if (*p == (in_obj ? '}' : ']'))
         goto close;
     FAIL(p >= end ? "unexpected end of input" : "expected ',' or a closing bracket");
 
@@ -412,18 +423,13 @@ close:
     p++;
     nodes[stack[depth]].end = (uint32_t)(p - s);
     nodes[stack[depth]].next = n;
+    if (depth)
+        in_obj = nodes[stack[depth - 1]].type == JSON_T_OBJECT;
     goto after;
 
-fail_str:
-    /* scan_string does not report where; the start of the string is close
-     * enough for a log line. */
-    d->err_msg = err;
-    d->err_off = n ? nodes[n - 1].end : 0;
-    d->n = 0;
-    return -EINVAL;
 fail:
     d->err_msg = err;
-    d->err_off = p ? (size_t)(p - s) : 0;
+    d->err_off = (size_t)(p - s);
     d->n = 0;
     return -EINVAL;
 #undef PUSH
@@ -512,6 +518,17 @@ bool json_str_eq(const struct json_doc *d, uint32_t i, const char *key, size_t n
     return k == kend;
 }
 
+/* Member names are short; a call to memcmp costs more than comparing them. */
+static inline bool bytes_eq(const char *a, const char *b, size_t n)
+{
+    if (n > 16)
+        return memcmp(a, b, n) == 0;
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            return false;
+    return true;
+}
+
 uint32_t json_obj_find_key(const struct json_doc *d, uint32_t obj, const char *key, size_t keylen)
 {
     if (obj >= d->n || d->nodes[obj].type != JSON_T_OBJECT)
@@ -521,7 +538,7 @@ uint32_t json_obj_find_key(const struct json_doc *d, uint32_t obj, const char *k
     for (uint32_t k = obj + 1; k < end; k = nodes[k + 1].next) {
         const struct json_node *kn = &nodes[k];
         if (_likely_(!(kn->flags & JSON_F_ESCAPED))) {
-            if (kn->end - kn->start - 2 == keylen && memcmp(d->text + kn->start + 1, key, keylen) == 0)
+            if (kn->end - kn->start - 2 == keylen && bytes_eq(d->text + kn->start + 1, key, keylen))
                 return k;
         } else if (json_str_eq(d, k, key, keylen))
             return k;

@@ -3,7 +3,8 @@
  * GetRecords bodies come from the network: the envelope scanner must never
  * crash or over-read, and what it accepts must be self-consistent: every
  * Data decodes to bytes whose canonical encoding is the original text, and
- * the counts match the arrays in the document.
+ * the counts match the arrays in the document. The raw input is also fed
+ * to the base64 decoder and compared with an obvious reference decoder.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,50 @@ static struct kinesis_records kr;
 static struct arena arena;
 static bool ready;
 
+/* The obvious decoder, for comparing verdicts and bytes with the fast one:
+ * strict RFC 4648 with canonical padding bits. Returns -1 when invalid. */
+static long ref_base64(const uint8_t *in, size_t n, uint8_t *out)
+{
+    static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (n % 4)
+        return -1;
+    size_t pad = 0;
+    if (n && in[n - 1] == '=')
+        pad = (n >= 2 && in[n - 2] == '=') ? 2 : 1;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        uint32_t v = 0;
+        for (size_t j = 0; j < 4; j++) {
+            bool padpos = i + j >= n - pad;
+            const char *c = in[i + j] ? strchr(A, in[i + j]) : NULL;
+            if (padpos ? in[i + j] != '=' : !c)
+                return -1;
+            v = v << 6 | (padpos ? 0 : (uint32_t)(c - A));
+        }
+        uint8_t b[3] = { (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
+        size_t keep = i + 4 == n ? 3 - pad : 3;
+        if (i + 4 == n && pad && (v & (pad == 1 ? 0xFF : 0xFFFF)))
+            return -1;
+        memcpy(out + o, b, keep);
+        o += keep;
+    }
+    return (long)o;
+}
+
+static void check_base64(const uint8_t *data, size_t size)
+{
+    uint8_t *a = malloc(size / 4 * 3 + 1), *b = malloc(size / 4 * 3 + 1);
+    if (!a || !b)
+        abort();
+    size_t alen = 0;
+    int r = base64_decode((const char *)data, size, a, &alen);
+    long blen = ref_base64(data, size, b);
+    if ((r == 0) != (blen >= 0) || (r == 0 && ((size_t)blen != alen || memcmp(a, b, alen) != 0)))
+        abort();
+    free(a);
+    free(b);
+}
+
 static size_t count(const struct json_doc *d, uint32_t c)
 {
     size_t n = 0;
@@ -33,6 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         kinesis_records_init(&kr);
         ready = true;
     }
+    check_base64(data, size);
     char *s = malloc(size + 1);
     if (!s)
         return 0;

@@ -108,6 +108,9 @@ TEST(error_position_and_message)
     CHECK_INT(scan(&d, "{\"a\":1,\"b\":tru}"), -EINVAL);
     CHECK_INT(d.err_off, 11);
     CHECK_STR(d.err_msg, "invalid literal");
+    CHECK_INT(scan(&d, "[\"ab\\q\"]"), -EINVAL);
+    CHECK_INT(d.err_off, 4);
+    CHECK_STR(d.err_msg, "invalid escape");
     json_doc_free(&d);
 }
 
