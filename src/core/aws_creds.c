@@ -567,7 +567,9 @@ void creds_wrap_error(struct aws_error *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof(prefix), fmt, ap);
     va_end(ap);
-    aws_error_str(err, orig, sizeof(orig));
+    /* The code, status and request id stay in their fields, where
+     * aws_error_str() shows them; only the message gets the context. */
+    memcpy(orig, err->message, sizeof(orig));
     err->kind = AWS_ERR_CREDENTIALS;
     /* Truncation is fine here; assembled by hand because the compiler cannot
      * prove two bounded strings fit. */
