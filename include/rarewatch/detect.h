@@ -114,10 +114,6 @@ void det_calib_learn(const struct det_calib_params *p, struct det_calib *c, doub
 /* -log10 of the two-sided standard normal tail P(|Z| >= |z|), accurate far
  * into the tail (no underflow). */
 double det_normal_surprise(double z);
-/* The same for a Student t with 3 degrees of freedom: heavy tails, so a
- * 250-sigma value still ranks above a 20-sigma one (the normal tail puts
- * both beyond any representable probability). */
-double det_t3_surprise(double z);
 /* -log10 P(X >= k) and -log10 P(X <= k) for X ~ Poisson(lambda), k real >= 0
  * (via regularized incomplete gamma; continuous in k). */
 double det_poisson_upper_surprise(double k, double lambda);
@@ -292,6 +288,8 @@ struct det_auto_state {
     float day[DET_AUTO_DAY_BINS]; /* daily profile (15-minute bins) */
     uint64_t day_set[2];          /* which bins hold a value */
     int64_t first_ts;
+    int64_t last_ts;
+    double dt;         /* EW mean interval between samples, usec */
     double peak;       /* last reported surprise, for dedup */
     uint32_t n;
     uint32_t pad_;

@@ -57,6 +57,17 @@ struct keytab *keytab_free(struct keytab *t);
  * that inserts, keytab_remove() or keytab_expire(). Values are 16-byte
  * aligned. */
 void *keytab_get(struct keytab *t, const char *key, size_t len, int64_t now_usec, bool *created);
+/* keytab_get() with the key's keytab_hash() already computed. */
+void *keytab_get_hashed(struct keytab *t, uint64_t hash, const char *key, size_t len,
+                        int64_t now_usec, bool *created);
+/* Batch pipelining: a lookup costs two or three cache misses (index, slot,
+ * value) when the table is larger than the cache. A caller holding a batch
+ * of keys hints them ahead: keytab_prefetch_index() some 16 keys ahead,
+ * keytab_prefetch_slot() (which reads the then-cached index) some 8 keys
+ * ahead, so the misses overlap with the work on earlier keys. Hints only:
+ * they change nothing and are always safe. */
+void keytab_prefetch_index(const struct keytab *t, uint64_t hash);
+void keytab_prefetch_slot(const struct keytab *t, uint64_t hash);
 /* Lookup only: no insert, no change of recency. */
 void *keytab_find(const struct keytab *t, const char *key, size_t len);
 /* Returns 1 if removed, 0 if absent. on_remove is not called. */

@@ -53,20 +53,6 @@ double det_normal_surprise(double z)
     return det_clamp_surprise(-ln_p / M_LN10);
 }
 
-double det_t3_surprise(double z)
-{
-    double a = fabs(z) / sqrt(3.0);
-    if (isnan(a))
-        return 0;
-    if (!isfinite(a))
-        return DET_SURPRISE_MAX;
-    /* Two-sided Student-t tail, 3 degrees of freedom:
-     * p = (2/pi) (atan(1/a) - a / (1 + a^2)); past a = 1e3 its leading term
-     * 4 / (3 pi a^3) is exact to double precision. */
-    double p = a < 1e3 ? (2 / M_PI) * (atan(1 / a) - a / (1 + a * a)) : 4 / (3 * M_PI * a * a * a);
-    return det_clamp_surprise(-log10(p));
-}
-
 /* ln of the regularized lower (lower=true) or upper incomplete gamma
  * function, a > 0, x >= 0. Series below a+1, Lentz continued fraction
  * above (Numerical Recipes 6.2); computed in logs so tails of 1e-300 and

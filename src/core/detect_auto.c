@@ -143,14 +143,21 @@ void det_auto_update(const struct det_auto_params *p, struct det_auto_state *s, 
         if (day_bin_set(s, bin)) {
             if (have_day)
                 det_ew_learn(&s->resid, resid, decay);
-            /* A few samples per bin per day: the profile follows within days. */
-            s->day[bin] = (float)(s->day[bin] + 0.3 * (x - s->day[bin]));
+            /* Each bin averages its samples over the last day or so
+             * (half-life one day), however many samples a bin gets a day. */
+            double per_bin = s->dt > 0 ? (double)(DAY_USEC / DET_AUTO_DAY_BINS) / s->dt : 1;
+            double a = 1 - exp2(-1.0 / MAX(per_bin, 1.0));
+            s->day[bin] = (float)(s->day[bin] + a * (x - s->day[bin]));
         } else {
             s->day[bin] = (float)x;
             s->day_set[bin >> 6] |= UINT64_C(1) << (bin & 63);
         }
         if (!s->n)
             s->first_ts = ts_usec;
+        else if (ts_usec > s->last_ts)
+            s->dt += (s->dt > 0 ? 0.05 : 1) * ((double)(ts_usec - s->last_ts) - s->dt);
+        if (ts_usec > s->last_ts)
+            s->last_ts = ts_usec;
     }
     s->n++;
 }

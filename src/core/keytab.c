@@ -195,11 +195,34 @@ static void evict_one(struct keytab *t)
     }
 }
 
+void keytab_prefetch_index(const struct keytab *t, uint64_t hash)
+{
+    __builtin_prefetch(&t->index[(uint32_t)hash & t->mask], 0, 3);
+}
+
+void keytab_prefetch_slot(const struct keytab *t, uint64_t hash)
+{
+    const struct ix *e = &t->index[(uint32_t)hash & t->mask];
+    if (e->slot1 && e->tag == (uint32_t)(hash >> 32)) {
+        const unsigned char *s = (const unsigned char *)slot_at(t, e->slot1 - 1);
+        /* Header and key, then the value's first lines. */
+        __builtin_prefetch(s, 1, 3);
+        __builtin_prefetch(s + t->value_off, 1, 3);
+        if (t->slot_size - t->value_off > 64)
+            __builtin_prefetch(s + t->value_off + 64, 1, 3);
+    }
+}
+
 void *keytab_get(struct keytab *t, const char *key, size_t len, int64_t now_usec, bool *created)
+{
+    return keytab_get_hashed(t, keytab_hash(key, len), key, len, now_usec, created);
+}
+
+void *keytab_get_hashed(struct keytab *t, uint64_t h, const char *key, size_t len,
+                        int64_t now_usec, bool *created)
 {
     if (len > t->p.key_max)
         return NULL;
-    uint64_t h = keytab_hash(key, len);
     bool hit;
     uint32_t pos = probe(t, h, key, len, &hit);
     if (hit) {

@@ -4,8 +4,10 @@
  * stdin, one {"anomaly_score": S} row per input row on stdout, scored by
  * one detector with its default parameters.
  *
- *   nab_stream [-d auto|zscore|quantile|rcf] [-p name=value ...]
+ *   nab_stream [-d auto|zscore|quantile|rcf] [-p name=value ...] [-T]
  *
+ * -T ignores the timestamps (as for a field with no event time): auto
+ * loses its time-of-day view.
  * -p overrides a default, for sensitivity runs over the whole corpus (the
  * same value for every series); the published numbers use no -p.
  */
@@ -72,7 +74,8 @@ int main(int argc, char **argv)
     const char *overrides[32];
     unsigned noverrides = 0;
     int opt;
-    while ((opt = getopt(argc, argv, "d:p:")) != -1) {
+    bool use_ts = true;
+    while ((opt = getopt(argc, argv, "d:p:T")) != -1) {
         if (opt == 'd') {
             int t = det_type_from_name(optarg);
             if (t < 0) {
@@ -80,10 +83,12 @@ int main(int argc, char **argv)
                 return 2;
             }
             type = (enum det_type)t;
+        } else if (opt == 'T') {
+            use_ts = false;
         } else if (opt == 'p' && noverrides < ELEMENTSOF(overrides)) {
             overrides[noverrides++] = optarg;
         } else {
-            fprintf(stderr, "usage: %s [-d auto|zscore|quantile|rcf] [-p name=value]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-d auto|zscore|quantile|rcf] [-p name=value] [-T]\n", argv[0]);
             return 2;
         }
     }
@@ -139,7 +144,9 @@ int main(int argc, char **argv)
             return 1;
         }
         double x = json_object_get_double(jv);
-        int64_t ts = json_object_object_get_ex(o, "timestamp", &jt) ? parse_ts(json_object_get_string(jt)) : 0;
+        int64_t ts = use_ts && json_object_object_get_ex(o, "timestamp", &jt)
+                         ? parse_ts(json_object_get_string(jt))
+                         : 0;
         struct det_result res;
         switch (type) {
         case DET_AUTO: det_auto_update(&params.a, &state.a, x, ts, &res); break;
