@@ -6,9 +6,15 @@
  *   2. web identity: AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN
  *      (+ AWS_ROLE_SESSION_NAME) -> STS AssumeRoleWithWebIdentity
  *   3. shared files (AWS_SHARED_CREDENTIALS_FILE / ~/.aws/credentials,
- *      AWS_CONFIG_FILE / ~/.aws/config; profile from [aws] profile, then
- *      AWS_PROFILE, then "default"): static keys, credential_process,
- *      role_arn + source_profile -> STS AssumeRole, web_identity_token_file
+ *      AWS_CONFIG_FILE / ~/.aws/config; see aws_profile.h; profile from
+ *      [aws] profile, then AWS_PROFILE, then "default"). Within a profile:
+ *      role_arn -> STS AssumeRole signed with the credentials of
+ *      source_profile (followed recursively, loops and chains longer than
+ *      AWS_CREDS_MAX_SOURCE_DEPTH refused; a source profile with its own
+ *      keys ends the chain) or of credential_source (Environment,
+ *      Ec2InstanceMetadata, EcsContainer), or AssumeRoleWithWebIdentity
+ *      with web_identity_token_file; else static keys; else
+ *      credential_process. A profile named explicitly must exist; mfa_serial is refused.
  *   4. container: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI (169.254.170.2) or
  *      AWS_CONTAINER_CREDENTIALS_FULL_URI, with AWS_CONTAINER_AUTHORIZATION_TOKEN
  *      or AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE
@@ -22,6 +28,11 @@
  * refreshed ahead of expiry by one thread while the others keep using the
  * current (still valid) ones; only when there are no valid credentials at
  * all does a caller wait for the refresh.
+ *
+ * A provider that is configured but fails (a half-set environment, a
+ * credential_process that exits non-zero, STS refusing AssumeRole) ends
+ * the search with its error, as in the SDKs; only "not configured here"
+ * moves on. IMDS that cannot be reached counts as not configured.
  *
  * Secrets never reach the log: error messages name files, providers and
  * HTTP statuses, never key material.

@@ -779,11 +779,13 @@ static int profile_resolve(struct creds_chain *ch, const struct aws_shared_confi
                       "profile '%s': web_identity_token_file needs role_arn", name);
         return -EINVAL;
     }
+    /* Static keys before credential_process, as botocore (the CLI) orders
+     * its shared-credentials and process providers. */
+    if (has_static_keys(cfg, name))
+        return profile_static(cfg, name, out, err);
     const char *process = aws_shared_config_get(cfg, name, "credential_process");
     if (process && *process)
         return creds_from_process(ch, name, process, out, err);
-    if (has_static_keys(cfg, name))
-        return profile_static(cfg, name, out, err);
     if (depth > 0) {
         aws_error_set(err, AWS_ERR_CREDENTIALS, "NoCredentials",
                       "profile '%s': source_profile '%s' has no credentials", visited[0], name);

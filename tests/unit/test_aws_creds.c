@@ -370,6 +370,17 @@ TEST(process_good)
     aws_credentials_unref(c);
 }
 
+TEST(static_keys_beat_credential_process)
+{
+    struct aws_credentials *c = NULL;
+    struct aws_error err;
+    reset_env("[default]\ncredential_process = exit 1\n",
+              "[default]\naws_access_key_id = STATIC\naws_secret_access_key = s\n");
+    CHECK_INT(chain_get(NULL, &c, &err), 0);
+    CHECK_STR(c ? c->access_key_id : NULL, "STATIC");
+    aws_credentials_unref(c);
+}
+
 TEST(process_failures)
 {
     struct aws_credentials *c = NULL;
