@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 /*
- * Streaming rare-event detectors. Pure code: no I/O, no locks, no malloc on
- * the update path (except the rcf wrapper, whose forest the caller creates).
+ * Streaming rare-event detectors. Pure code: no I/O, no locks, no malloc.
  *
  * Shape of every detector type T:
  *   struct det_T_params     parameters; det_T_params_default() fills the
@@ -22,14 +21,15 @@
  * rate, rarity mass for rare_category, ...); a per-key calibrator
  * (struct det_calib) then replaces p_model by the empirical frequency of
  * surprises at least s in the key's own decayed history, and where history
- * is too thin to say (the far tail), it extrapolates with the model's
- * shape from the last level it can vouch for. So a heavy-tailed key whose
+ * is too thin to say (the far tail), it extrapolates from the last level it
+ * can vouch for, at the slope the data showed up to there. So a key whose
  * model says "1e-6" every hour gets a modest score, and score >= 0.999
  * means "about 1 in 1000 for this key" for every detector type.
  *
  * Save/load: det_state_save() / det_state_load() write a state as a small
  * versioned record (magic, version, type, size, then the state bytes in
- * host order). A state loaded back continues bit-identically.
+ * host byte order: a checkpoint moves between hosts of one architecture).
+ * A state loaded back continues bit-identically.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -43,7 +43,6 @@ enum det_type {
     DET_QUANTILE,
     DET_RATE,
     DET_RARE_CATEGORY,
-    DET_RCF,
     DET_AUTO,
 };
 
@@ -62,13 +61,13 @@ enum det_why {
     DET_WHY_RATE_LOW,     /* fewer (or no) events than expected */
     DET_WHY_NEW_CATEGORY, /* categorical value never seen for this key */
     DET_WHY_RARE_CATEGORY,/* seen before, but rare */
-    DET_WHY_OUTLIER,      /* rcf: point isolated from the sample */
 };
 
 struct det_result {
     double score;    /* calibrated, [0,1]; 0 while learning */
     double surprise; /* calibrated -log10(p), >= 0 (score = 1 - 10^-surprise) */
-    double raw;      /* native raw score: sigmas, -log10 p_model, rcf score */
+    double raw;      /* native raw score: sigmas (zscore, quantile), distance past
+                      * the bound (threshold), else -log10 p_model */
     double value;    /* observed value (count for rate, probability for rare_category) */
     double expected; /* what the model expected (mean, median, time-of-day
                       * profile, count, typical probability) */
@@ -79,9 +78,10 @@ struct det_result {
 };
 
 /* Append one human sentence for r, e.g.
- *   "amount 4812.50 is 6.3σ above the mean 52.10"
- *   "country 'RU' first seen for this key"
- *   "12 events in 1m vs 2.1 expected".
+ *   amount 4812.50 is 6.3σ above the mean 52.10 for key "acct-9"
+ *   country "RU" first seen for key "acct-9"
+ *   orders: 12 events in 1m vs 2.1 expected
+ * (names and values are quoted as JSON strings, so any bytes are safe).
  * field names the field (or the stream/rule for rate); key may be NULL or
  * "" for an unkeyed rule; category is the categorical value (rare_category
  * only, may be NULL otherwise). */
@@ -137,8 +137,9 @@ void det_threshold_eval(const struct det_threshold_params *p, double x, struct d
 struct det_zscore_params {
     double half_life;      /* in samples, default 200, >= 1; used when half_life_usec == 0 */
     int64_t half_life_usec;/* in event time, default 0 (= use half_life); > 0 wins */
-    double threshold;      /* alert at |z| >= threshold, default 4 (and score >= min_score) */
-    double min_score;      /* alert also needs score >= this, default 0.999 */
+    double threshold;      /* alert at |z| >= threshold, default 4 */
+    double min_score;      /* alert also needs score >= this, default 0 (the
+                            * sigma rule alone) */
     uint32_t min_samples;  /* no alerts before this many samples, default 30 */
     struct det_calib_params calib;
 };
@@ -170,14 +171,14 @@ void det_zscore_update(const struct det_zscore_params *p, struct det_zscore_stat
 struct det_quantile_params {
     double half_life;     /* samples over which median/MAD adapt, default 500, >= 8 */
     double threshold;     /* alert at robust |z| >= threshold, default 5 */
-    double min_score;     /* alert also needs score >= this, default 0.999 */
+    double min_score;     /* alert also needs score >= this, default 0 */
     uint32_t min_samples; /* no alerts before this many samples, default 30 (>= 8) */
     struct det_calib_params calib;
 };
 
 /* Streaming robust location/scale: median and MAD by stochastic
  * approximation (sign steps scaled by the spread), started exactly from
- * the first DET_ROBUST_BOOT samples. Shared by quantile and auto. */
+ * the first DET_ROBUST_BOOT samples. */
 #define DET_ROBUST_BOOT 8
 struct det_robust {
     double median;
@@ -203,7 +204,8 @@ void det_quantile_update(const struct det_quantile_params *p, struct det_quantil
 struct det_rate_params {
     int64_t interval_usec; /* default 60 s, >= 1 ms */
     double half_life;      /* in intervals, default 60, >= 1 */
-    bool daily;            /* learn a 24-hour profile (hour-of-day factors), default false */
+    bool daily;            /* learn hour-of-day factors (UTC), default false;
+                            * needs interval_usec <= 1 h */
     double min_score;      /* alert at score >= this, default 0.9999 */
     uint32_t min_intervals;/* no alerts before this many closed intervals, default 10 */
     double min_expected;   /* drops alert only if expected >= this, default 3 */
@@ -214,7 +216,7 @@ struct det_rate_state {
     int64_t cur;      /* index of the open interval (ts / interval), valid when started */
     double count;     /* events in the open interval */
     double mean;      /* EW mean count per interval (deseasonalised when daily) */
-    double var;       /* EW variance of counts (overdispersion) */
+    double disp;      /* EW Pearson dispersion (1 = Poisson) */
     float hour[24];   /* daily: hour-of-day multiplicative factors, 0 = unset */
     uint32_t n;       /* closed intervals */
     uint32_t started;
@@ -305,7 +307,7 @@ void det_auto_update(const struct det_auto_params *p, struct det_auto_state *s, 
 
 /* ---- state persistence ------------------------------------------------ */
 
-/* Bytes of one key's state for the type (rcf: the wrapper, not the forest). */
+/* Bytes of one key's state for the type (0 for threshold: stateless). */
 size_t det_state_size(enum det_type t);
 /* Append a versioned record of `state` (det_state_size(t) bytes) to out. */
 int det_state_save(enum det_type t, const void *state, struct buf *out);

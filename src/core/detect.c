@@ -2,7 +2,7 @@
 /*
  * Shared detector machinery: tail probabilities, score calibration, the
  * robust location/scale estimator, reason sentences, persistence, and the
- * two simple numeric detectors (threshold, zscore, quantile).
+ * three simple numeric detectors (threshold, zscore, quantile).
  */
 #include "rarewatch/detect.h"
 
@@ -17,7 +17,6 @@ static const char *const type_names[] = {
     [DET_QUANTILE] = "quantile",
     [DET_RATE] = "rate",
     [DET_RARE_CATEGORY] = "rare_category",
-    [DET_RCF] = "rcf",
     [DET_AUTO] = "auto",
 };
 
@@ -175,7 +174,7 @@ double det_calib_surprise(const struct det_calib_params *p, const struct det_cal
     /* Past the data: surprise keeps growing at the rate the data showed up
      * to there (the model's ordering, the data's scale). A model that is
      * too bold (normal tails on heavy-tailed data) is tempered, one that is
-     * too timid (t tails on normal data) is sharpened. */
+     * too timid (heavy tails on normal data) is sharpened. */
     double s_emp = -log10(tail[top] / total);
     double slope = s_top > 0 ? s_emp / s_top : 1.0;
     return det_clamp_surprise(s_emp + slope * (s - s_top));
@@ -326,9 +325,9 @@ int det_reason(struct buf *out, enum det_type type, const struct det_result *r,
     case DET_WHY_DAILY: {
         bool up = r->value >= r->expected;
         const char *what = r->why == DET_WHY_DAILY ? "usual value for this time of day"
-                           : type == DET_ZSCORE    ? "mean"
+                           : type == DET_QUANTILE  ? "median"
                            : type == DET_THRESHOLD ? "limit"
-                                                   : "median";
+                                                   : "mean";
         k = buf_printf(out, "%s ", f);
         if (k >= 0)
             k = put_num(out, r->value);
@@ -365,9 +364,6 @@ int det_reason(struct buf *out, enum det_type type, const struct det_result *r,
             else
                 k = buf_printf(out, " is rare (%.2g%% of recent values)", 100 * r->value);
         }
-        break;
-    case DET_WHY_OUTLIER:
-        k = buf_printf(out, "%s: unusual combination (rcf score %.2f)", f, r->raw);
         break;
     }
     if (k >= 0)
@@ -529,7 +525,6 @@ size_t det_state_size(enum det_type t)
     case DET_RATE: return sizeof(struct det_rate_state);
     case DET_RARE_CATEGORY: return sizeof(struct det_category_state);
     case DET_AUTO: return sizeof(struct det_auto_state);
-    case DET_RCF: return 0; /* the forest has its own rcf_save() */
     }
     return 0;
 }

@@ -3,8 +3,9 @@
  * rate: events per key per interval against a learned baseline.
  *
  * Counts are modelled as quasi-Poisson: an EW mean (optionally times an
- * hour-of-day factor) and an EW variance; when the counts are overdispersed
- * (variance phi times the mean) both count and mean are divided by phi
+ * hour-of-day factor) and an EW Pearson dispersion phi, the mean of
+ * (count - expected)^2 / expected; when the counts are overdispersed
+ * (phi > 1) both count and expected are divided by phi
  * before the Poisson tail is taken, which is the usual quasi-likelihood
  * treatment and keeps bursty keys from alerting on every burst.
  */
@@ -27,6 +28,7 @@ void det_rate_params_default(struct det_rate_params *p)
 int det_rate_params_check(const struct det_rate_params *p)
 {
     if (p->interval_usec < (int64_t)USEC_PER_MSEC || !(p->half_life >= 1) ||
+        (p->daily && p->interval_usec > (int64_t)(3600 * USEC_PER_SEC)) ||
         !(p->min_score >= 0 && p->min_score <= 1) || !(p->min_expected >= 0))
         return -EINVAL;
     return det_calib_params_check(&p->calib);
@@ -59,7 +61,7 @@ static double expected_count(const struct det_rate_params *p, const struct det_r
 
 static double dispersion(const struct det_rate_state *s)
 {
-    return s->mean > 0 ? MAX(1.0, s->var / s->mean) : 1.0;
+    return MAX(1.0, s->disp);
 }
 
 /* Model surprise of `count` in one interval, signed by direction. */
@@ -108,19 +110,24 @@ static void learn(const struct det_rate_params *p, struct det_rate_state *s, dou
     unsigned h = 0;
     double f = hour_factor(p, s, idx, &h);
     double eta = MAX(1.0 / (s->n + 1), 1 - det_decay(p->half_life));
-    double x = count / f;
-    /* Winsorised at 4 sd: one burst must not inflate the variance so much
-     * that the drop after it (a burst then an outage) goes unnoticed. */
-    double lim = 4 * sqrt(MAX(MAX(s->var, s->mean), 1.0));
-    double d = s->n ? CLAMP(x - s->mean, -lim, lim) : x - s->mean;
-    s->mean += eta * d;
-    s->var = (1 - eta) * (s->var + eta * d * d);
+    double e = s->mean * f;
+    /* Pearson residual, winsorised at 4 sd: one burst must not inflate the
+     * dispersion (nor the mean) so much that the drop after it (a burst
+     * then an outage) goes unnoticed. Measured on the count scale, against
+     * the hour's expectation, so a daily rhythm is not mistaken for noise. */
+    double sd = sqrt(MAX(e, 0.05) * dispersion(s));
+    double d = s->n ? CLAMP(count - e, -4 * sd, 4 * sd) : count - e;
+    if (s->n)
+        s->disp += eta * (d * d / MAX(e, 0.05) - s->disp);
+    s->mean += eta * d / f;
     if (p->daily && s->mean > 0) {
-        /* Hour factors move slowly (each hour is seen once a day) and only
-         * once a level exists to compare with. */
+        /* Each hour's factor averages that hour over about two days,
+         * however many intervals an hour holds. */
+        double per_hour = MAX(1.0, (double)(3600 * USEC_PER_SEC) / (double)p->interval_usec);
+        double beta = 1 - exp2(-1.0 / (2 * per_hour));
         double ratio = count / s->mean;
         float cur = s->hour[h] > 0 ? s->hour[h] : 1.0f;
-        s->hour[h] = (float)MAX(0.01, cur + 0.05 * (ratio - cur));
+        s->hour[h] = (float)MAX(0.01, cur + beta * (ratio - cur));
     }
     s->n++;
 }
@@ -146,11 +153,9 @@ static int advance(const struct det_rate_params *p, struct det_rate_state *s, in
         nclosed++;
     }
     if (s->cur < idx) {
-        /* k more empty intervals: mean and variance decay geometrically. */
+        /* k more empty intervals: the mean decays geometrically. */
         double k = (double)(idx - s->cur);
-        double keep = exp2(-k / p->half_life);
-        s->mean *= keep;
-        s->var *= keep;
+        s->mean *= exp2(-k / p->half_life);
         s->n += (uint32_t)MIN(k, (double)(UINT32_MAX - s->n));
         s->cur = idx;
     }

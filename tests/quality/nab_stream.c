@@ -4,7 +4,7 @@
  * stdin, one {"anomaly_score": S} row per input row on stdout, scored by
  * one detector with its default parameters.
  *
- *   nab_stream [-d auto|zscore|quantile|rcf] [-p name=value ...] [-T]
+ *   nab_stream [-d auto|zscore|quantile] [-p name=value ...] [-T]
  *
  * -T ignores the timestamps (as for a field with no event time): auto
  * loses its time-of-day view.
@@ -20,9 +20,6 @@
 #include <time.h>
 
 #include "rarewatch/detect.h"
-#ifdef HAVE_RCF
-#include "rarewatch/detect_rcf.h"
-#endif
 
 static int64_t parse_ts(const char *s)
 {
@@ -88,7 +85,7 @@ int main(int argc, char **argv)
         } else if (opt == 'p' && noverrides < ELEMENTSOF(overrides)) {
             overrides[noverrides++] = optarg;
         } else {
-            fprintf(stderr, "usage: %s [-d auto|zscore|quantile|rcf] [-p name=value] [-T]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-d auto|zscore|quantile] [-p name=value] [-T]\n", argv[0]);
             return 2;
         }
     }
@@ -97,9 +94,6 @@ int main(int argc, char **argv)
     case DET_AUTO: det_auto_params_default(&params.a); break;
     case DET_ZSCORE: det_zscore_params_default(&params.z); break;
     case DET_QUANTILE: det_quantile_params_default(&params.q); break;
-#ifdef HAVE_RCF
-    case DET_RCF: break;
-#endif
     default:
         fprintf(stderr, "detector %s is not a single-series numeric detector\n", det_type_name(type));
         return 2;
@@ -126,11 +120,6 @@ int main(int argc, char **argv)
         struct det_quantile_state q;
     } state;
     memset(&state, 0, sizeof(state));
-#ifdef HAVE_RCF
-    struct det_rcf_params rp;
-    det_rcf_params_default(&rp, 1);
-    struct det_rcf_state *rs = type == DET_RCF ? det_rcf_state_new(&rp) : NULL;
-#endif
 
     char *line = NULL;
     size_t cap = 0;
@@ -152,17 +141,11 @@ int main(int argc, char **argv)
         case DET_AUTO: det_auto_update(&params.a, &state.a, x, ts, &res); break;
         case DET_ZSCORE: det_zscore_update(&params.z, &state.z, x, ts, &res); break;
         case DET_QUANTILE: det_quantile_update(&params.q, &state.q, x, &res); break;
-#ifdef HAVE_RCF
-        case DET_RCF: det_rcf_update(&rp, rs, &x, &res, NULL); break;
-#endif
         default: abort();
         }
         json_object_put(o);
         printf("{\"anomaly_score\": %.17g}\n", res.score);
     }
     free(line);
-#ifdef HAVE_RCF
-    det_rcf_state_free(rs);
-#endif
     return 0;
 }

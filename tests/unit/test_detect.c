@@ -207,6 +207,52 @@ TEST(rate_spike_drop_and_silence)
     CHECK_INT(det_rate_tick(&p, &s, t + 365 * 24 * 60 * MIN_US, &closed), 0);
 }
 
+static int rate_run_days(const struct det_rate_params *p, struct det_rate_state *s, int days,
+                         int64_t t0)
+{
+    struct det_result closed;
+    int alerts = 0;
+    for (int m = 0; m < days * 288; m++) {
+        int hour = m % 288 / 12;
+        int n = hour >= 8 && hour < 20 ? 30 : 3;
+        int64_t t = t0 + (int64_t)m * 5 * MIN_US;
+        if (det_rate_add(p, s, t, (uint32_t)n, &closed, NULL) && m > 2 * 288)
+            alerts += closed.alert;
+    }
+    return alerts;
+}
+
+TEST(rate_daily_profile_knows_the_hour)
+{
+    struct det_rate_params p;
+    det_rate_params_default(&p);
+    p.interval_usec = 5 * MIN_US;
+    p.daily = true;
+    CHECK_INT(det_rate_params_check(&p), 0);
+    struct det_rate_state s = { 0 };
+    int64_t t0 = 1700006400LL * 1000000; /* midnight UTC */
+    CHECK(rate_run_days(&p, &s, 7, t0) <= 2);
+    /* 3 am with daytime traffic: a spike for the hour. */
+    struct det_result closed;
+    int64_t t = t0 + (7 * 288 + 36) * 5 * MIN_US;
+    det_rate_add(&p, &s, t, 30, &closed, NULL);
+    CHECK_INT(det_rate_tick(&p, &s, t + 5 * MIN_US, &closed), 1);
+    CHECK(closed.alert && closed.why == DET_WHY_RATE_HIGH);
+    CHECK_NEAR(closed.expected, 3, 1);
+
+    /* Without the profile the day/night mix makes 30 at 3 am ordinary. */
+    p.daily = false;
+    struct det_rate_state flat = { 0 };
+    rate_run_days(&p, &flat, 7, t0);
+    det_rate_add(&p, &flat, t, 30, &closed, NULL);
+    det_rate_tick(&p, &flat, t + 5 * MIN_US, &closed);
+    CHECK(!closed.alert);
+
+    p.daily = true;
+    p.interval_usec = 2 * 3600 * 1000000LL;
+    CHECK_INT(det_rate_params_check(&p), -EINVAL);
+}
+
 TEST(rare_category_first_seen_and_rare)
 {
     struct det_category_params p;
