@@ -337,10 +337,7 @@ struct aws_creds_provider *aws_creds_provider_new(const struct aws_creds_options
     if (!p)
         return NULL;
     pthread_mutex_init(&p->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_cond_init(&p->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    pthread_cond_init(&p->cond, NULL);
     p->fetch = fetch;
     p->userdata = userdata;
     p->source = "none";
@@ -504,8 +501,10 @@ int aws_creds_get(struct aws_creds_provider *p, struct aws_credentials **out,
                 aws_error_set(&p->last_err, AWS_ERR_CREDENTIALS, "ExpiredCredentials",
                               "%s: the credentials it returned expired already", p->source);
                 p->last_r = r;
-                fail_from_last(p, err);
             }
+            /* From p->last_err, not from what refresh_locked() filled: the
+             * old credentials may have expired since it looked. */
+            fail_from_last(p, err);
             pthread_mutex_unlock(&p->lock);
             return r;
         }

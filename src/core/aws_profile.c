@@ -227,6 +227,8 @@ int aws_shared_config_parse(struct aws_shared_config *c, enum aws_profile_file k
 
     if (!c || (!text && len))
         return -EINVAL;
+    if (len == 0)
+        return 0;
     if (memchr(text, 0, len)) {
         aws_error_set(err, AWS_ERR_CONFIG, "SharedConfigInvalid", "%s %s: contains a NUL byte",
                       file_label(kind), name ? name : "");
