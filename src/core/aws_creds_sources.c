@@ -390,6 +390,9 @@ static int imds_token(struct creds_chain *ch, struct http_client *c, const char 
         creds_note_none(ch, "IMDS: %s not reachable", base);
         return CREDS_NONE;
     }
+    /* Some IMDS emulators end the token with a newline; it is no part of it. */
+    while (resp.body.len && strchr(" \t\r\n", resp.body.data[resp.body.len - 1]))
+        resp.body.data[--resp.body.len] = 0;
     if (resp.status != 200 || !resp.body.len || resp.body.len > 4096 ||
         strpbrk(resp.body.data, "\r\n")) {
         /* 403: IMDS disabled for this instance; 404/405: IMDSv1 only, which
