@@ -148,6 +148,10 @@ int det_calib_params_check(const struct det_calib_params *p)
 /* Bins are uniform in u = log2(1 + s): fine where most surprises fall
  * (s < 1), and still covering the s of 100+ that a badly fitting model
  * (a constant series, a quantised one) produces every few samples. */
+/* Decayed count of at-least-as-surprising values that makes a surprise
+ * "recurring": the calibrated tail is then the plain empirical one. */
+#define CALIB_RECURRING 3.0
+
 static double calib_u(double s) { return log2(1 + s) / DET_CALIB_BIN_WIDTH; }
 static double calib_s(double u) { return exp2(u * DET_CALIB_BIN_WIDTH) - 1; }
 
@@ -166,18 +170,26 @@ double det_calib_surprise(const struct det_calib_params *p, const struct det_cal
         top++;
     double s_top = calib_s(top);
     double u = calib_u(s);
-    if (u < top) {
-        int b = (int)u;
-        double t = tail[b + 1] + c->bin[b] * (b + 1 - u);
+    /* History at least as surprising as s: the bins above, and the part of
+     * s's own bin above it (the open last bin counts as one bin wide). */
+    int b = u < DET_CALIB_BINS - 1 ? (int)u : DET_CALIB_BINS - 1;
+    double t = tail[b + 1] + c->bin[b] * MAX(0.0, b + 1 - u);
+    if (u < top)
         return det_clamp_surprise(-log10(t / total));
-    }
-    /* Past the data: surprise keeps growing at the rate the data showed up
-     * to there (the model's ordering, the data's scale). A model that is
-     * too bold (normal tails on heavy-tailed data) is tempered, one that is
-     * too timid (heavy tails on normal data) is sharpened. */
+    /* Past the trusted levels: surprise keeps growing at the rate the data
+     * showed up to there (the model's ordering, the data's scale): a model
+     * that is too bold (normal tails on heavy-tailed data) is tempered, one
+     * that is too timid (heavy tails on normal data) is sharpened. But it
+     * is never rarer than a few such values in history say: a spike that
+     * comes daily is a 1-in-288, however far out the model puts it. (One
+     * or two earlier ones do not cap it: an outage must not mute the next
+     * for the whole calibration window.) */
     double s_emp = -log10(tail[top] / total);
     double slope = s_top > 0 ? s_emp / s_top : 1.0;
-    return det_clamp_surprise(s_emp + slope * (s - s_top));
+    double s_cal = s_emp + slope * (s - s_top);
+    if (t >= CALIB_RECURRING)
+        s_cal = MIN(s_cal, -log10(t / total));
+    return det_clamp_surprise(s_cal);
 }
 
 void det_calib_learn(const struct det_calib_params *p, struct det_calib *c, double s)

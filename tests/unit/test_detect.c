@@ -73,6 +73,25 @@ TEST(calibration_is_model_until_history_then_empirical)
     CHECK(det_calib_surprise(&p, &c, 20) > 3);
 }
 
+TEST(calibration_caps_recurring_extremes)
+{
+    struct det_calib_params p;
+    det_calib_params_default(&p);
+    struct det_calib c = { 0 };
+    /* A daily spike the model calls 1e-50, five days of 5-minute data:
+     * too few to trust a level (min_mass 10), enough to say it recurs. */
+    for (int i = 0; i < 5 * 288; i++)
+        det_calib_learn(&p, &c, i % 288 == 100 ? 50 : 0.2);
+    CHECK_NEAR(det_calib_surprise(&p, &c, 50), log10(288), 0.2);
+    /* Something beyond anything seen still extrapolates. */
+    CHECK(det_calib_surprise(&p, &c, 100) > 10);
+    /* A single earlier extreme does not mute the next one. */
+    struct det_calib once = { 0 };
+    for (int i = 0; i < 1000; i++)
+        det_calib_learn(&p, &once, i == 500 ? 50 : 0.2);
+    CHECK(det_calib_surprise(&p, &once, 50) > 10);
+}
+
 TEST(threshold_bounds)
 {
     struct det_threshold_params p;
