@@ -93,6 +93,34 @@ TEST(idle_entries_expire_in_slices)
     keytab_free(t);
 }
 
+static unsigned evicted_calls;
+static void count_evicted(void *v, void *ud)
+{
+    evicted_calls++;
+    CHECK(*(uint32_t *)v == 7);
+}
+
+TEST(eviction_hands_the_value_to_on_remove)
+{
+    struct keytab *t = keytab_new(&(struct keytab_params){ .max_keys = 8, .value_size = 4,
+                                                           .on_remove = count_evicted });
+    char k[32];
+    evicted_calls = 0;
+    for (unsigned i = 0; i < 20; i++) {
+        bool created;
+        uint32_t *v = keytab_get(t, k, (size_t)key(k, i), i, &created);
+        CHECK(created);
+        CHECK(*v == 0);
+        *v = 7;
+    }
+    CHECK_UINT(evicted_calls, 12);
+    struct keytab_stats st;
+    keytab_stats(t, &st);
+    CHECK_UINT(st.evictions, 12);
+    CHECK_UINT(st.count, 8);
+    keytab_free(t);
+}
+
 TEST(removal_keeps_probe_runs_intact)
 {
     struct keytab *t = keytab_new(&(struct keytab_params){ .max_keys = 5000, .value_size = 4 });
