@@ -456,8 +456,11 @@ static int process_response(struct wstate *ws)
             in->prov = p;
         }
     }
-    /* Only the first response after a resume holds the partly done record. */
-    ws->resume.state = CKPT_NONE;
+    /* Only the first response with records after a resume holds the partly
+     * done record. Until one came, a new iterator must still start from the
+     * checkpoint (last_read is empty), not from initial_position. */
+    if (kr->n_records)
+        ws->resume.state = CKPT_NONE;
 
     int r = c->o.stage.process(ws->stage, ws->in, n_in, &b->out);
     if (r < 0) {
