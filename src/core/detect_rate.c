@@ -64,7 +64,7 @@ static double dispersion(const struct det_rate_state *s)
     return MAX(1.0, s->disp);
 }
 
-/* Model surprise of `count` in one interval, signed by direction. */
+/* Model surprise of `count` in one interval; *high says which tail. */
 static double rate_surprise(const struct det_rate_params *p, const struct det_rate_state *s,
                             double count, double expected, bool upper_only, bool *high)
 {

@@ -5,9 +5,11 @@
  * run (a chained hash with one malloc per key, the obvious first version),
  * and the detector alone on a flat array (no lookup) for reference.
  *
- *   bench_detect [updates-per-run] [runs]
+ *   bench_detect [updates-per-run] [runs] [keys]
  *
- * Prints the median ns/update over the runs and bytes per key.
+ * Prints the median ns/update over the runs and bytes per key. keys
+ * (default 100,000) smaller than the cache shows the detectors' compute
+ * cost without the memory misses.
  */
 #include <math.h>
 #include <stdio.h>
@@ -18,7 +20,8 @@
 #include "rarewatch/detect.h"
 #include "rarewatch/keytab.h"
 
-#define NKEYS 100000u
+#define MAX_KEYS 100000u
+static unsigned nkeys = MAX_KEYS;
 
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
 static uint64_t next_rand(void)
@@ -29,8 +32,8 @@ static uint64_t next_rand(void)
     return rng;
 }
 
-static char keys[NKEYS][24];
-static uint8_t keylen[NKEYS];
+static char keys[MAX_KEYS][24];
+static uint8_t keylen[MAX_KEYS];
 
 struct workload {
     uint32_t *key;
@@ -183,16 +186,16 @@ static double measure(const struct all_params *p, enum det_type t, enum store s,
     struct chained ch = { 0 };
     size_t sz = det_state_size(t);
     if (s == KEYTAB || s == KEYTAB_PREFETCH) {
-        store = keytab_new(&(struct keytab_params){ .max_keys = NKEYS, .value_size = (uint32_t)sz,
+        store = keytab_new(&(struct keytab_params){ .max_keys = nkeys, .value_size = (uint32_t)sz,
                                                     .key_max = 24 });
         *bytes_per_key = keytab_bytes_per_key(store);
     } else if (s == CHAINED) {
-        ch = (struct chained){ .b = calloc(NKEYS, sizeof(void *)), .nb = NKEYS, .state_size = sz };
+        ch = (struct chained){ .b = calloc(nkeys, sizeof(void *)), .nb = nkeys, .state_size = sz };
         store = &ch;
         /* malloc'd node + key rounded up to malloc's 16-byte chunks, + bucket */
         *bytes_per_key = ((sizeof(struct node) + sz + 8 + 15) & ~(size_t)15) + 32 + sizeof(void *);
     } else {
-        store = calloc(NKEYS, sz);
+        store = calloc(nkeys, sz);
         *bytes_per_key = sz;
     }
     if (!store)
@@ -217,11 +220,12 @@ int main(int argc, char **argv)
 {
     size_t n = argc > 1 ? strtoul(argv[1], NULL, 10) : 2000000;
     unsigned runs = argc > 2 ? (unsigned)atoi(argv[2]) : 5;
-    if (runs < 1 || runs > 16 || n < 1) {
-        fprintf(stderr, "usage: %s [updates] [runs (1-16)]\n", argv[0]);
+    nkeys = argc > 3 ? (unsigned)atoi(argv[3]) : MAX_KEYS;
+    if (runs < 1 || runs > 16 || n < 1 || nkeys < 1 || nkeys > MAX_KEYS) {
+        fprintf(stderr, "usage: %s [updates] [runs (1-16)] [keys (1-100000)]\n", argv[0]);
         return 2;
     }
-    for (unsigned i = 0; i < NKEYS; i++)
+    for (unsigned i = 0; i < nkeys; i++)
         keylen[i] = (uint8_t)snprintf(keys[i], sizeof(keys[i]), "acct-%08x",
                                       (unsigned)(next_rand() & 0xffffffffu));
     struct workload w = { .key = malloc(n * sizeof(uint32_t)), .hash = malloc(n * sizeof(uint64_t)),
@@ -229,7 +233,7 @@ int main(int argc, char **argv)
     if (!w.key || !w.hash || !w.x || !w.cat)
         return 1;
     for (size_t i = 0; i < n; i++) {
-        w.key[i] = (uint32_t)(next_rand() % NKEYS);
+        w.key[i] = (uint32_t)(next_rand() % nkeys);
         w.x[i] = 100 + (double)(next_rand() % 1000) / 10.0;
         /* skewed categories: US most of the time, the tail rarely */
         uint64_t r = next_rand() % 1000;
@@ -245,7 +249,7 @@ int main(int argc, char **argv)
     static const enum det_type types[] = { DET_ZSCORE, DET_QUANTILE, DET_RATE,
                                            DET_RARE_CATEGORY, DET_AUTO };
     printf("detect: %u keys, %zu updates per run, median of %u runs, CPU time (uniform random keys)\n",
-           NKEYS, n, runs);
+           nkeys, n, runs);
     printf("%-14s %6s | %10s %10s %8s | %10s %8s | %10s\n", "detector", "state", "keytab",
            "keytab+pf", "B/key", "chained", "B/key", "flat array");
     printf("%-14s %6s | %10s %10s %8s | %10s %8s | %10s\n", "", "bytes", "ns/update",
