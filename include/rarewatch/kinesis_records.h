@@ -63,9 +63,11 @@ struct kinesis_records {
 void kinesis_records_init(struct kinesis_records *kr);
 void kinesis_records_free(struct kinesis_records *kr);
 
-/* Parse body[0..len) (body[len] must be '\0', as in struct buf). 0, or
- * -EINVAL (not JSON; kr->doc.err_msg says why), -EBADMSG (JSON, but not a
- * GetRecords response: wrong types, a missing required member, bad base64),
- * -ENOMEM, -E2BIG. */
+/* Parse body[0..len) (body[len] must be '\0', as in struct buf) into kr,
+ * decoding into arena (required; the caller resets it per batch). 0, or
+ * -EINVAL (not JSON), -EBADMSG (JSON, but not a GetRecords response: wrong
+ * types, a missing required member, bad base64), -ENOMEM, -E2BIG. On
+ * -EINVAL/-EBADMSG kr->doc.err_msg says what (and, for -EINVAL, err_off
+ * where); on any error kr holds no records. */
 int kinesis_records_parse(struct kinesis_records *kr, const char *body, size_t len,
                           struct arena *arena);

@@ -615,34 +615,38 @@ double json_parse_number(const char *p, size_t n)
                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22 };
     const char *q = p, *end = p + n;
-    bool neg = false;
-    if (q < end && *q == '-') {
-        neg = true;
-        q++;
-    }
+    bool neg = q < end && *q == '-';
+    q += neg;
     uint64_t m = 0;
-    int digits = 0, exp10 = 0;
-    /* Significant digits are counted from the first non-zero one; past 19
-     * of them m may have wrapped, and the slow path is taken. */
-    while (q < end && is_digit(*q)) {
-        digits += digits || *q != '0';
+    int exp10 = 0;
+    /* Significant digits: m is exact only while there are at most 19 of
+     * them (past that it may have wrapped, and the slow path is taken). The
+     * grammar allows no leading zeros in the integer part, so only "0.000ddd"
+     * has insignificant ones, skipped below. */
+    const char *ds = q;
+    while (q < end && (unsigned)(*q - '0') <= 9)
         m = m * 10 + (uint64_t)(*q++ - '0');
-    }
+    long sig = (q - ds == 1 && *ds == '0') ? 0 : q - ds;
     if (q < end && *q == '.') {
         q++;
-        while (q < end && is_digit(*q)) {
-            digits += digits || *q != '0';
+        if (sig == 0)
+            while (q < end && *q == '0') {
+                q++;
+                exp10--;
+            }
+        const char *fs = q;
+        while (q < end && (unsigned)(*q - '0') <= 9)
             m = m * 10 + (uint64_t)(*q++ - '0');
-            exp10--;
-        }
+        sig += q - fs;
+        exp10 -= (int)MIN(q - fs, 100000);
     }
     if (q < end && (*q | 0x20) == 'e') {
         q++;
         bool eneg = false;
-        if (*q == '+' || *q == '-')
+        if (q < end && (*q == '+' || *q == '-'))
             eneg = *q++ == '-';
         int e = 0;
-        while (q < end && is_digit(*q)) {
+        while (q < end && (unsigned)(*q - '0') <= 9) {
             if (e < 100000)
                 e = e * 10 + (*q - '0');
             q++;
@@ -652,7 +656,7 @@ double json_parse_number(const char *p, size_t n)
     /* Clinger's fast path: with an exact mantissa (<= 2^53, and at most 19
      * significant digits so m did not wrap) and an exactly representable
      * power of ten, one IEEE multiply or divide is correctly rounded. */
-    if (digits <= 19 && m <= (UINT64_C(1) << 53)) {
+    if (sig <= 19 && m <= (UINT64_C(1) << 53)) {
         double v = (double)m;
         if (m == 0)
             return neg ? -0.0 : 0.0;

@@ -47,6 +47,15 @@ static int grow_array(void **arr, size_t *cap, size_t need, size_t elsize)
     return 0;
 }
 
+/* Shape errors say what was wrong, for the one log line the caller writes
+ * (kr->doc.err_msg, as for syntax errors). */
+static int bad(struct json_doc *d, const char *msg)
+{
+    d->err_msg = msg;
+    d->err_off = 0;
+    return -EBADMSG;
+}
+
 static size_t count_children(const struct json_doc *d, uint32_t c)
 {
     size_t n = 0;
@@ -69,7 +78,7 @@ static inline bool key_is(const struct json_doc *d, uint32_t k, const char *lit,
 static int get_str(struct json_doc *d, uint32_t v, struct rw_str *out)
 {
     if (d->nodes[v].type != JSON_T_STRING)
-        return -EBADMSG;
+        return bad(d, "expected a string");
     return json_get_string(d, v, out);
 }
 
@@ -77,7 +86,7 @@ static int parse_record(struct json_doc *d, uint32_t obj, struct kinesis_record 
                         struct arena *arena)
 {
     if (d->nodes[obj].type != JSON_T_OBJECT)
-        return -EBADMSG;
+        return bad(d, "a record is not an object");
     *rec = (struct kinesis_record){ .arrival = NAN };
     uint32_t data = JSON_NONE;
     unsigned seen = 0;
@@ -91,8 +100,8 @@ static int parse_record(struct json_doc *d, uint32_t obj, struct kinesis_record 
         if (KEY_IS(d, k, "Data")) {
             if (!FIRST(1))
                 continue;
-            if (vn->type != JSON_T_STRING || (vn->flags & JSON_F_ESCAPED))
-                return -EBADMSG; /* the base64 alphabet never needs escapes */
+            if (vn->type != JSON_T_STRING)
+                return bad(d, "Data is not a string");
             data = v;
         } else if (KEY_IS(d, k, "PartitionKey")) {
             if (FIRST(2) && (r = get_str(d, v, &rec->partition_key)) < 0)
@@ -102,7 +111,7 @@ static int parse_record(struct json_doc *d, uint32_t obj, struct kinesis_record 
                 return r;
         } else if (KEY_IS(d, k, "ApproximateArrivalTimestamp")) {
             if (vn->type != JSON_T_NUMBER)
-                return -EBADMSG;
+                return bad(d, "ApproximateArrivalTimestamp is not a number");
             if (FIRST(8))
                 rec->arrival = json_parse_number(d->text + vn->start, vn->end - vn->start);
         } else if (KEY_IS(d, k, "EncryptionType")) {
@@ -115,16 +124,20 @@ static int parse_record(struct json_doc *d, uint32_t obj, struct kinesis_record 
     }
 #undef FIRST
     if (data == JSON_NONE || !rec->partition_key.p || !rec->sequence_number.p)
-        return -EBADMSG;
-    const struct json_node *dn = &d->nodes[data];
-    const char *b64 = d->text + dn->start + 1;
-    size_t b64len = dn->end - dn->start - 2;
+        return bad(d, "a record lacks Data, PartitionKey or SequenceNumber");
+    /* The alphabet needs no escapes, but an encoder may still write '/' as
+     * "\/"; json_get_string borrows the text unless it has to decode. */
+    struct rw_str b64s;
+    if ((r = json_get_string(d, data, &b64s)) < 0)
+        return r;
+    const char *b64 = b64s.p;
+    size_t b64len = b64s.len;
     char *out = arena_alloc(arena, base64_decoded_max(b64len) + 1);
     if (!out)
         return -ENOMEM;
     size_t outlen;
     if (base64_decode(b64, b64len, (uint8_t *)out, &outlen) < 0)
-        return -EBADMSG;
+        return bad(d, "invalid base64 in Data");
     out[outlen] = 0;
     rec->data = out;
     rec->data_len = outlen;
@@ -135,7 +148,7 @@ static int parse_child_shard(struct json_doc *d, uint32_t obj, struct kinesis_ch
                              struct arena *arena)
 {
     if (d->nodes[obj].type != JSON_T_OBJECT)
-        return -EBADMSG;
+        return bad(d, "a child shard is not an object");
     *cs = (struct kinesis_child_shard){ 0 };
     int r;
     for (uint32_t k = json_first_child(d, obj); k != JSON_NONE;
@@ -146,10 +159,10 @@ static int parse_child_shard(struct json_doc *d, uint32_t obj, struct kinesis_ch
                 return r;
         } else if (KEY_IS(d, k, "ParentShards")) {
             if (d->nodes[v].type != JSON_T_ARRAY)
-                return -EBADMSG;
+                return bad(d, "ParentShards is not an array");
             size_t n = count_children(d, v);
             if (n > UINT32_MAX)
-                return -EBADMSG;
+                return bad(d, "too many ParentShards");
             cs->parent_shards = n ? arena_alloc(arena, n * sizeof(struct rw_str)) : NULL;
             if (n && !cs->parent_shards)
                 return -ENOMEM;
@@ -160,18 +173,18 @@ static int parse_child_shard(struct json_doc *d, uint32_t obj, struct kinesis_ch
                     return r;
         } else if (KEY_IS(d, k, "HashKeyRange")) {
             if (d->nodes[v].type != JSON_T_OBJECT)
-                return -EBADMSG;
+                return bad(d, "HashKeyRange is not an object");
             uint32_t s = json_obj_get(d, v, "StartingHashKey", 15);
             uint32_t e = json_obj_get(d, v, "EndingHashKey", 13);
             if (s == JSON_NONE || e == JSON_NONE)
-                return -EBADMSG;
+                return bad(d, "HashKeyRange lacks a key");
             if ((r = get_str(d, s, &cs->starting_hash_key)) < 0 ||
                 (r = get_str(d, e, &cs->ending_hash_key)) < 0)
                 return r;
         }
     }
     if (!cs->shard_id.p)
-        return -EBADMSG;
+        return bad(d, "a child shard lacks ShardId");
     return 0;
 }
 
@@ -188,7 +201,7 @@ static int parse(struct kinesis_records *kr, const char *body, size_t len, struc
     if (r < 0)
         return r;
     if (d->nodes[0].type != JSON_T_OBJECT)
-        return -EBADMSG;
+        return bad(d, "the response is not an object");
     uint32_t records = JSON_NONE;
     unsigned seen = 0;
     /* First of duplicate members counts (and ChildShards is sized once). */
@@ -200,7 +213,7 @@ static int parse(struct kinesis_records *kr, const char *body, size_t len, struc
             if (!FIRST(1))
                 continue;
             if (vn->type != JSON_T_ARRAY)
-                return -EBADMSG;
+                return bad(d, "Records is not an array");
             records = v;
         } else if (KEY_IS(d, k, "NextShardIterator")) {
             if (FIRST(2) && vn->type != JSON_T_NULL && (r = get_str(d, v, &kr->next_shard_iterator)) < 0)
@@ -209,16 +222,16 @@ static int parse(struct kinesis_records *kr, const char *body, size_t len, struc
             if (!FIRST(4))
                 continue;
             if (vn->type != JSON_T_NUMBER || (vn->flags & JSON_F_FLOAT))
-                return -EBADMSG;
+                return bad(d, "MillisBehindLatest is not an integer");
             double ms = json_parse_number(d->text + vn->start, vn->end - vn->start);
             if (!(ms >= 0 && ms < 9.2e18))
-                return -EBADMSG;
+                return bad(d, "MillisBehindLatest out of range");
             kr->millis_behind_latest = (int64_t)ms;
         } else if (KEY_IS(d, k, "ChildShards")) {
             if (!FIRST(8) || vn->type == JSON_T_NULL)
                 continue;
             if (vn->type != JSON_T_ARRAY)
-                return -EBADMSG;
+                return bad(d, "ChildShards is not an array");
             size_t n = count_children(d, v);
             if ((r = grow_array((void **)&kr->child_shards, &kr->child_shards_cap, n,
                                 sizeof(*kr->child_shards))) < 0)
@@ -230,7 +243,7 @@ static int parse(struct kinesis_records *kr, const char *body, size_t len, struc
     }
 #undef FIRST
     if (records == JSON_NONE)
-        return -EBADMSG;
+        return bad(d, "Records is missing");
     size_t n = count_children(d, records);
     if ((r = grow_array((void **)&kr->records, &kr->records_cap, n, sizeof(*kr->records))) < 0)
         return r;

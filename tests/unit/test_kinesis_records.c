@@ -46,6 +46,12 @@ TEST(full_response)
     CHECK(str_is(r1->partition_key, "p\xc3\xa9"));
     CHECK(str_is(r1->explicit_hash_key, "123"));
     CHECK(r1->arrival == 1700000001.5);
+
+    /* Escapes inside Data are JSON's business, not base64's. */
+    CHECK_INT(parse(&kr, &a, "{\"Records\":[{\"Data\":\"\\u0051UJD\\/w==\",\"PartitionKey\":\"a\","
+                             "\"SequenceNumber\":\"1\"}]}"), 0);
+    CHECK_UINT(kr.records[0].data_len, 4);
+    CHECK(memcmp(kr.records[0].data, "ABC\xff", 4) == 0);
     kinesis_records_free(&kr);
     arena_free(&a);
 }
@@ -88,7 +94,7 @@ TEST(rejects_bad_shapes)
         "{\"Records\":[{\"Data\":\"QQ==\",\"SequenceNumber\":\"1\"}]}",
         "{\"Records\":[{\"Data\":\"QQ==\",\"PartitionKey\":\"a\"}]}",
         "{\"Records\":[{\"Data\":\"QQ=\",\"PartitionKey\":\"a\",\"SequenceNumber\":\"1\"}]}",
-        "{\"Records\":[{\"Data\":\"Q\\u0051==\",\"PartitionKey\":\"a\",\"SequenceNumber\":\"1\"}]}",
+        "{\"Records\":[{\"Data\":\"Q\\u0051=\",\"PartitionKey\":\"a\",\"SequenceNumber\":\"1\"}]}",
         "{\"Records\":[{\"Data\":5,\"PartitionKey\":\"a\",\"SequenceNumber\":\"1\"}]}",
         "{\"Records\":[{\"Data\":\"\",\"PartitionKey\":1,\"SequenceNumber\":\"1\"}]}",
         "{\"Records\":[{\"Data\":\"\",\"PartitionKey\":\"a\",\"SequenceNumber\":\"1\",\"ApproximateArrivalTimestamp\":\"x\"}]}",
@@ -102,6 +108,7 @@ TEST(rejects_bad_shapes)
     kinesis_records_init(&kr);
     for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
         int r = parse(&kr, &a, bad[i]);
+        CHECK(kr.doc.err_msg != NULL);
         if (r != -EBADMSG)
             TAP_FAIL_("%s: %d, expected -EBADMSG", bad[i], r);
         CHECK_UINT(kr.n_records, 0);
