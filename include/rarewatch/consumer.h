@@ -58,3 +58,14 @@ struct consumer *consumer_free(struct consumer *c);
 struct consumer_stats consumer_get_stats(struct consumer *c);
 /* "shardId-000000000001: 12 ms behind, ..." one line per running shard. */
 void consumer_describe(struct consumer *c, struct buf *out);
+
+/* Per-shard counters for the metrics sink; fn is called for every shard
+ * that ran (records_in and deadlettered are totals since start). */
+struct consumer_shard_stats {
+    const char *shard_id;
+    bool running;
+    uint64_t records_in, deadlettered;
+    int64_t millis_behind; /* -1 unknown */
+};
+void consumer_foreach_shard(struct consumer *c, void (*fn)(void *ud, const struct consumer_shard_stats *st),
+                            void *ud);

@@ -37,4 +37,9 @@ struct deadletter_item {
  * written), or another negative errno. */
 int deadletter_write(struct deadletter *d, const struct deadletter_item *items, size_t n);
 uint64_t deadletter_count(const struct deadletter *d);
+/* Called (under the writer's lock, so keep it short) with the NDJSON lines
+ * of every successful deadletter_write(): [deadletter] delivery_stream
+ * forwards them to Firehose. fn NULL removes the tap. */
+void deadletter_set_tap(struct deadletter *d, void (*fn)(void *ud, const char *lines, size_t len),
+                        void *ud);
 const char *deadletter_dir(const struct deadletter *d);

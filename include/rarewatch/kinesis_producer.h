@@ -43,3 +43,12 @@ int kinesis_producer_add(struct kinesis_producer *p, const void *data, size_t le
 /* Send what is queued; returns as kinesis_producer_add(). */
 int kinesis_producer_flush(struct kinesis_producer *p, struct aws_error *err);
 struct kinesis_producer_stats kinesis_producer_get_stats(const struct kinesis_producer *p);
+
+/* Per-record outcome, for callers that must know which records landed
+ * (dead-letter replay marks exactly those): cb(ud, tag, ok) once per record
+ * added with kinesis_producer_add_tagged(), from inside add/flush, when
+ * Kinesis accepted it (ok) or it was given up on. */
+void kinesis_producer_set_result_cb(struct kinesis_producer *p,
+                                    void (*cb)(void *ud, uint64_t tag, bool ok), void *ud);
+int kinesis_producer_add_tagged(struct kinesis_producer *p, const void *data, size_t len,
+                                const char *partition_key, uint64_t tag, struct aws_error *err);

@@ -14,7 +14,9 @@
 #include "rarewatch/deadletter.h"
 #include "rarewatch/json_scan.h"
 #include "rarewatch/log.h"
+#include "rarewatch/sink_cloudwatch.h"
 #include "rarewatch/sink_file.h"
+#include "rarewatch/sink_firehose.h"
 #include "rarewatch/strutil.h"
 #include "rarewatch/worker.h"
 
@@ -27,6 +29,8 @@ struct app {
     struct deadletter *dl;
     struct rw_sink *sinks[MAX_SINKS];
     size_t n_sinks;
+    struct rw_sink *cloudwatch;  /* also in sinks[] */
+    struct rw_sink *dl_forward;  /* [deadletter] delivery_stream; not a record sink */
     struct consumer *consumer;
     uint64_t last_status, last_records;
     double rate;
@@ -36,10 +40,16 @@ struct app *app_new(void) { return calloc(1, sizeof(struct app)); }
 
 static void teardown(struct app *a)
 {
+    if (a->cloudwatch)
+        sink_cloudwatch_set_sources(a->cloudwatch, NULL, NULL, 0);
     a->consumer = consumer_free(a->consumer);
     for (size_t i = 0; i < a->n_sinks; i++)
         a->sinks[i] = rw_sink_free(a->sinks[i]);
     a->n_sinks = 0;
+    a->cloudwatch = NULL;
+    if (a->dl)
+        deadletter_set_tap(a->dl, NULL, NULL);
+    a->dl_forward = rw_sink_free(a->dl_forward);
     a->dl = deadletter_free(a->dl);
     a->store = ckpt_store_free(a->store);
     a->aws = aws_settings_free(a->aws);
@@ -136,6 +146,63 @@ static int pt_process(void *w, const struct rw_input_record *in, size_t n, struc
 
 /* ---- lifecycle ---- */
 
+/* [cloudwatch], [firehose] and [deadletter] delivery_stream. The metrics
+ * sink comes first so Firehose can report its latencies to it. */
+static int start_aws_sinks(struct app *a, struct rw_config *cfg)
+{
+    int r;
+    const char *ns = conf_str(cfg, RWK_cloudwatch_namespace);
+    if (ns) {
+        struct sink_cloudwatch_options co = {
+            .aws = a->aws,
+            .namespace_ = ns,
+            .flush_interval_usec = conf_usec(cfg, RWK_cloudwatch_flush_interval),
+            .high_resolution = conf_bool(cfg, RWK_cloudwatch_high_resolution),
+            .key_field = conf_str(cfg, RWK_cloudwatch_key_field),
+            .key_dimension_max = (size_t)conf_int(cfg, RWK_cloudwatch_key_dimension_max),
+        };
+        if ((r = sink_cloudwatch_new(&co, &a->sinks[a->n_sinks])) < 0)
+            return log_error_errno(r, "CloudWatch sink: %m");
+        a->cloudwatch = a->sinks[a->n_sinks++];
+        log_info("metrics to CloudWatch namespace %s every %llu s", ns,
+                 (unsigned long long)(co.flush_interval_usec / USEC_PER_SEC));
+    }
+    struct sink_firehose_options fo = {
+        .aws = a->aws,
+        .delivery_stream = conf_str(cfg, RWK_firehose_delivery_stream),
+        .anomalies_stream = conf_str(cfg, RWK_firehose_anomalies_delivery_stream),
+        .forward = (enum fh_forward)conf_enum(cfg, RWK_firehose_forward),
+        .pack = conf_bool(cfg, RWK_firehose_pack),
+        .pack_size = conf_size(cfg, RWK_firehose_pack_size),
+        .flush_interval_usec = conf_usec(cfg, RWK_firehose_flush_interval),
+        .max_retries = (unsigned)conf_int(cfg, RWK_firehose_max_retries),
+        .retry_timeout_usec = conf_usec(cfg, RWK_firehose_retry_timeout),
+        .deadletter = a->dl,
+        .metrics = a->cloudwatch,
+    };
+    if (fo.anomalies_stream || (fo.delivery_stream && fo.forward != FH_FORWARD_NONE)) {
+        if ((r = sink_firehose_new(&fo, &a->sinks[a->n_sinks])) < 0)
+            return log_error_errno(r, "Firehose sink: %m");
+        a->n_sinks++;
+        log_info("output to Firehose %s%s%s", fo.delivery_stream ? fo.delivery_stream : "-",
+                 fo.anomalies_stream ? ", anomalies also to " : "",
+                 fo.anomalies_stream ? fo.anomalies_stream : "");
+    }
+    const char *dls = conf_str(cfg, RWK_deadletter_delivery_stream);
+    if (dls) {
+        struct sink_firehose_options d = fo;
+        d.name = "firehose-deadletter";
+        d.delivery_stream = dls;
+        d.anomalies_stream = NULL;
+        d.forward = FH_FORWARD_ALL;
+        d.deadletter = NULL; /* never dead-letter the dead letters */
+        if ((r = sink_firehose_new(&d, &a->dl_forward)) < 0)
+            return log_error_errno(r, "dead-letter Firehose forwarding: %m");
+        sink_firehose_tap_deadletter(a->dl_forward, a->dl);
+    }
+    return 0;
+}
+
 static int app_start(void *ud, struct rw_config *cfg)
 {
     struct app *a = ud;
@@ -173,6 +240,8 @@ static int app_start(void *ud, struct rw_config *cfg)
             return log_error_errno(r, "output directory %s: %m", outdir);
         a->n_sinks++;
     }
+    if ((r = start_aws_sinks(a, cfg)) < 0)
+        return r;
     struct consumer_options co = {
         .stream = stream,
         .aws = a->aws,
@@ -184,6 +253,8 @@ static int app_start(void *ud, struct rw_config *cfg)
     };
     if ((r = consumer_new(&co, &a->consumer)) < 0 || (r = consumer_start(a->consumer)) < 0)
         return log_error_errno(r, "cannot start the consumer: %m");
+    if (a->cloudwatch)
+        sink_cloudwatch_set_sources(a->cloudwatch, a->consumer, a->sinks, a->n_sinks);
     return 0;
 }
 
@@ -213,6 +284,8 @@ static int app_stop(void *ud, uint64_t deadline)
         if (rs < 0)
             r = rs;
     }
+    if (a->dl_forward && a->dl_forward->ops->stop(a->dl_forward, deadline) < 0)
+        r = -ETIMEDOUT;
     return r;
 }
 

@@ -37,9 +37,12 @@ int rw_config_validate(struct rw_config *cfg, struct conf_diag *diag)
 {
     unsigned errors = 0;
     const struct conf_value *stream = conf_get(cfg, RWK_kinesis_stream);
-    if (conf_str(cfg, RWK_kinesis_stream) && !conf_str(cfg, RWK_output_directory))
+    /* Metrics are not records: CloudWatch alone is no sink. */
+    bool firehose = conf_str(cfg, RWK_firehose_anomalies_delivery_stream) ||
+                    (conf_str(cfg, RWK_firehose_delivery_stream) && conf_enum(cfg, RWK_firehose_forward) != 2);
+    if (conf_str(cfg, RWK_kinesis_stream) && !conf_str(cfg, RWK_output_directory) && !firehose)
         need(diag, stream, cfg->path, &errors,
-             "[kinesis] stream is set but no sink is: set [output] directory");
+             "[kinesis] stream is set but no sink is: set [output] directory or [firehose] delivery_stream");
     if (conf_enum(cfg, RWK_input_format) == 1 && strv_length(conf_list(cfg, RWK_input_csv_columns)) == 0)
         need(diag, conf_get(cfg, RWK_input_format), cfg->path, &errors,
              "[input] format = csv needs csv_columns (CSV payloads carry no header)");

@@ -36,6 +36,7 @@ struct shard {
     _Atomic bool ended;       /* read to SHARD_END and checkpointed */
     _Atomic int64_t millis_behind;
     _Atomic uint64_t records;
+    _Atomic uint64_t deadlettered;
     struct rw_ack_queue acks;
     struct rw_batch *fifo_head, *fifo_tail;
     unsigned inflight;
@@ -504,6 +505,7 @@ static int process_response(struct wstate *ws)
             return r;
         }
         atomic_fetch_add(&c->deadlettered, n_dl);
+        atomic_fetch_add(&ws->s->deadlettered, n_dl);
         log_warning("%zu record%s dead-lettered (first: %s: %s)", n_dl, n_dl == 1 ? "" : "s",
                     rw_stage_name(dl[0].stage), dl[0].reason);
     }
@@ -1000,4 +1002,22 @@ void consumer_describe(struct consumer *c, struct buf *out)
             buf_printf(out, "%s: %lld ms behind, %llu records\n", s->id,
                        (long long)atomic_load(&s->millis_behind),
                        (unsigned long long)atomic_load(&s->records));
+}
+
+void consumer_foreach_shard(struct consumer *c, void (*fn)(void *ud, const struct consumer_shard_stats *st),
+                            void *ud)
+{
+    /* Shards are only ever prepended while running (as in consumer_get_stats). */
+    for (struct shard *s = c->shards; s; s = s->next) {
+        if (!s->thread_started && !atomic_load(&s->records))
+            continue;
+        struct consumer_shard_stats st = {
+            .shard_id = s->id,
+            .running = s->thread_started && !atomic_load(&s->exited),
+            .records_in = atomic_load(&s->records),
+            .deadlettered = atomic_load(&s->deadlettered),
+            .millis_behind = atomic_load(&s->millis_behind),
+        };
+        fn(ud, &st);
+    }
 }

@@ -28,6 +28,8 @@ struct deadletter {
     _Atomic uint64_t count;
     unsigned file_seq;
     struct buf line;
+    void (*tap)(void *ud, const char *lines, size_t len);
+    void *tap_ud;
 };
 
 int deadletter_new(const char *dir, uint64_t max_size, struct deadletter **out)
@@ -74,6 +76,15 @@ void deadletter_set_max_size(struct deadletter *d, uint64_t max_size)
 
 uint64_t deadletter_count(const struct deadletter *d) { return atomic_load(&d->count); }
 const char *deadletter_dir(const struct deadletter *d) { return d->dir; }
+
+void deadletter_set_tap(struct deadletter *d, void (*fn)(void *ud, const char *lines, size_t len),
+                        void *ud)
+{
+    pthread_mutex_lock(&d->lock);
+    d->tap = fn;
+    d->tap_ud = ud;
+    pthread_mutex_unlock(&d->lock);
+}
 
 static int open_file(struct deadletter *d)
 {
@@ -141,6 +152,8 @@ int deadletter_write(struct deadletter *d, const struct deadletter_item *items, 
         d->file_size += b->len;
         d->used += b->len;
         atomic_fetch_add(&d->count, n);
+        if (d->tap)
+            d->tap(d->tap_ud, b->data, b->len);
     }
 out:
     pthread_mutex_unlock(&d->lock);

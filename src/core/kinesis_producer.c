@@ -14,6 +14,7 @@ struct entry {
     size_t off, len; /* base64 data within p->data */
     size_t key_off, key_len;
     size_t raw_len;
+    uint64_t tag;
 };
 
 struct kinesis_producer {
@@ -29,6 +30,8 @@ struct kinesis_producer {
     struct http_response resp;
     struct kinesis_producer_stats st;
     uint64_t rng;
+    void (*result_cb)(void *ud, uint64_t tag, bool ok);
+    void *result_ud;
 };
 
 struct kinesis_producer *kinesis_producer_new(struct aws_client *c, const char *stream,
@@ -65,6 +68,27 @@ struct kinesis_producer *kinesis_producer_free(struct kinesis_producer *p)
 struct kinesis_producer_stats kinesis_producer_get_stats(const struct kinesis_producer *p)
 {
     return p->st;
+}
+
+void kinesis_producer_set_result_cb(struct kinesis_producer *p,
+                                    void (*cb)(void *ud, uint64_t tag, bool ok), void *ud)
+{
+    p->result_cb = cb;
+    p->result_ud = ud;
+}
+
+static void report(struct kinesis_producer *p, const size_t *idx, size_t n, const size_t *failed,
+                   size_t nf, bool ok)
+{
+    if (!p->result_cb)
+        return;
+    for (size_t i = 0, j = 0; i < n; i++) {
+        if (j < nf && failed[j] == idx[i]) {
+            j++;
+            continue;
+        }
+        p->result_cb(p->result_ud, p->e[idx[i]].tag, ok);
+    }
 }
 
 static int build_request(struct kinesis_producer *p, const size_t *idx, size_t n)
@@ -146,6 +170,7 @@ int kinesis_producer_flush(struct kinesis_producer *p, struct aws_error *err)
         if (r < 0) {
             /* The call failed as a whole after the client's own retries. */
             p->st.failed += n;
+            report(p, idx, n, NULL, 0, false);
             ret = r;
             break;
         }
@@ -158,14 +183,17 @@ int kinesis_producer_flush(struct kinesis_producer *p, struct aws_error *err)
             memcpy(failed, idx, n * sizeof(size_t));
             nf = n;
             snprintf(first, sizeof(first), "unreadable PutRecords response");
-        } else
+        } else {
             p->st.sent += n - nf;
+            report(p, idx, n, failed, nf, true);
+        }
         if (nf == 0)
             break;
         if (attempt >= p->max_retries) {
             log_warning("PutRecords: %zu records still failing after %u retries (%s); giving up on them",
                         nf, p->max_retries, first);
             p->st.failed += nf;
+            report(p, failed, nf, NULL, 0, false);
             aws_error_set(err, AWS_ERR_SERVICE, "PartialFailure", "%zu records not accepted: %s", nf, first);
             ret = -EBUSY;
             break;
@@ -184,6 +212,12 @@ int kinesis_producer_flush(struct kinesis_producer *p, struct aws_error *err)
 
 int kinesis_producer_add(struct kinesis_producer *p, const void *data, size_t len,
                          const char *partition_key, struct aws_error *err)
+{
+    return kinesis_producer_add_tagged(p, data, len, partition_key, 0, err);
+}
+
+int kinesis_producer_add_tagged(struct kinesis_producer *p, const void *data, size_t len,
+                                const char *partition_key, uint64_t tag, struct aws_error *err)
 {
     size_t kl = strlen(partition_key);
     if (len + kl > KINESIS_MAX_RECORD_BYTES || kl == 0 || kl > 256) {
@@ -210,6 +244,7 @@ int kinesis_producer_add(struct kinesis_producer *p, const void *data, size_t le
         return r;
     e->key_len = kl;
     e->raw_len = len;
+    e->tag = tag;
     p->st.bytes += len;
     p->batch_bytes += len + kl;
     p->n++;

@@ -3,3 +3,4 @@
 /* Subcommands of the operator CLI; each returns the process exit code. */
 int cmd_check_config(int argc, char **argv);
 int cmd_put(int argc, char **argv);
+int cmd_deadletter(int argc, char **argv);
