@@ -43,7 +43,7 @@ double det_normal_surprise(double z)
     if (isnan(z))
         return 0;
     if (z < 30)
-        return det_clamp_surprise(-log10(erfc(z / M_SQRT2)));
+        return det_clamp_surprise(-det_log10(erfc(z / M_SQRT2)));
     if (!isfinite(z))
         return DET_SURPRISE_MAX;
     /* Mills-ratio asymptotics: 2Q(z) ~ 2 phi(z)/z (1 - 1/z^2 + 3/z^4). */
@@ -153,7 +153,11 @@ int det_calib_params_check(const struct det_calib_params *p)
 #define CALIB_RECURRING 3.0
 
 static double calib_u(double s) { return log2(1 + s) / DET_CALIB_BIN_WIDTH; }
-static double calib_s(double u) { return exp2(u * DET_CALIB_BIN_WIDTH) - 1; }
+/* Bin edges in s: 2^(j * DET_CALIB_BIN_WIDTH) - 1. */
+static const double calib_edge[DET_CALIB_BINS] = {
+    0, 0.41421356237309515, 1, 1.8284271247461903, 3, 4.6568542494923806, 7, 10.313708498984763,
+    15, 21.627416997969519, 31, 44.254833995939045, 63, 89.509667991878089, 127, 180.01933598375618,
+};
 
 double det_calib_surprise(const struct det_calib_params *p, const struct det_calib *c, double s)
 {
@@ -168,14 +172,14 @@ double det_calib_surprise(const struct det_calib_params *p, const struct det_cal
     int top = 0;
     while (top + 1 < DET_CALIB_BINS && tail[top + 1] >= p->min_mass)
         top++;
-    double s_top = calib_s(top);
+    double s_top = calib_edge[top];
     double u = calib_u(s);
     /* History at least as surprising as s: the bins above, and the part of
      * s's own bin above it (the open last bin counts as one bin wide). */
     int b = u < DET_CALIB_BINS - 1 ? (int)u : DET_CALIB_BINS - 1;
     double t = tail[b + 1] + c->bin[b] * MAX(0.0, b + 1 - u);
     if (u < top)
-        return det_clamp_surprise(-log10(t / total));
+        return det_clamp_surprise(-det_log10(t / total));
     /* Past the trusted levels: surprise keeps growing at the rate the data
      * showed up to there (the model's ordering, the data's scale): a model
      * that is too bold (normal tails on heavy-tailed data) is tempered, one
@@ -184,11 +188,11 @@ double det_calib_surprise(const struct det_calib_params *p, const struct det_cal
      * comes daily is a 1-in-288, however far out the model puts it. (One
      * or two earlier ones do not cap it: an outage must not mute the next
      * for the whole calibration window.) */
-    double s_emp = -log10(tail[top] / total);
+    double s_emp = -det_log10(tail[top] / total);
     double slope = s_top > 0 ? s_emp / s_top : 1.0;
     double s_cal = s_emp + slope * (s - s_top);
     if (t >= CALIB_RECURRING)
-        s_cal = MIN(s_cal, -log10(t / total));
+        s_cal = MIN(s_cal, -det_log10(t / total));
     return det_clamp_surprise(s_cal);
 }
 

@@ -71,7 +71,7 @@ static double fisher_surprise(const double *s, int k)
         term *= lam / j;
         acc += term;
     }
-    return det_clamp_surprise(sum - log10(acc));
+    return det_clamp_surprise(sum - det_log10(acc));
 }
 
 void det_auto_update(const struct det_auto_params *p, struct det_auto_state *s, double x,

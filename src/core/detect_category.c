@@ -89,7 +89,7 @@ void det_category_update(const struct det_category_params *p, struct det_categor
     /* expected: the probability of a typical value, sum of p_i^2. */
     double expected = s->total > 0 ? sumsq / (s->total * s->unit * (total + alpha)) : 0;
     *r = (struct det_result){ .value = pv, .expected = expected,
-                              .raw = det_clamp_surprise(-log10(MIN(tail, 1.0))) };
+                              .raw = det_clamp_surprise(-det_log10(MIN(tail, 1.0))) };
     bool learning = s->n < p->min_samples;
     det_finish(r, &p->calib, &s->calib, r->raw, learning);
     if (!learning) {

@@ -15,7 +15,13 @@ static inline double det_clamp_surprise(double s)
     return s < DET_SURPRISE_MAX ? s : DET_SURPRISE_MAX;
 }
 
-static inline double det_surprise_to_score(double s) { return -expm1(-s * M_LN10); }
+/* log10 through log2: glibc's log10 costs two logarithms, log2 one, and
+ * surprises need no more than a few ulps. */
+static inline double det_log10(double x) { return log2(x) * 0.30102999566398119521; }
+
+/* 1 - 10^-s. exp2 rather than expm1: cheaper, and the digits that matter
+ * are those of p = 10^-s when the score is near 1. */
+static inline double det_surprise_to_score(double s) { return 1 - exp2(-s * 3.32192809488736234787); }
 
 /* 2^(-1/half_life): the per-step weight kept by an exponential decay. */
 double det_decay(double half_life);

@@ -76,7 +76,7 @@ static double rate_surprise(const struct det_rate_params *p, const struct det_ra
     double down = upper_only || expected < p->min_expected ? 0 : det_poisson_lower_surprise(k, lam);
     *high = up >= down;
     /* Two-sided: the smaller tail, doubled. */
-    return det_clamp_surprise(MAX(up, down) - (upper_only ? 0 : log10(2.0)));
+    return det_clamp_surprise(MAX(up, down) - (upper_only ? 0 : det_log10(2.0)));
 }
 
 static void fill(const struct det_rate_params *p, struct det_rate_state *s, double count,
