@@ -14,6 +14,7 @@
  * rows, where ownership is a conditional write).
  */
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "rarewatch/macro.h"
@@ -35,8 +36,19 @@ struct checkpoint {
     uint64_t sub_sequence;
 };
 
+/* A shard as ListShards describes it, for stores that keep a row per shard. */
+struct ckpt_shard {
+    const char *id;
+    const char *parents[2];
+    unsigned n_parents;
+};
+
 struct ckpt_store_ops {
     const char *name;
+    /* Called by the coordinator about once a second with the current shard
+     * list: create missing rows, renew held leases when due, take expired
+     * ones and balance when due. May be NULL (nothing to coordinate). */
+    int (*sync)(void *impl, const struct ckpt_shard *shards, size_t n);
     /* 0 with *cp filled, or -ENOENT when nothing is stored. */
     int (*load)(void *impl, const char *shard_id, struct checkpoint *cp);
     /* Durable when it returns 0. -ENOLCK: the lease was lost (do not retry;
@@ -57,6 +69,29 @@ struct ckpt_store {
 
 /* File backend in dir (created if missing). Caller owns the store. */
 int ckpt_file_store_new(const char *dir, const char *stream, struct ckpt_store **out);
+
+struct aws_settings;
+struct ckpt_dynamodb_options {
+    struct aws_settings *aws;      /* borrowed; outlives the store */
+    const char *table;
+    bool create_table;
+    const char *worker_id;
+    uint64_t renew_interval_usec;
+    uint64_t failover_time_usec;
+    uint64_t take_interval_usec;
+    const char *initial_position;  /* "TRIM_HORIZON" | "LATEST" | "AT_TIMESTAMP" for new rows */
+};
+
+struct ckpt_dynamodb_stats {
+    uint64_t reads, writes;        /* DynamoDB requests (Scan/GetItem, Put/UpdateItem) */
+    uint64_t taken, stolen, lost, released;
+    unsigned held;
+};
+
+/* DynamoDB backend: KCL-compatible lease rows. Creates (when asked) and
+ * checks the table. */
+int ckpt_dynamodb_store_new(const struct ckpt_dynamodb_options *o, struct ckpt_store **out);
+struct ckpt_dynamodb_stats ckpt_dynamodb_get_stats(struct ckpt_store *s);
 struct ckpt_store *ckpt_store_free(struct ckpt_store *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct ckpt_store *, ckpt_store_free)
 

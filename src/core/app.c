@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rarewatch/aws.h"
 #include "rarewatch/base64.h"
@@ -223,9 +224,35 @@ static int app_start(void *ud, struct rw_config *cfg)
     }
     log_info("AWS region %s, Kinesis endpoint %s (from %s), credentials: standard chain",
              a->aws->region, a->aws->endpoint[AWS_SVC_KINESIS], a->aws->endpoint_source[AWS_SVC_KINESIS]);
-    const char *ckdir = conf_str(cfg, RWK_checkpoint_directory);
-    if ((r = ckpt_file_store_new(ckdir, stream, &a->store)) < 0)
-        return log_error_errno(r, "checkpoint directory %s: %m", ckdir);
+    if (conf_enum(cfg, RWK_checkpoint_store) == 1) {
+        const char *slash = strrchr(stream, '/');
+        char table[300], worker[200], host[128] = "localhost";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(table, sizeof(table), "%s", conf_str(cfg, RWK_checkpoint_table) ? conf_str(cfg, RWK_checkpoint_table) : "");
+        if (!table[0])
+            snprintf(table, sizeof(table), "rarewatch-%s", slash ? slash + 1 : stream);
+        snprintf(worker, sizeof(worker), "%s", conf_str(cfg, RWK_checkpoint_worker_id) ? conf_str(cfg, RWK_checkpoint_worker_id) : "");
+        if (!worker[0])
+            snprintf(worker, sizeof(worker), "%s-%d", host, (int)getpid());
+        static const char *const positions[] = { "TRIM_HORIZON", "LATEST", "AT_TIMESTAMP" };
+        struct ckpt_dynamodb_options dopt = {
+            .aws = a->aws,
+            .table = table,
+            .create_table = conf_bool(cfg, RWK_checkpoint_create_table),
+            .worker_id = worker,
+            .renew_interval_usec = conf_usec(cfg, RWK_checkpoint_renew_interval),
+            .failover_time_usec = conf_usec(cfg, RWK_checkpoint_failover_time),
+            .take_interval_usec = conf_usec(cfg, RWK_checkpoint_take_interval),
+            .initial_position = positions[conf_enum(cfg, RWK_kinesis_initial_position)],
+        };
+        if ((r = ckpt_dynamodb_store_new(&dopt, &a->store)) < 0)
+            return log_error_errno(r, "DynamoDB lease table %s: %m", table);
+        log_info("leases in DynamoDB table %s as worker %s", table, worker);
+    } else {
+        const char *ckdir = conf_str(cfg, RWK_checkpoint_directory);
+        if ((r = ckpt_file_store_new(ckdir, stream, &a->store)) < 0)
+            return log_error_errno(r, "checkpoint directory %s: %m", ckdir);
+    }
     const char *dldir = conf_str(cfg, RWK_deadletter_directory);
     if ((r = deadletter_new(dldir, conf_size(cfg, RWK_deadletter_max_size), &a->dl)) < 0)
         return log_error_errno(r, "dead-letter directory %s: %m", dldir);

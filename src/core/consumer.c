@@ -796,6 +796,8 @@ static void reconcile(struct consumer *c, const struct shard_info *all, size_t n
         struct shard *s = find_shard(c, si->id);
         if (s && (s->thread_started || atomic_load(&s->ended)))
             continue;
+        if (!c->o.store->ops->owns(c->o.store->impl, si->id))
+            continue;
         if (!s) {
             struct checkpoint cp;
             if (c->o.store->ops->load(c->o.store->impl, si->id, &cp) == 0 && cp.state == CKPT_SHARD_END) {
@@ -810,8 +812,6 @@ static void reconcile(struct consumer *c, const struct shard_info *all, size_t n
                 continue;
             }
         }
-        if (!c->o.store->ops->owns(c->o.store->impl, si->id))
-            continue;
         bool ready = true;
         for (unsigned p = 0; parent_first && p < si->n_parents; p++)
             if (!parent_done(c, all, n, si->parents[p])) {
@@ -856,6 +856,23 @@ static void join_exited(struct consumer *c)
         }
 }
 
+static void sync_store(struct consumer *c, const struct shard_info *all, size_t n)
+{
+    if (!c->o.store->ops->sync)
+        return;
+    struct ckpt_shard *v = calloc(n + 1, sizeof(*v));
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        v[i].id = all[i].id;
+        v[i].n_parents = all[i].n_parents;
+        for (unsigned p = 0; p < all[i].n_parents; p++)
+            v[i].parents[p] = all[i].parents[p];
+    }
+    c->o.store->ops->sync(c->o.store->impl, v, n);
+    free(v);
+}
+
 static void *coord_main(void *arg)
 {
     struct consumer *c = arg;
@@ -863,6 +880,9 @@ static void *coord_main(void *arg)
     worker_register(&c->coord_worker, "shard discovery");
     struct aws_client *cl = aws_client_new(c->o.aws);
     uint64_t next = 0;
+    struct shard_info *all = NULL;
+    size_t n_all = 0;
+    bool have_list = false;
     while (!atomic_load(&c->stopping) && cl) {
         worker_progress(&c->coord_worker);
         join_exited(c);
@@ -875,14 +895,23 @@ static void *coord_main(void *arg)
         c->wake = false;
         pthread_mutex_unlock(&c->lock);
         if ((now >= next || woke) && cfg) {
-            struct shard_info *all = NULL;
+            struct shard_info *fresh = NULL;
             size_t n = 0;
-            if (list_shards(c, cl, &all, &n) == 0) {
-                reconcile(c, all, n, cfg);
+            if (list_shards(c, cl, &fresh, &n) == 0) {
                 free(all);
+                all = fresh;
+                n_all = n;
+                have_list = true;
                 next = now + iv;
             } else
                 next = now + MIN(iv, 5 * USEC_PER_SEC);
+        }
+        if (have_list && cfg) {
+            /* Leases (when the store has them) are renewed and balanced on
+             * the store's own intervals; shards start as soon as they are
+             * ours and their parents are done. */
+            sync_store(c, all, n_all);
+            reconcile(c, all, n_all, cfg);
         }
         conf_unref(cfg);
         pthread_mutex_lock(&c->lock);
@@ -893,6 +922,7 @@ static void *coord_main(void *arg)
         }
         pthread_mutex_unlock(&c->lock);
     }
+    free(all);
     aws_client_free(cl);
     worker_unregister(&c->coord_worker);
     return NULL;
