@@ -437,7 +437,7 @@ int creds_from_imds(struct creds_chain *ch, struct aws_credentials **out, struct
     const char *mode = getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE");
     _cleanup_(http_client_freep) struct http_client *c = NULL;
     struct http_response resp = { 0 };
-    char base[512], url[800], role[256];
+    char base[512], url[1024], role[256];
     int r;
 
     if (disabled && strcasecmp(disabled, "true") == 0) {
