@@ -326,3 +326,89 @@ const char *format_iso8601_ms(char *buf, size_t n, uint64_t usec)
              (unsigned)((usec % USEC_PER_SEC) / USEC_PER_MSEC));
     return buf;
 }
+
+static int digits(const char *p, const char *end, int n, int *out)
+{
+    if (end - p < n)
+        return -1;
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+int parse_timestamp(const char *s, size_t n, double *epoch)
+{
+    const char *p = s, *end = s + n;
+    while (p < end && isspace((unsigned char)*p))
+        p++;
+    while (end > p && isspace((unsigned char)end[-1]))
+        end--;
+    if (p == end)
+        return -EINVAL;
+    int y, mo, d, h = 0, mi = 0, sec = 0;
+    if (end - p >= 10 && p[4] == '-' && p[7] == '-' && digits(p, end, 4, &y) == 0 &&
+        digits(p + 5, end, 2, &mo) == 0 && digits(p + 8, end, 2, &d) == 0) {
+        p += 10;
+        double frac = 0;
+        int off = 0;
+        if (p < end && (*p == 'T' || *p == 't' || *p == ' ')) {
+            p++;
+            if (digits(p, end, 2, &h) < 0 || end - p < 5 || p[2] != ':' || digits(p + 3, end, 2, &mi) < 0)
+                return -EINVAL;
+            p += 5;
+            if (p < end && *p == ':') {
+                if (digits(p + 1, end, 2, &sec) < 0)
+                    return -EINVAL;
+                p += 3;
+                if (p < end && (*p == '.' || *p == ',')) {
+                    double scale = 0.1;
+                    p++;
+                    if (p >= end || !isdigit((unsigned char)*p))
+                        return -EINVAL;
+                    while (p < end && isdigit((unsigned char)*p)) {
+                        frac += (*p - '0') * scale;
+                        scale /= 10;
+                        p++;
+                    }
+                }
+            }
+            if (p < end && (*p == 'Z' || *p == 'z'))
+                p++;
+            else if (p < end && (*p == '+' || *p == '-')) {
+                int sign = *p == '-' ? -1 : 1, oh, om = 0;
+                p++;
+                if (digits(p, end, 2, &oh) < 0)
+                    return -EINVAL;
+                p += 2;
+                if (p < end && *p == ':')
+                    p++;
+                if (p < end && digits(p, end, 2, &om) == 0)
+                    p += 2;
+                off = sign * (oh * 3600 + om * 60);
+            }
+        }
+        if (p != end || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+            return -EINVAL;
+        struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
+                         .tm_hour = h, .tm_min = mi, .tm_sec = sec };
+        time_t t = timegm(&tm);
+        *epoch = (double)t - off + frac;
+        return 0;
+    }
+    char buf[64];
+    size_t l = (size_t)(end - p);
+    if (l >= sizeof(buf))
+        return -EINVAL;
+    memcpy(buf, p, l);
+    buf[l] = 0;
+    double v;
+    if (parse_double(buf, &v) < 0)
+        return -EINVAL;
+    *epoch = v > 1e11 ? v / 1000.0 : v;
+    return 0;
+}

@@ -111,4 +111,25 @@ TEST(edit_distance)
     CHECK_UINT(levenshtein("same", "same"), 0);
 }
 
+TEST(timestamps)
+{
+    double t;
+    CHECK_INT(parse_timestamp("2026-11-28T05:10:00Z", 20, &t), 0);
+    CHECK_NEAR(t, 1795842600, 0);
+    CHECK_INT(parse_timestamp("2026-11-28 05:10:00.25+01:00", 28, &t), 0);
+    CHECK_NEAR(t, 1795842600 - 3600 + 0.25, 1e-6);
+    CHECK_INT(parse_timestamp("2014-04-01 00:00:00", 19, &t), 0);
+    CHECK_NEAR(t, 1396310400, 0);
+    CHECK_INT(parse_timestamp("2026-11-28", 10, &t), 0);
+    CHECK_NEAR(t, 1795824000, 0);
+    CHECK_INT(parse_timestamp("1795842600", 10, &t), 0);
+    CHECK_NEAR(t, 1795842600, 0);
+    CHECK_INT(parse_timestamp("1795842600123", 13, &t), 0);
+    CHECK_NEAR(t, 1795842600.123, 1e-3);
+    CHECK_INT(parse_timestamp("yesterday", 9, &t), -EINVAL);
+    CHECK_INT(parse_timestamp("2026-13-01", 10, &t), -EINVAL);
+    CHECK_INT(parse_timestamp("2026-11-28T25:00", 16, &t), -EINVAL);
+    CHECK_INT(parse_timestamp("", 0, &t), -EINVAL);
+}
+
 TAP_MAIN
