@@ -36,15 +36,16 @@ int det_category_params_check(const struct det_category_params *p)
     return det_calib_params_check(&p->calib);
 }
 
+/* Bloom bits from the hash's high half: its low bit is forced to 1. */
 static bool bloom_test(const struct det_category_state *s, uint64_t h)
 {
-    unsigned a = h & 127, b = (h >> 7) & 127;
+    unsigned a = (h >> 32) & 127, b = (h >> 39) & 127;
     return (s->seen[a >> 6] >> (a & 63) & 1) && (s->seen[b >> 6] >> (b & 63) & 1);
 }
 
 static void bloom_add(struct det_category_state *s, uint64_t h)
 {
-    unsigned a = h & 127, b = (h >> 7) & 127;
+    unsigned a = (h >> 32) & 127, b = (h >> 39) & 127;
     s->seen[a >> 6] |= UINT64_C(1) << (a & 63);
     s->seen[b >> 6] |= UINT64_C(1) << (b & 63);
 }
@@ -82,7 +83,7 @@ void det_category_update(const struct det_category_params *p, struct det_categor
     } else if (first) {
         pv = tail = alpha / (total + alpha);
     } else {
-        /* Seen once, since evicted: it is somewhere in the untracked mass. */
+        /* Seen before, since evicted: it is somewhere in the untracked mass. */
         double untracked = MAX(0.0, s->total - tracked) / s->unit;
         pv = tail = (untracked + alpha) / (total + alpha);
     }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "rarewatch/detect.h"
+#include "rarewatch/keytab.h"
 #include "tap.h"
 
 /* Deterministic noise: the tests must not depend on libc's rand(). */
@@ -303,6 +304,36 @@ TEST(rare_category_first_seen_and_rare)
     det_category_update(&p, &s, "US", 2, &r);
     CHECK(!r.alert);
     CHECK(r.value > 0.2);
+}
+
+TEST(rare_category_remembers_values_evicted_from_its_slots)
+{
+    struct det_category_params p;
+    det_category_params_default(&p);
+    struct det_category_state s = { 0 };
+    struct det_result r;
+    char v[32];
+    /* 20 values through 16 slots: some are evicted, none is forgotten. */
+    for (int i = 0; i < 2000; i++) {
+        int n = snprintf(v, sizeof(v), "plan-%d", i % 20);
+        det_category_update(&p, &s, v, (size_t)n, &r);
+    }
+    unsigned evicted = 0;
+    for (int k = 0; k < 20; k++) {
+        int n = snprintf(v, sizeof(v), "plan-%d", k);
+        /* The detector's slot key: the value's keytab_hash with bit 0 set. */
+        uint64_t h = keytab_hash(v, (size_t)n) | 1;
+        bool tracked = false;
+        for (int j = 0; j < DET_CATEGORY_SLOTS; j++)
+            tracked |= s.hash[j] == h;
+        struct det_category_state copy = s;
+        det_category_update(&p, &copy, v, (size_t)n, &r);
+        CHECK(r.why != DET_WHY_NEW_CATEGORY);
+        evicted += !tracked;
+    }
+    CHECK(evicted >= 4);
+    det_category_update(&p, &s, "plan-enterprise", 15, &r);
+    CHECK(r.why == DET_WHY_NEW_CATEGORY);
 }
 
 TEST(rare_category_many_equally_rare_values_do_not_alert)
