@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/*
+ * The detector stage: the [detector.NAME] sections compiled into detector
+ * instances with per-key state (bounded tables with LRU eviction and idle
+ * expiry), run on every record after the transforms. Each record gains the
+ * top-level fields
+ *   "anomaly_score": the maximum score over the detectors that scored it,
+ *   "is_anomaly":    whether any detector's alert rule fired,
+ *   "anomalies":     [{"detector","key","score","value","expected","reason"}]
+ *                    for the detectors that fired.
+ * Scores are calibrated per key (see detect.h), so one threshold means about
+ * the same rarity for every type.
+ *
+ * Thread safety: shard workers call detect_stage_eval() concurrently; each
+ * detector's state is split into stripes by key hash, each with its own
+ * lock, so different keys rarely contend.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rarewatch/conf.h"
+#include "rarewatch/json_scan.h"
+#include "rarewatch/record.h"
+
+struct detect_stage;
+
+/* Compile the detectors of cfg; problems into diag as FILE:LINE: ... */
+int detect_stage_new(const struct rw_config *cfg, struct conf_diag *diag, struct detect_stage **out);
+struct detect_stage *detect_stage_free(struct detect_stage *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct detect_stage *, detect_stage_free)
+size_t detect_stage_count(const struct detect_stage *s);
+
+/* One record to score. `where`, when set, decides for detector i whether the
+ * record is in its scope (the analytics stage evaluates the predicates). */
+struct detect_record {
+    struct json_doc *doc;   /* the scanned record; node 0 is the object */
+    double event_time;      /* epoch seconds */
+    bool (*where)(void *ud, size_t detector);
+    void *ud;
+};
+
+struct detect_verdict {
+    bool scored;            /* at least one detector scored the record */
+    bool is_anomaly;
+    double score;
+};
+
+/* Score r with every detector and append the output fields, each preceded
+ * by a comma (`,"anomaly_score":...`), to out. Nothing is appended when no
+ * detector applies. */
+int detect_stage_eval(struct detect_stage *s, const struct detect_record *r, struct buf *out,
+                      struct detect_verdict *v);
+
+/* Close rate intervals of keys that saw no events up to now (sales that
+ * stop): each alert becomes a derived line in out. */
+int detect_stage_tick(struct detect_stage *s, double now, struct rw_output *out);
+
+/* Keep the state of detectors whose definition did not change (reload). */
+void detect_stage_adopt(struct detect_stage *s, struct detect_stage *old);
+
+/* State snapshot: every detector's per-key state, atomically written;
+ * loading matches detectors by name and definition, so a changed detector
+ * starts fresh. */
+int detect_stage_save(struct detect_stage *s, const char *path);
+int detect_stage_load(struct detect_stage *s, const char *path);
+
+struct detect_stats {
+    const char *name;
+    const char *type;
+    uint64_t scored, anomalies, skipped, evictions, expirations;
+    uint32_t keys;
+    size_t bytes_per_key;
+};
+/* Stats of detector i (i < detect_stage_count()). */
+void detect_stage_stats(struct detect_stage *s, size_t i, struct detect_stats *out);

@@ -1,0 +1,852 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "rarewatch/detect_stage.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rarewatch/conf_schema.h"
+#include "rarewatch/detect.h"
+#include "rarewatch/fsutil.h"
+#include "rarewatch/keytab.h"
+#include "rarewatch/rcf.h"
+#include "rarewatch/strutil.h"
+
+#define STRIPES 16
+#define RCF_MAX_DIMS 16
+#define KEY_MAX 256
+
+enum kind { K_THRESHOLD, K_ZSCORE, K_QUANTILE, K_RATE, K_CATEGORY, K_RCF, K_AUTO };
+
+/* The per-key slot of an rcf detector: the forest lives outside the table. */
+struct rcf_slot {
+    struct rcf *forest;
+    struct det_calib calib;
+    uint32_t n;
+};
+
+struct stripe {
+    pthread_mutex_t lock;
+    struct keytab *tab;
+};
+
+struct detector {
+    char *name;
+    enum kind kind;
+    enum det_type dtype;
+    uint64_t signature; /* of the definition, for reloads and state files */
+    struct json_path *field;
+    struct json_path *fields[RCF_MAX_DIMS];
+    char *field_names[RCF_MAX_DIMS];
+    unsigned dims;
+    char *field_name;
+    struct json_path *key;
+    double alert_threshold; /* NAN: the type's rule */
+    union {
+        struct det_threshold_params th;
+        struct det_zscore_params z;
+        struct det_quantile_params q;
+        struct det_rate_params rate;
+        struct det_category_params cat;
+        struct det_auto_params au;
+    } p;
+    struct rcf_params rcfp;
+    struct det_calib_params calibp;
+    uint32_t rcf_min_samples;
+    struct stripe stripes[STRIPES];
+    size_t value_size;
+    _Atomic uint64_t scored, anomalies, skipped;
+};
+
+struct detect_stage {
+    struct detector *d;
+    size_t n;
+};
+
+static const char *const kind_names[] = { "threshold", "zscore", "quantile", "rate", "rare_category", "rcf", "auto" };
+
+static void rcf_slot_remove(void *value, void *ud)
+{
+    struct rcf_slot *s = value;
+    s->forest = rcf_free(s->forest);
+}
+
+static uint64_t fnv(uint64_t h, const char *s)
+{
+    for (; s && *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+    return (h ^ 0xff) * 0x100000001b3ULL;
+}
+
+static void detector_free(struct detector *d)
+{
+    free(d->name);
+    free(d->field_name);
+    json_path_free(d->field);
+    json_path_free(d->key);
+    for (unsigned i = 0; i < d->dims; i++) {
+        json_path_free(d->fields[i]);
+        free(d->field_names[i]);
+    }
+    for (int i = 0; i < STRIPES; i++) {
+        keytab_free(d->stripes[i].tab);
+        pthread_mutex_destroy(&d->stripes[i].lock);
+    }
+}
+
+struct detect_stage *detect_stage_free(struct detect_stage *s)
+{
+    if (s) {
+        for (size_t i = 0; i < s->n; i++)
+            detector_free(&s->d[i]);
+        free(s->d);
+        free(s);
+    }
+    return NULL;
+}
+
+size_t detect_stage_count(const struct detect_stage *s) { return s ? s->n : 0; }
+
+static const struct conf_value *V(const struct conf_section *sec, enum rw_key k) { return conf_sget(sec, k); }
+
+static int compile_path(const struct conf_section *sec, enum rw_key k, struct json_path **out,
+                        struct conf_diag *diag, unsigned *errors)
+{
+    const struct conf_value *v = V(sec, k);
+    if (!v->has_value || !v->raw || !*v->raw)
+        return 0;
+    int r = json_path_compile(v->raw, out);
+    if (r < 0) {
+        conf_diag_add(diag, v->file, v->line, "[detector.%s] %s = %s: not a field path (use a.b or items[0].sku)",
+                      sec->name, rw_schema.keys[k].name, v->raw);
+        (*errors)++;
+    }
+    return r;
+}
+
+static int setup(struct detector *d, const struct rw_config *cfg, const struct conf_section *sec,
+                 struct conf_diag *diag, unsigned *errors)
+{
+    const char *type = conf_stype(cfg, sec);
+    for (size_t i = 0; i < ELEMENTSOF(kind_names); i++)
+        if (type && streq(type, kind_names[i]))
+            d->kind = (enum kind)i;
+    static const enum det_type dt[] = { DET_THRESHOLD, DET_ZSCORE, DET_QUANTILE, DET_RATE,
+                                        DET_RARE_CATEGORY, 0, DET_AUTO };
+    d->dtype = dt[d->kind];
+    d->name = strdup(sec->name);
+    uint64_t sig = fnv(0xcbf29ce484222325ULL, type);
+    for (size_t k = 0; k < rw_schema.n_keys; k++)
+        if (streq(rw_schema.keys[k].section, "detector") && sec->values[k].has_value) {
+            sig = fnv(sig, rw_schema.keys[k].name);
+            sig = fnv(sig, sec->values[k].raw);
+        }
+    d->signature = sig;
+    const struct conf_value *ft = V(sec, RWK_detector_field);
+    bool needs_field = d->kind != K_RATE && d->kind != K_RCF;
+    if (needs_field && !ft->has_value) {
+        conf_diag_add(diag, sec->file, sec->line, "[detector.%s] needs 'field' (the field to watch)", sec->name);
+        (*errors)++;
+    }
+    compile_path(sec, RWK_detector_field, &d->field, diag, errors);
+    if (ft->has_value)
+        d->field_name = strdup(ft->raw);
+    compile_path(sec, RWK_detector_key, &d->key, diag, errors);
+    const struct conf_value *at = V(sec, RWK_detector_alert_threshold);
+    d->alert_threshold = at->has_value ? at->d : NAN;
+    det_calib_params_default(&d->calibp);
+
+    const struct conf_value *hl = V(sec, RWK_detector_half_life_samples);
+    const struct conf_value *ms = V(sec, RWK_detector_min_samples);
+    const struct conf_value *th = V(sec, RWK_detector_threshold);
+    int pr = 0;
+    switch (d->kind) {
+    case K_THRESHOLD:
+        det_threshold_params_default(&d->p.th);
+        if (V(sec, RWK_detector_above)->has_value)
+            d->p.th.above = V(sec, RWK_detector_above)->d;
+        if (V(sec, RWK_detector_below)->has_value)
+            d->p.th.below = V(sec, RWK_detector_below)->d;
+        if (!V(sec, RWK_detector_above)->has_value && !V(sec, RWK_detector_below)->has_value) {
+            conf_diag_add(diag, sec->file, sec->line, "[detector.%s] threshold needs 'above' and/or 'below'", sec->name);
+            (*errors)++;
+        }
+        pr = det_threshold_params_check(&d->p.th);
+        break;
+    case K_ZSCORE:
+        det_zscore_params_default(&d->p.z);
+        if (hl->has_value)
+            d->p.z.half_life = hl->d;
+        if (V(sec, RWK_detector_half_life)->has_value)
+            d->p.z.half_life_usec = (int64_t)V(sec, RWK_detector_half_life)->u;
+        if (th->has_value)
+            d->p.z.threshold = th->d;
+        if (ms->has_value)
+            d->p.z.min_samples = (uint32_t)ms->i;
+        pr = det_zscore_params_check(&d->p.z);
+        break;
+    case K_QUANTILE:
+        det_quantile_params_default(&d->p.q);
+        if (hl->has_value)
+            d->p.q.half_life = hl->d;
+        if (th->has_value)
+            d->p.q.threshold = th->d;
+        if (ms->has_value)
+            d->p.q.min_samples = (uint32_t)ms->i;
+        pr = det_quantile_params_check(&d->p.q);
+        break;
+    case K_RATE:
+        det_rate_params_default(&d->p.rate);
+        d->p.rate.interval_usec = (int64_t)V(sec, RWK_detector_interval)->u;
+        d->p.rate.daily = V(sec, RWK_detector_daily)->b;
+        d->p.rate.min_expected = V(sec, RWK_detector_min_expected)->d;
+        if (hl->has_value)
+            d->p.rate.half_life = hl->d;
+        if (at->has_value)
+            d->p.rate.min_score = at->d;
+        pr = det_rate_params_check(&d->p.rate);
+        break;
+    case K_CATEGORY:
+        det_category_params_default(&d->p.cat);
+        d->p.cat.alpha = V(sec, RWK_detector_alpha)->d;
+        if (hl->has_value)
+            d->p.cat.half_life = hl->d;
+        if (ms->has_value)
+            d->p.cat.min_samples = (uint32_t)ms->i;
+        if (at->has_value)
+            d->p.cat.min_score = at->d;
+        pr = det_category_params_check(&d->p.cat);
+        break;
+    case K_AUTO:
+        det_auto_params_default(&d->p.au);
+        if (hl->has_value)
+            d->p.au.half_life = hl->d;
+        if (ms->has_value)
+            d->p.au.min_samples = (uint32_t)ms->i;
+        if (at->has_value)
+            d->p.au.min_score = at->d;
+        pr = det_auto_params_check(&d->p.au);
+        break;
+    case K_RCF: {
+        char *const *fl = V(sec, RWK_detector_fields)->list;
+        size_t nf = strv_length(fl);
+        if (nf == 0 || nf > RCF_MAX_DIMS) {
+            conf_diag_add(diag, sec->file, sec->line, "[detector.%s] rcf needs 'fields' (1 to %d numeric fields)",
+                          sec->name, RCF_MAX_DIMS);
+            (*errors)++;
+            break;
+        }
+        for (size_t i = 0; i < nf; i++) {
+            if (json_path_compile(fl[i], &d->fields[i]) < 0) {
+                conf_diag_add(diag, V(sec, RWK_detector_fields)->file, V(sec, RWK_detector_fields)->line,
+                              "[detector.%s] fields: '%s' is not a field path", sec->name, fl[i]);
+                (*errors)++;
+            }
+            d->field_names[i] = strdup(fl[i]);
+            d->dims++;
+        }
+        d->rcfp = (struct rcf_params){
+            .trees = (unsigned)V(sec, RWK_detector_trees)->i,
+            .sample_size = (unsigned)V(sec, RWK_detector_sample_size)->i,
+            .dims = d->dims,
+            .shingle_size = (unsigned)V(sec, RWK_detector_shingle_size)->i,
+            .time_decay = V(sec, RWK_detector_time_decay)->d,
+            .seed = d->signature,
+        };
+        d->rcf_min_samples = ms->has_value ? (uint32_t)ms->i : d->rcfp.sample_size;
+        break;
+    }
+    }
+    if (pr < 0) {
+        conf_diag_add(diag, sec->file, sec->line, "[detector.%s] parameters out of range for type %s",
+                      sec->name, kind_names[d->kind]);
+        (*errors)++;
+    }
+    d->value_size = d->kind == K_RCF ? sizeof(struct rcf_slot)
+                    : d->kind == K_THRESHOLD ? 8
+                                             : det_state_size(d->dtype);
+    int64_t max_keys = V(sec, RWK_detector_max_keys)->i;
+    struct keytab_params kp = {
+        .max_keys = (uint32_t)MAX(1, (max_keys + STRIPES - 1) / STRIPES),
+        .value_size = (uint32_t)d->value_size,
+        .key_max = KEY_MAX,
+        .idle_usec = (int64_t)V(sec, RWK_detector_idle_expiry)->u,
+        .on_remove = d->kind == K_RCF ? rcf_slot_remove : NULL,
+    };
+    for (int i = 0; i < STRIPES; i++) {
+        pthread_mutex_init(&d->stripes[i].lock, NULL);
+        d->stripes[i].tab = keytab_new(&kp);
+        if (!d->stripes[i].tab)
+            return -ENOMEM;
+    }
+    return d->name ? 0 : -ENOMEM;
+}
+
+int detect_stage_new(const struct rw_config *cfg, struct conf_diag *diag, struct detect_stage **out)
+{
+    _cleanup_(detect_stage_freep) struct detect_stage *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    size_t n = conf_named_count(cfg, "detector");
+    s->d = calloc(n ? n : 1, sizeof(*s->d));
+    if (!s->d)
+        return -ENOMEM;
+    unsigned errors = 0;
+    for (size_t i = 0; i < n; i++) {
+        s->n++;
+        int r = setup(&s->d[i], cfg, conf_named_nth(cfg, "detector", i), diag, &errors);
+        if (r == -ENOMEM)
+            return r;
+    }
+    if (errors)
+        return -EINVAL;
+    *out = TAKE_PTR(s);
+    return 0;
+}
+
+/* ---- evaluation ---- */
+
+static int key_of(struct detector *d, struct json_doc *doc, char *buf, size_t n, size_t *len)
+{
+    if (!d->key) {
+        *len = 0;
+        buf[0] = 0;
+        return 0;
+    }
+    struct rw_value v;
+    if (json_lookup(doc, d->key, &v) < 0)
+        return -ENOENT;
+    if (v.type == RW_STR) {
+        if (v.s.len >= n)
+            return -E2BIG;
+        memcpy(buf, v.s.p, v.s.len);
+        buf[v.s.len] = 0;
+        *len = v.s.len;
+        return 0;
+    }
+    if (v.type == RW_NUM) {
+        int l = snprintf(buf, n, "%.17g", v.num);
+        *len = (size_t)MAX(l, 0);
+        return 0;
+    }
+    if (v.type == RW_BOOL) {
+        *len = (size_t)snprintf(buf, n, "%s", v.b ? "true" : "false");
+        return 0;
+    }
+    return -ENOENT;
+}
+
+static bool number_of(struct json_doc *doc, const struct json_path *p, double *x)
+{
+    struct rw_value v;
+    if (!p || json_lookup(doc, p, &v) < 0)
+        return false;
+    if (v.type == RW_NUM && isfinite(v.num)) {
+        *x = v.num;
+        return true;
+    }
+    if (v.type == RW_STR && v.s.len && v.s.len < 64) {
+        char b[64];
+        memcpy(b, v.s.p, v.s.len);
+        b[v.s.len] = 0;
+        return parse_double(b, x) == 0;
+    }
+    return false;
+}
+
+static double score_from_surprise(double s) { return s > 0 ? 1.0 - exp10(-s) : 0.0; }
+
+/* Run detector d on the record; 1 when it scored, 0 when not applicable. */
+static int run_one(struct detector *d, const struct detect_record *rec, const char *key, size_t klen,
+                   struct det_result *res, char *category, size_t catn, double *attrib)
+{
+    double x = 0;
+    const char *cat = NULL;
+    size_t catlen = 0;
+    struct rw_value cv;
+    memset(res, 0, sizeof(*res));
+    switch (d->kind) {
+    case K_THRESHOLD:
+    case K_ZSCORE:
+    case K_QUANTILE:
+    case K_AUTO:
+        if (!number_of(rec->doc, d->field, &x))
+            return 0;
+        break;
+    case K_CATEGORY:
+        if (json_lookup(rec->doc, d->field, &cv) < 0)
+            return 0;
+        if (cv.type == RW_STR) {
+            cat = cv.s.p;
+            catlen = cv.s.len;
+        } else if (cv.type == RW_NUM) {
+            snprintf(category, catn, "%.17g", cv.num);
+            cat = category;
+            catlen = strlen(category);
+        } else if (cv.type == RW_BOOL) {
+            cat = cv.b ? "true" : "false";
+            catlen = strlen(cat);
+        } else
+            return 0;
+        if (cat != category) {
+            size_t l = MIN(catlen, catn - 1);
+            memcpy(category, cat, l);
+            category[l] = 0;
+        }
+        break;
+    case K_RCF:
+        for (unsigned i = 0; i < d->dims; i++)
+            if (!number_of(rec->doc, d->fields[i], &attrib[RCF_MAX_DIMS + i]))
+                return 0;
+        break;
+    case K_RATE:
+        break;
+    }
+    if (d->kind == K_THRESHOLD) {
+        det_threshold_eval(&d->p.th, x, res);
+        return 1;
+    }
+    int64_t ts = isfinite(rec->event_time) && rec->event_time > 0 ? (int64_t)llround(rec->event_time * 1e6) : 0;
+    uint64_t h = keytab_hash(key, klen);
+    struct stripe *st = &d->stripes[h % STRIPES];
+    pthread_mutex_lock(&st->lock);
+    bool created;
+    void *state = keytab_get_hashed(st->tab, h, key, klen, ts ? ts : (int64_t)now_realtime_usec(), &created);
+    if (!state) {
+        pthread_mutex_unlock(&st->lock);
+        return -ENOMEM;
+    }
+    int ret = 1;
+    switch (d->kind) {
+    case K_ZSCORE: det_zscore_update(&d->p.z, state, x, ts, res); break;
+    case K_QUANTILE: det_quantile_update(&d->p.q, state, x, res); break;
+    case K_AUTO: det_auto_update(&d->p.au, state, x, ts, res); break;
+    case K_CATEGORY: det_category_update(&d->p.cat, state, category, strlen(category), res); break;
+    case K_RATE: {
+        struct det_result closed, running;
+        memset(&closed, 0, sizeof(closed));
+        memset(&running, 0, sizeof(running));
+        int nc = det_rate_add(&d->p.rate, state, ts ? ts : (int64_t)now_realtime_usec(), 1, &closed, &running);
+        *res = nc > 0 && closed.score > running.score ? closed : running;
+        break;
+    }
+    case K_RCF: {
+        struct rcf_slot *slot = state;
+        if (!slot->forest && !(slot->forest = rcf_new(&d->rcfp))) {
+            ret = -ENOMEM;
+            break;
+        }
+        double raw = rcf_update(slot->forest, attrib + RCF_MAX_DIMS, attrib);
+        double s = det_calib_surprise(&d->calibp, &slot->calib, raw);
+        det_calib_learn(&d->calibp, &slot->calib, raw);
+        slot->n++;
+        res->raw = raw;
+        res->surprise = slot->n > d->rcf_min_samples ? s : 0;
+        res->score = score_from_surprise(res->surprise);
+        res->why = slot->n > d->rcf_min_samples ? DET_WHY_ABOVE : DET_WHY_LEARNING;
+        res->alert = slot->n > d->rcf_min_samples && res->score >= 0.999;
+        break;
+    }
+    case K_THRESHOLD: break;
+    }
+    pthread_mutex_unlock(&st->lock);
+    return ret;
+}
+
+static void put_num(struct buf *b, double v)
+{
+    if (isfinite(v))
+        buf_printf(b, "%.17g", v);
+    else
+        buf_puts(b, "null");
+}
+
+int detect_stage_eval(struct detect_stage *s, const struct detect_record *rec, struct buf *out,
+                      struct detect_verdict *v)
+{
+    *v = (struct detect_verdict){ 0 };
+    if (!s || s->n == 0)
+        return 0;
+    /* The anomalies array is built aside and spliced after the score. */
+    struct buf fired = BUF_INIT;
+    unsigned n_fired = 0;
+    double best = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        struct detector *d = &s->d[i];
+        if (rec->where && !rec->where(rec->ud, i))
+            continue;
+        char key[KEY_MAX + 1], category[KEY_MAX + 1];
+        size_t klen;
+        if (key_of(d, rec->doc, key, sizeof(key), &klen) < 0) {
+            atomic_fetch_add(&d->skipped, 1);
+            continue;
+        }
+        struct det_result r;
+        double attrib[2 * RCF_MAX_DIMS] = { 0 };
+        int rr = run_one(d, rec, key, klen, &r, category, sizeof(category), attrib);
+        if (rr < 0) {
+            buf_free(&fired);
+            return rr;
+        }
+        if (rr == 0) {
+            atomic_fetch_add(&d->skipped, 1);
+            continue;
+        }
+        atomic_fetch_add(&d->scored, 1);
+        v->scored = true;
+        bool alert = isnan(d->alert_threshold) ? r.alert : r.score >= d->alert_threshold;
+        if (r.score > best)
+            best = r.score;
+        if (!alert)
+            continue;
+        atomic_fetch_add(&d->anomalies, 1);
+        v->is_anomaly = true;
+        buf_puts(&fired, n_fired++ ? ",{\"detector\":" : "{\"detector\":");
+        buf_put_json_string(&fired, d->name, strlen(d->name));
+        buf_puts(&fired, ",\"key\":");
+        if (d->key)
+            buf_put_json_string(&fired, key, klen);
+        else
+            buf_puts(&fired, "null");
+        buf_puts(&fired, ",\"score\":");
+        put_num(&fired, r.score);
+        buf_puts(&fired, ",\"value\":");
+        if (d->kind == K_CATEGORY)
+            buf_put_json_string(&fired, category, strlen(category));
+        else if (d->kind == K_RCF) {
+            buf_putc(&fired, '{');
+            for (unsigned k = 0; k < d->dims; k++) {
+                if (k)
+                    buf_putc(&fired, ',');
+                buf_put_json_string(&fired, d->field_names[k], strlen(d->field_names[k]));
+                buf_putc(&fired, ':');
+                put_num(&fired, attrib[RCF_MAX_DIMS + k]);
+            }
+            buf_putc(&fired, '}');
+        } else
+            put_num(&fired, r.value);
+        buf_puts(&fired, ",\"expected\":");
+        if (d->kind == K_RCF || d->kind == K_CATEGORY)
+            buf_puts(&fired, "null");
+        else
+            put_num(&fired, r.expected);
+        buf_puts(&fired, ",\"reason\":");
+        struct buf reason = BUF_INIT;
+        if (d->kind == K_RCF) {
+            double total = 0;
+            unsigned top = 0;
+            for (unsigned k = 0; k < d->dims; k++) {
+                total += attrib[k];
+                if (attrib[k] > attrib[top])
+                    top = k;
+            }
+            buf_printf(&reason, "random cut forest score %.2f is rarer than %.4g%% of this key's history; "
+                       "%s contributed most (%.0f%%)", r.raw, 100.0 * r.score, d->field_names[top],
+                       total > 0 ? 100.0 * attrib[top] / total : 100.0);
+            if (d->key)
+                buf_printf(&reason, " for %s", key);
+        } else
+            det_reason(&reason, d->dtype, &r, d->key ? key : NULL, d->field_name, category);
+        buf_put_json_string(&fired, reason.data ? reason.data : "", reason.len);
+        buf_free(&reason);
+        if (d->kind == K_RCF) {
+            buf_puts(&fired, ",\"attribution\":{");
+            for (unsigned k = 0; k < d->dims; k++) {
+                if (k)
+                    buf_putc(&fired, ',');
+                buf_put_json_string(&fired, d->field_names[k], strlen(d->field_names[k]));
+                buf_putc(&fired, ':');
+                put_num(&fired, attrib[k]);
+            }
+            buf_putc(&fired, '}');
+        }
+        buf_putc(&fired, '}');
+    }
+    int r = 0;
+    if (v->scored) {
+        v->score = best;
+        r = buf_puts(out, ",\"anomaly_score\":");
+        if (r == 0) {
+            put_num(out, best);
+            r = buf_printf(out, ",\"is_anomaly\":%s,\"anomalies\":[", v->is_anomaly ? "true" : "false");
+        }
+        if (r == 0 && fired.len)
+            r = buf_append(out, fired.data, fired.len);
+        if (r == 0)
+            r = buf_putc(out, ']');
+    }
+    buf_free(&fired);
+    return r;
+}
+
+int detect_stage_tick(struct detect_stage *s, double now, struct rw_output *out)
+{
+    if (!s)
+        return 0;
+    int64_t ts = (int64_t)llround(now * 1e6);
+    for (size_t i = 0; i < s->n; i++) {
+        struct detector *d = &s->d[i];
+        if (d->kind != K_RATE)
+            continue;
+        for (int k = 0; k < STRIPES; k++) {
+            struct stripe *st = &d->stripes[k];
+            pthread_mutex_lock(&st->lock);
+            uint32_t pos = 0;
+            const char *key;
+            size_t klen;
+            void *state;
+            int64_t last;
+            while (keytab_next(st->tab, &pos, &key, &klen, &state, &last)) {
+                struct det_result r;
+                memset(&r, 0, sizeof(r));
+                if (det_rate_tick(&d->p.rate, state, ts, &r) <= 0)
+                    continue;
+                bool alert = isnan(d->alert_threshold) ? r.alert : r.score >= d->alert_threshold;
+                if (!alert)
+                    continue;
+                atomic_fetch_add(&d->anomalies, 1);
+                struct rw_line_meta *m = rw_output_begin_line(out, -1);
+                if (!m)
+                    break;
+                char tsb[40];
+                format_iso8601_ms(tsb, sizeof(tsb), (uint64_t)ts);
+                buf_printf(&out->lines, "{\"_alert\":{\"detector\":");
+                buf_put_json_string(&out->lines, d->name, strlen(d->name));
+                buf_printf(&out->lines, ",\"time\":\"%s\"},\"anomaly_score\":", tsb);
+                put_num(&out->lines, r.score);
+                buf_puts(&out->lines, ",\"is_anomaly\":true,\"anomalies\":[{\"detector\":");
+                buf_put_json_string(&out->lines, d->name, strlen(d->name));
+                buf_puts(&out->lines, ",\"key\":");
+                if (d->key)
+                    buf_put_json_string(&out->lines, key, klen);
+                else
+                    buf_puts(&out->lines, "null");
+                buf_puts(&out->lines, ",\"score\":");
+                put_num(&out->lines, r.score);
+                buf_puts(&out->lines, ",\"value\":");
+                put_num(&out->lines, r.value);
+                buf_puts(&out->lines, ",\"expected\":");
+                put_num(&out->lines, r.expected);
+                buf_puts(&out->lines, ",\"reason\":");
+                struct buf reason = BUF_INIT;
+                det_reason(&reason, DET_RATE, &r, d->key ? key : NULL, d->field_name, NULL);
+                buf_put_json_string(&out->lines, reason.data ? reason.data : "", reason.len);
+                buf_free(&reason);
+                buf_puts(&out->lines, "}]}\n");
+                m->is_anomaly = true;
+                m->anomaly_score = r.score;
+                m->event_time = now;
+                rw_output_end_line(out, m);
+            }
+            keytab_expire(st->tab, ts, 1024);
+            pthread_mutex_unlock(&st->lock);
+        }
+    }
+    return 0;
+}
+
+/* ---- reload and persistence ---- */
+
+static void swap_state(struct detector *a, struct detector *b)
+{
+    for (int k = 0; k < STRIPES; k++) {
+        struct keytab *t = a->stripes[k].tab;
+        a->stripes[k].tab = b->stripes[k].tab;
+        b->stripes[k].tab = t;
+    }
+}
+
+void detect_stage_adopt(struct detect_stage *s, struct detect_stage *old)
+{
+    if (!s || !old)
+        return;
+    for (size_t i = 0; i < s->n; i++)
+        for (size_t j = 0; j < old->n; j++)
+            if (streq(s->d[i].name, old->d[j].name) && s->d[i].signature == old->d[j].signature) {
+                /* The old stage is no longer used by any worker when this runs. */
+                swap_state(&s->d[i], &old->d[j]);
+                atomic_store(&s->d[i].scored, atomic_load(&old->d[j].scored));
+                atomic_store(&s->d[i].anomalies, atomic_load(&old->d[j].anomalies));
+            }
+}
+
+#define STATE_MAGIC "RWDETST1"
+
+int detect_stage_save(struct detect_stage *s, const char *path)
+{
+    _cleanup_buf_ struct buf b = BUF_INIT;
+    int r = buf_append(&b, STATE_MAGIC, 8);
+    uint32_t n = (uint32_t)s->n;
+    r = r ?: buf_append(&b, &n, 4);
+    for (size_t i = 0; i < s->n && r >= 0; i++) {
+        struct detector *d = &s->d[i];
+        uint16_t nl = (uint16_t)strlen(d->name);
+        r = buf_append(&b, &nl, 2);
+        r = r ?: buf_append(&b, d->name, nl);
+        r = r ?: buf_append(&b, &d->signature, 8);
+        for (int k = 0; k < STRIPES && r >= 0; k++) {
+            struct stripe *st = &d->stripes[k];
+            pthread_mutex_lock(&st->lock);
+            uint32_t pos = 0;
+            const char *key;
+            size_t klen;
+            void *state;
+            int64_t last;
+            while (r >= 0 && keytab_next(st->tab, &pos, &key, &klen, &state, &last)) {
+                uint16_t kl = (uint16_t)klen;
+                size_t mark = b.len;
+                uint32_t blen = 0;
+                r = buf_putc(&b, 1); /* an entry follows */
+                r = r ?: buf_append(&b, &kl, 2);
+                r = r ?: buf_append(&b, key, klen);
+                r = r ?: buf_append(&b, &last, 8);
+                size_t lenpos = b.len;
+                r = r ?: buf_append(&b, &blen, 4);
+                size_t start = b.len;
+                if (r < 0)
+                    break;
+                if (d->kind == K_RCF) {
+                    struct rcf_slot *slot = state;
+                    r = buf_append(&b, &slot->calib, sizeof(slot->calib));
+                    r = r ?: buf_append(&b, &slot->n, 4);
+                    if (r == 0 && slot->forest)
+                        r = rcf_save(slot->forest, &b);
+                } else if (d->kind == K_THRESHOLD)
+                    r = 0;
+                else
+                    r = det_state_save(d->dtype, state, &b);
+                if (r < 0) {
+                    b.len = mark;
+                    break;
+                }
+                blen = (uint32_t)(b.len - start);
+                memcpy(b.data + lenpos, &blen, 4);
+            }
+            pthread_mutex_unlock(&st->lock);
+        }
+        r = r ?: buf_putc(&b, 0); /* end of this detector */
+    }
+    if (r < 0)
+        return r;
+    return write_file_atomic(path, b.data, b.len, 0640);
+}
+
+int detect_stage_load(struct detect_stage *s, const char *path)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -errno;
+    _cleanup_buf_ struct buf b = BUF_INIT;
+    char tmp[65536];
+    size_t got;
+    while ((got = fread(tmp, 1, sizeof(tmp), f)) > 0)
+        if (buf_append(&b, tmp, got) < 0) {
+            fclose(f);
+            return -ENOMEM;
+        }
+    fclose(f);
+    const unsigned char *p = (const unsigned char *)b.data, *end = p + b.len;
+#define NEED(k) do { if ((size_t)(end - p) < (size_t)(k)) return -EBADMSG; } while (0)
+    NEED(12);
+    if (memcmp(p, STATE_MAGIC, 8) != 0)
+        return -EBADMSG;
+    p += 8;
+    uint32_t n;
+    memcpy(&n, p, 4);
+    p += 4;
+    for (uint32_t i = 0; i < n; i++) {
+        uint16_t nl;
+        NEED(2);
+        memcpy(&nl, p, 2);
+        p += 2;
+        NEED(nl + 8);
+        char name[256];
+        snprintf(name, sizeof(name), "%.*s", (int)nl, (const char *)p);
+        p += nl;
+        uint64_t sig;
+        memcpy(&sig, p, 8);
+        p += 8;
+        struct detector *d = NULL;
+        for (size_t j = 0; j < s->n; j++)
+            if (streq(s->d[j].name, name) && s->d[j].signature == sig)
+                d = &s->d[j];
+        for (;;) {
+            NEED(1);
+            if (*p++ == 0)
+                break;
+            uint16_t kl;
+            NEED(2);
+            memcpy(&kl, p, 2);
+            p += 2;
+            NEED(kl + 12);
+            const char *key = (const char *)p;
+            p += kl;
+            int64_t last;
+            memcpy(&last, p, 8);
+            p += 8;
+            uint32_t blen;
+            memcpy(&blen, p, 4);
+            p += 4;
+            NEED(blen);
+            if (d) {
+                uint64_t h = keytab_hash(key, kl);
+                struct stripe *st = &d->stripes[h % STRIPES];
+                pthread_mutex_lock(&st->lock);
+                bool created;
+                void *state = keytab_get_hashed(st->tab, h, key, kl, last, &created);
+                int r = state ? 0 : -ENOMEM;
+                if (state && d->kind == K_RCF) {
+                    struct rcf_slot *slot = state;
+                    if (blen < sizeof(slot->calib) + 4)
+                        r = -EBADMSG;
+                    else {
+                        memcpy(&slot->calib, p, sizeof(slot->calib));
+                        memcpy(&slot->n, p + sizeof(slot->calib), 4);
+                        size_t fl = blen - sizeof(slot->calib) - 4;
+                        int e = 0;
+                        rcf_free(slot->forest);
+                        slot->forest = fl ? rcf_load(p + sizeof(slot->calib) + 4, fl, &e) : NULL;
+                        if (fl && !slot->forest)
+                            r = e ? e : -EBADMSG;
+                    }
+                } else if (state && d->kind != K_THRESHOLD) {
+                    int c = det_state_load(d->dtype, state, p, blen);
+                    r = c < 0 ? c : 0;
+                }
+                pthread_mutex_unlock(&st->lock);
+                if (r < 0)
+                    return r;
+            }
+            p += blen;
+        }
+    }
+#undef NEED
+    return 0;
+}
+
+void detect_stage_stats(struct detect_stage *s, size_t i, struct detect_stats *out)
+{
+    struct detector *d = &s->d[i];
+    *out = (struct detect_stats){
+        .name = d->name,
+        .type = kind_names[d->kind],
+        .scored = atomic_load(&d->scored),
+        .anomalies = atomic_load(&d->anomalies),
+        .skipped = atomic_load(&d->skipped),
+    };
+    for (int k = 0; k < STRIPES; k++) {
+        struct keytab_stats ks;
+        pthread_mutex_lock(&d->stripes[k].lock);
+        keytab_stats(d->stripes[k].tab, &ks);
+        if (!out->bytes_per_key)
+            out->bytes_per_key = keytab_bytes_per_key(d->stripes[k].tab);
+        pthread_mutex_unlock(&d->stripes[k].lock);
+        out->keys += ks.count;
+        out->evictions += ks.evictions;
+        out->expirations += ks.expirations;
+    }
+}
