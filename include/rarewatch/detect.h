@@ -100,9 +100,10 @@ struct det_calib_params {
 };
 
 /* Decayed histogram of model surprise s, bins uniform in log2(1 + s) up
- * to s = 180 (the last bin open). 64 bytes. */
+ * to s = 180 (the last bin open), kept as tail sums: tail[j] is the
+ * decayed count of surprises in bin j or above. 64 bytes. */
 struct det_calib {
-    float bin[DET_CALIB_BINS];
+    float tail[DET_CALIB_BINS];
 };
 
 void det_calib_params_default(struct det_calib_params *p);

@@ -159,25 +159,25 @@ static const double calib_edge[DET_CALIB_BINS] = {
     15, 21.627416997969519, 31, 44.254833995939045, 63, 89.509667991878089, 127, 180.01933598375618,
 };
 
-double det_calib_surprise(const struct det_calib_params *p, const struct det_calib *c, double s)
+/* u: calib_u(s), which det_finish computes once for both calls. */
+static double calib_surprise_u(const struct det_calib_params *p, const struct det_calib *c,
+                               double s, double u)
 {
-    float tail[DET_CALIB_BINS + 1];
-    tail[DET_CALIB_BINS] = 0;
-    for (int j = DET_CALIB_BINS - 1; j >= 0; j--)
-        tail[j] = tail[j + 1] + c->bin[j];
+    const float *tail = c->tail;
     double total = tail[0];
     if (!(total >= p->min_mass))
         return s;
-    /* The highest bin edge with enough history above it to trust its tail. */
+    /* The highest bin edge with enough history above it to trust its tail
+     * (tail is non-increasing, so counting is finding). */
     int top = 0;
-    while (top + 1 < DET_CALIB_BINS && tail[top + 1] >= p->min_mass)
-        top++;
+    for (int j = 1; j < DET_CALIB_BINS; j++)
+        top += tail[j] >= p->min_mass;
     double s_top = calib_edge[top];
-    double u = calib_u(s);
     /* History at least as surprising as s: the bins above, and the part of
      * s's own bin above it (the open last bin counts as one bin wide). */
     int b = u < DET_CALIB_BINS - 1 ? (int)u : DET_CALIB_BINS - 1;
-    double t = tail[b + 1] + c->bin[b] * MAX(0.0, b + 1 - u);
+    double above = b + 1 < DET_CALIB_BINS ? tail[b + 1] : 0;
+    double t = above + (tail[b] - above) * MAX(0.0, b + 1 - u);
     if (u < top)
         return det_clamp_surprise(-det_log10(t / total));
     /* Past the trusted levels: surprise keeps growing at the rate the data
@@ -196,15 +196,24 @@ double det_calib_surprise(const struct det_calib_params *p, const struct det_cal
     return det_clamp_surprise(s_cal);
 }
 
+static void calib_learn_u(const struct det_calib_params *p, struct det_calib *c, double u)
+{
+    float d = (float)det_decay(p->half_life);
+    int b = u >= DET_CALIB_BINS - 1 ? DET_CALIB_BINS - 1 : (int)u;
+    /* Independent lanes, no carried sum: the compiler vectorises this. */
+    for (int j = 0; j < DET_CALIB_BINS; j++)
+        c->tail[j] = c->tail[j] * d + (j <= b ? 1.0f : 0.0f);
+}
+
+double det_calib_surprise(const struct det_calib_params *p, const struct det_calib *c, double s)
+{
+    return calib_surprise_u(p, c, s, calib_u(s));
+}
+
 void det_calib_learn(const struct det_calib_params *p, struct det_calib *c, double s)
 {
-    if (isnan(s))
-        return;
-    float d = (float)det_decay(p->half_life);
-    for (int j = 0; j < DET_CALIB_BINS; j++)
-        c->bin[j] *= d;
-    double u = calib_u(MAX(s, 0.0));
-    c->bin[u >= DET_CALIB_BINS - 1 ? DET_CALIB_BINS - 1 : (int)u] += 1;
+    if (!isnan(s))
+        calib_learn_u(p, c, calib_u(MAX(s, 0.0)));
 }
 
 void det_finish(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
@@ -216,9 +225,12 @@ void det_finish(struct det_result *r, const struct det_calib_params *cp, struct 
         r->why = DET_WHY_LEARNING;
         return;
     }
-    r->surprise = det_calib_surprise(cp, c, s_model);
+    if (isnan(s_model))
+        s_model = 0;
+    double u = calib_u(MAX(s_model, 0.0));
+    r->surprise = calib_surprise_u(cp, c, s_model, u);
     r->score = det_surprise_to_score(r->surprise);
-    det_calib_learn(cp, c, s_model);
+    calib_learn_u(cp, c, u);
 }
 
 /* ---- robust location / scale ------------------------------------------ */
