@@ -81,10 +81,22 @@ eval "$(apt-config shell http_proxy Acquire::http::Proxy https_proxy Acquire::ht
 [ -n "${http_proxy:-}" ] && export http_proxy
 [ -n "${https_proxy:-}" ] && export https_proxy
 
+# debootstrap mounts /proc and /sys inside the target: an interrupted build
+# may leave them behind. Unmount, deepest first, before removing anything.
+remove_build() {
+  local d
+  for d in "$@"; do
+    [ -d "$d" ] || continue
+    findmnt -rn -o TARGET | awk -v p="$d/" 'index($0, p) == 1' | sort -r |
+      while read -r m; do umount "$m" 2>/dev/null || umount --lazy "$m"; done
+    rm -rf --one-file-system "$d"
+  done
+}
 # Leftovers of an interrupted build (we hold the lock: nobody else is building).
-rm -rf --one-file-system "$CACHE"/.build-*
+shopt -s nullglob
+remove_build "$CACHE"/.build-*
 TMP=$(mktemp -d "$CACHE/.build-$key.XXXXXX")
-trap 'rm -rf --one-file-system "$TMP"' EXIT
+trap 'remove_build "$TMP"' EXIT
 
 log "debootstrap $SUITE ($ARCH) from $MIRROR into $TMP"
 keyring=()

@@ -19,6 +19,8 @@ Exit: 0 all passed, 1 a check failed, 77 (skip) when this machine cannot run
 systemd-nspawn (not root, or no systemd-nspawn).
 """
 import argparse
+import ctypes
+import glob
 import json
 import os
 import re
@@ -99,13 +101,19 @@ class Container:
         self.mounted = True
 
     def boot(self):
+        cmd = ["systemd-nspawn", "--quiet", "--boot", "--register=no", "--keep-unit",
+               "--link-journal=no", "--console=read-only", "--machine", self.name,
+               "--directory", self.merged]
+        if os.path.isdir("/run/systemd/system") and shutil.which("systemd-run"):
+            # The host runs systemd: give the container a delegated cgroup of
+            # its own (--keep-unit then means this scope). systemd-run --scope
+            # execs nspawn, so the process is still our child.
+            cmd = ["systemd-run", "--quiet", "--scope", "--property=Delegate=yes",
+                   "--unit", self.name] + cmd
         log = open(self.console, "wb")
-        self.proc = subprocess.Popen(
-            ["systemd-nspawn", "--quiet", "--boot", "--register=no", "--keep-unit",
-             "--link-journal=no", "--console=read-only", "--machine", self.name,
-             "--directory", self.merged],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=die_with_parent)
         log.close()
 
         def find_init():
@@ -195,6 +203,34 @@ class Container:
             return "\n".join(lines[-n:])
         except OSError:
             return ""
+
+
+def die_with_parent():
+    # If this test is killed outright, nspawn gets SIGTERM and shuts the
+    # container down instead of leaving it running.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM, 0, 0, 0)   # PR_SET_PDEATHSIG
+
+
+def remove_stale_workdirs():
+    """Work directories of earlier runs that were killed before cleaning up."""
+    for d in glob.glob(os.path.join(tempfile.gettempdir(), "rw-system-*")):
+        try:
+            with open(os.path.join(d, "owner.pid")) as f:
+                owner = int(f.read())
+            os.kill(owner, 0)
+            continue          # its test is still running
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            # No owner recorded yet: a run that is just starting, unless old.
+            if time.time() - os.stat(d).st_mtime < 600:
+                continue
+        merged = os.path.join(d, "merged")
+        if os.path.ismount(merged) and subprocess.run(["umount", "--lazy", merged]).returncode:
+            continue
+        note(f"removing {d}, left by an earlier run")
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def msg(e):
@@ -432,7 +468,10 @@ def main():
     root = r.stdout.strip().splitlines()[-1]
     note(f"root {root} ready in {time.monotonic() - t0:.1f}s")
 
+    remove_stale_workdirs()
     workdir = tempfile.mkdtemp(prefix="rw-system-")
+    with open(os.path.join(workdir, "owner.pid"), "w") as f:
+        f.write(str(os.getpid()))
     c = None
     try:
         stage = os.path.join(workdir, "stage")
