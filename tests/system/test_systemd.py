@@ -104,7 +104,9 @@ class Container:
         cmd = ["systemd-nspawn", "--quiet", "--boot", "--register=no", "--keep-unit",
                "--link-journal=no", "--console=read-only", "--machine", self.name,
                "--directory", self.merged]
-        if os.path.isdir("/run/systemd/system") and shutil.which("systemd-run"):
+        if os.path.isdir("/run/systemd/system") and shutil.which("systemd-run") and \
+           subprocess.run(["systemd-run", "--quiet", "--scope", "--", "true"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0:
             # The host runs systemd: give the container a delegated cgroup of
             # its own (--keep-unit then means this scope). systemd-run --scope
             # execs nspawn, so the process is still our child.
