@@ -46,6 +46,10 @@ const char *log_level_to_string(int level);
 void log_context_set(const struct log_fields *ctx);
 const struct log_fields *log_context_get(void);
 
+/* Or'ed into the level: never rate-limited (each of a list of configuration
+ * errors must be seen). */
+#define LOG_F_NOLIMIT 0x100
+
 /* Returns -abs(error) when error != 0, else 0, so callers can write
  * `return log_error_errno(r, "...: %m");` (%m prints strerror(-error)). */
 int log_internal(int level, int error, const struct log_fields *fields, const char *file,

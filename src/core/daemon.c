@@ -51,11 +51,12 @@ void daemon_apply_log_config(const struct rw_config *cfg)
                        (unsigned)conf_int(cfg, RWK_log_rate_limit_burst));
 }
 
-static void log_diag(int level, const char *prefix, const struct conf_diag *d)
-{
-    for (size_t i = 0; i < d->n; i++)
-        log_full(level, "%s%s", prefix, d->msgs[i]);
-}
+/* Every problem is logged, whatever the rate limit, at the caller's line. */
+#define log_diag(level, prefix, d)                                                   \
+    do {                                                                             \
+        for (size_t i_ = 0; i_ < (d)->n; i_++)                                       \
+            log_full((level) | LOG_F_NOLIMIT, "%s%s", (prefix), (d)->msgs[i_]);      \
+    } while (0)
 
 static void notify_status(const struct daemon_ops *ops, void *ud, const char *extra)
 {

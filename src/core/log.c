@@ -195,10 +195,12 @@ int log_internal(int level, int error, const struct log_fields *fields, const ch
                  int line, const char *func, const char *fmt, ...)
 {
     int ret = error > 0 ? -error : error;
+    bool nolimit = level & LOG_F_NOLIMIT;
+    level &= 0xff;
     if (level > log_get_level())
         return ret;
-    unsigned dropped;
-    if (!rate_limit_pass(file, line, &dropped))
+    unsigned dropped = 0;
+    if (!nolimit && !rate_limit_pass(file, line, &dropped))
         return ret;
 
     struct log_fields f = { 0 };
