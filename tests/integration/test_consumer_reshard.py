@@ -13,11 +13,13 @@ merged again.
   children, the merged child);
 - the closed parents (0, and both split children) get a SHARD_END
   checkpoint, with their parents recorded; SIGTERM: exit 0, the open
-  shards checkpointed at their last record.
+  shards checkpointed at their last record;
+- a restart starts only the open shards and delivers only new records.
 
 Usage: test_consumer_reshard.py BUILD_DIR
 """
 import os
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -180,6 +182,26 @@ def main():
             log = d.log()
             ends = log.count("checkpoint SHARD_END")
             t.check("the log reports each shard end", ends == len(closed), ends)
+
+            # A restart leaves the ended shards alone and reads nothing again.
+            d.start()
+            d.wait_log(r"(?s)" + r".*".join([r"starting at SEQUENCE"] * len(open_shards)), 60,
+                       "the open shards resuming")
+            kin.put_records(StreamName=STREAM, Records=[
+                {"Data": f'{{"id":"after-{j}","k":"key-{j:03d}"}}'.encode(),
+                 "PartitionKey": f"key-{j:03d}"} for j in range(40)])
+            try:
+                wait_for(lambda: d.alive() and count() >= N + 40, 60, f"{N + 40} lines")
+            except Exception as exc:  # noqa: BLE001
+                t.check("restart: new records delivered", False, exc)
+            rc = d.terminate(60)
+            run2 = d.log(True)
+            restarted = [s for s in closed if re.search(rf"shard {s}: worker started", run2)]
+            lines2, _ = read_output(d.out_dir, order="mtime")
+            _, dups2 = summarize(lines2)
+            t.check("restart: ended shards not started again, only the 40 new records, exit 0",
+                    not restarted and len(lines2) == N + 40 and dups2 == 0 and rc == 0,
+                    f"restarted {restarted}, {len(lines2)} lines, {dups2} dups, rc={rc}")
     return t.finish()
 
 
