@@ -48,6 +48,21 @@ directory = $DEMO_DIR/out
 directory = $DEMO_DIR/state
 [deadletter]
 directory = $DEMO_DIR/state/deadletter
+# A card spending far more than it usually does.
+[detector.amount_spike]
+type = zscore
+field = amount
+key = card
+min_samples = 20
+# A card used in a country it has not been used in.
+[detector.new_country]
+type = rare_category
+field = country
+key = card
+min_samples = 30
+# Cards rarely change country: a small prior for "never seen before".
+alpha = 0.05
+alert_threshold = 0.99
 CONF
 "$RW" check-config -c "$DEMO_DIR/rarewatch.conf"
 
@@ -71,6 +86,8 @@ kill -TERM "$DAEMON"
 wait "$DAEMON"
 DAEMON=
 echo "==> $(count) records delivered to $DEMO_DIR/out; the first two:"
-cat "$DEMO_DIR"/out/*/*/*/*/*.ndjson | head -2
+cat "$DEMO_DIR"/out/*/*/*/*/*.ndjson | awk 'NR <= 2'
 echo "==> checkpoints:"
 cat "$DEMO_DIR"/state/checkpoints/transactions/*.json
+echo "==> rare events found (injected into the sample: $(grep -c injected "$DEMO_DIR/sample.ndjson")):"
+cat "$DEMO_DIR"/out/*/*/*/*/*.ndjson | python3 tests/demo/summary.py

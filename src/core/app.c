@@ -2,6 +2,8 @@
 #include "rarewatch/app.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,8 @@
 #include "rarewatch/conf_schema.h"
 #include "rarewatch/consumer.h"
 #include "rarewatch/deadletter.h"
+#include "rarewatch/detect_stage.h"
+#include "rarewatch/fsutil.h"
 #include "rarewatch/json_scan.h"
 #include "rarewatch/log.h"
 #include "rarewatch/sink_cloudwatch.h"
@@ -25,6 +29,14 @@
 
 struct app {
     struct rw_config *cfg;
+    /* The detectors: workers hold the read lock while scoring a batch; a
+     * reload swaps in a new stage (keeping unchanged detectors' state)
+     * under the write lock. */
+    pthread_rwlock_t det_lock;
+    struct detect_stage *det;
+    struct detect_stage *det_next; /* compiled by reload(), installed by reloaded() */
+    char *det_state_path;
+    uint64_t last_state_save;
     struct aws_settings *aws;
     struct ckpt_store *store;
     struct deadletter *dl;
@@ -37,7 +49,13 @@ struct app {
     double rate;
 };
 
-struct app *app_new(void) { return calloc(1, sizeof(struct app)); }
+struct app *app_new(void)
+{
+    struct app *a = calloc(1, sizeof(struct app));
+    if (a)
+        pthread_rwlock_init(&a->det_lock, NULL);
+    return a;
+}
 
 static void teardown(struct app *a)
 {
@@ -54,6 +72,8 @@ static void teardown(struct app *a)
     a->dl = deadletter_free(a->dl);
     a->store = ckpt_store_free(a->store);
     a->aws = aws_settings_free(a->aws);
+    a->det = detect_stage_free(a->det);
+    a->det_next = detect_stage_free(a->det_next);
 }
 
 struct app *app_free(struct app *a)
@@ -61,6 +81,8 @@ struct app *app_free(struct app *a)
     if (a) {
         teardown(a);
         conf_unref(a->cfg);
+        free(a->det_state_path);
+        pthread_rwlock_destroy(&a->det_lock);
         free(a);
     }
     return NULL;
@@ -70,8 +92,10 @@ struct app *app_free(struct app *a)
  * payload per [input] format and add the provenance. ---- */
 
 struct passthrough {
+    struct app *app;
     int format; /* index in json|csv|text|binary */
     struct json_doc doc;
+    struct json_path *ts_path;
 };
 
 static void *pt_new(void *ud)
@@ -80,8 +104,15 @@ static void *pt_new(void *ud)
     struct passthrough *p = calloc(1, sizeof(*p));
     if (!p)
         return NULL;
+    p->app = a;
     p->format = conf_enum(a->cfg, RWK_input_format);
     json_doc_init(&p->doc, NULL);
+    const char *tsf = conf_str(a->cfg, RWK_input_timestamp_field);
+    if (tsf && json_path_compile(tsf, &p->ts_path) < 0) {
+        json_doc_free(&p->doc);
+        free(p);
+        return NULL;
+    }
     return p;
 }
 
@@ -89,12 +120,25 @@ static void pt_free(void *w)
 {
     struct passthrough *p = w;
     json_doc_free(&p->doc);
+    json_path_free(p->ts_path);
     free(p);
 }
+
+static int pt_process_locked(struct passthrough *p, const struct rw_input_record *in, size_t n,
+                             struct rw_output *out);
 
 static int pt_process(void *w, const struct rw_input_record *in, size_t n, struct rw_output *out)
 {
     struct passthrough *p = w;
+    pthread_rwlock_rdlock(&p->app->det_lock);
+    int r = pt_process_locked(p, in, n, out);
+    pthread_rwlock_unlock(&p->app->det_lock);
+    return r;
+}
+
+static int pt_process_locked(struct passthrough *p, const struct rw_input_record *in, size_t n,
+                             struct rw_output *out)
+{
     for (size_t i = 0; i < n; i++) {
         const struct rw_input_record *r = &in[i];
         if (p->format == 0) {
@@ -109,16 +153,38 @@ static int pt_process(void *w, const struct rw_input_record *in, size_t n, struc
             if (!m)
                 return -ENOMEM;
             const struct json_node *root = &p->doc.nodes[0];
-            /* Splice the provenance before the closing brace. */
+            double t = r->prov.arrival_time;
+            struct rw_value tv;
+            if (p->ts_path && json_lookup(&p->doc, p->ts_path, &tv) == 0) {
+                double et;
+                if (tv.type == RW_NUM)
+                    t = tv.num > 1e11 ? tv.num / 1000 : tv.num;
+                else if (tv.type == RW_STR && parse_timestamp(tv.s.p, tv.s.len, &et) == 0)
+                    t = et;
+            }
+            /* Splice the detectors' fields and the provenance before the
+             * closing brace: the record's own bytes are copied, not rebuilt. */
             size_t close = root->end - 1;
             int rr = buf_append(&out->lines, r->data + root->start, close - root->start);
             bool empty = json_first_child(&p->doc, 0) == JSON_NONE;
+            struct detect_verdict v = { 0 };
+            if (rr == 0 && p->app->det) {
+                size_t mark = out->lines.len;
+                struct detect_record dr = { .doc = &p->doc, .event_time = t };
+                rr = detect_stage_eval(p->app->det, &dr, &out->lines, &v);
+                if (rr == 0 && empty && out->lines.len > mark) {
+                    out->lines.data[mark] = ' '; /* "{" needs no comma before the first field */
+                    empty = false;
+                }
+            }
             rr = rr ?: (empty ? 0 : buf_putc(&out->lines, ','));
             rr = rr ?: rw_provenance_append_json(&out->lines, &r->prov);
             rr = rr ?: buf_puts(&out->lines, "}\n");
             if (rr < 0)
                 return rr;
-            m->event_time = r->prov.arrival_time;
+            m->event_time = t;
+            m->is_anomaly = v.is_anomaly;
+            m->anomaly_score = v.score;
             rw_output_end_line(out, m);
         } else {
             struct rw_line_meta *m = rw_output_begin_line(out, (int32_t)i);
@@ -209,6 +275,20 @@ static int app_start(void *ud, struct rw_config *cfg)
     struct app *a = ud;
     a->cfg = conf_ref(cfg);
     a->last_status = now_monotonic_usec();
+    struct conf_diag d = { 0 };
+    int r0 = detect_stage_new(cfg, &d, &a->det);
+    conf_diag_clear(&d); /* validated already by rw_config_load() */
+    if (r0 < 0)
+        return r0;
+    if (asprintf(&a->det_state_path, "%s/detectors.state", conf_str(cfg, RWK_checkpoint_directory)) < 0)
+        return -ENOMEM;
+    if (detect_stage_count(a->det)) {
+        int rl = detect_stage_load(a->det, a->det_state_path);
+        if (rl == 0)
+            log_info("detector state restored from %s", a->det_state_path);
+        else if (rl != -ENOENT)
+            log_warning_errno(rl, "detector state %s unusable (%m); detectors start fresh", a->det_state_path);
+    }
     const char *stream = conf_str(cfg, RWK_kinesis_stream);
     if (!stream) {
         log_notice("no [kinesis] stream configured: idle");
@@ -287,7 +367,21 @@ static int app_start(void *ud, struct rw_config *cfg)
 
 static int app_reload(void *ud, struct rw_config *old, struct rw_config *nc, struct conf_diag *d)
 {
-    return 0;
+    struct app *a = ud;
+    a->det_next = detect_stage_free(a->det_next);
+    return detect_stage_new(nc, d, &a->det_next);
+}
+
+static void save_detector_state(struct app *a)
+{
+    if (!a->det || !detect_stage_count(a->det) || !a->det_state_path)
+        return;
+    pthread_rwlock_rdlock(&a->det_lock);
+    int r = detect_stage_save(a->det, a->det_state_path);
+    pthread_rwlock_unlock(&a->det_lock);
+    if (r < 0)
+        log_warning_errno(r, "cannot save detector state to %s: %m", a->det_state_path);
+    a->last_state_save = now_monotonic_usec();
 }
 
 static void app_reloaded(void *ud, struct rw_config *cfg)
@@ -295,6 +389,15 @@ static void app_reloaded(void *ud, struct rw_config *cfg)
     struct app *a = ud;
     conf_unref(a->cfg);
     a->cfg = conf_ref(cfg);
+    if (a->det_next) {
+        /* Unchanged detectors keep their state; changed ones start fresh. */
+        pthread_rwlock_wrlock(&a->det_lock);
+        detect_stage_adopt(a->det_next, a->det);
+        struct detect_stage *old = a->det;
+        a->det = TAKE_PTR(a->det_next);
+        pthread_rwlock_unlock(&a->det_lock);
+        detect_stage_free(old);
+    }
     if (a->dl)
         deadletter_set_max_size(a->dl, conf_size(cfg, RWK_deadletter_max_size));
     log_debug("pipeline now on configuration generation %llu", (unsigned long long)cfg->generation);
@@ -319,6 +422,11 @@ static int app_stop(void *ud, uint64_t deadline)
 static void app_status(void *ud, struct buf *out)
 {
     struct app *a = ud;
+    /* The detector state goes to disk about as often as checkpoints are
+     * written (at least every 30 s), so a restart does not relearn. */
+    uint64_t iv = a->cfg ? MAX(conf_usec(a->cfg, RWK_checkpoint_interval), 30 * USEC_PER_SEC) : 0;
+    if (a->consumer && now_monotonic_usec() - a->last_state_save >= iv)
+        save_detector_state(a);
     if (!a->consumer) {
         buf_printf(out, "idle: no stream configured (config generation %llu, %zu workers)",
                    (unsigned long long)(a->cfg ? a->cfg->generation : 0), worker_count());

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <time.h>
 
+#include "rarewatch/detect_stage.h"
 #include "rarewatch/strutil.h"
 
 static const struct conf_section_def sections[] = {
@@ -55,6 +56,10 @@ int rw_config_validate(struct rw_config *cfg, struct conf_diag *diag)
                  "[kinesis] initial_position = AT_TIMESTAMP needs initial_timestamp "
                  "(ISO 8601 such as 2026-11-28T05:00:00Z, or epoch seconds)");
     }
+    struct detect_stage *det = NULL;
+    if (detect_stage_new(cfg, diag, &det) < 0)
+        errors++;
+    detect_stage_free(det);
     return errors ? -EINVAL : 0;
 }
 

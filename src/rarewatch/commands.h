@@ -4,3 +4,4 @@
 int cmd_check_config(int argc, char **argv);
 int cmd_put(int argc, char **argv);
 int cmd_deadletter(int argc, char **argv);
+int cmd_replay(int argc, char **argv);

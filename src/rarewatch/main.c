@@ -16,6 +16,7 @@ struct command {
 static const struct command commands[] = {
     { "check-config", cmd_check_config, "validate the configuration (and show it)" },
     { "put", cmd_put, "send NDJSON or CSV records into a Kinesis stream" },
+    { "replay", cmd_replay, "run records from a file through the detectors, offline" },
     { "deadletter", cmd_deadletter, "list dead-letter entries or replay them into a stream" },
 };
 
