@@ -432,6 +432,7 @@ static int run_one(struct detector *d, const struct detect_record *rec, const ch
         memset(&running, 0, sizeof(running));
         int nc = det_rate_add(&d->p.rate, state, ts ? ts : (int64_t)now_realtime_usec(), 1, &closed, &running);
         *res = nc > 0 && closed.score > running.score ? closed : running;
+
         break;
     }
     case K_RCF: {
