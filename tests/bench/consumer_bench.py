@@ -14,7 +14,12 @@
    carries its send time (taken just before its PutRecords call); the
    output files are tailed every few milliseconds and each line's delivery
    time is when it was first seen.  p50/p90/p99/max of put -> file sink.
-   Expectation: p99 < 400 ms.
+   Expectation: p99 < 400 ms.  Against moto at 1,000/s; against kinesis-local
+   at a rate it sustains with a consumer polling it (250/s), since it
+   saturates well below 1,000/s on 2 cores.  A plain boto3 GetRecords loop
+   with the same poll interval is measured as the baseline.
+3. Throughput of one shard draining a backlog (moto): records/s and MiB/s,
+   against Kinesis' 2 MiB/s per-shard read limit the worker paces itself to.
 
 Prints tables, then "N passed, N failed"; exits 1 when a check fails.
 
@@ -32,7 +37,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
-from consumer_common import (Daemon, LineCounter, Results, WorkDir, binaries,  # noqa: E402
+from consumer_common import (run, Daemon, LineCounter, WorkDir, binaries,  # noqa: E402
                              kinesis_local_env, output_files, read_output, summarize, wait_for)
 from rwharness import KinesisLocal, Moto  # noqa: E402
 
@@ -432,21 +437,66 @@ def run_baseline(kl, stream, shards, rate, seconds, nprod):
     return sorted((a - s) * 1000 for a, s, _ in seen if s >= start + 2)
 
 
-def main():
+def bench_throughput(t, rarewatchd, workdir, n, pad, max_records):
+    """One shard with a backlog of n records (moto, put before the daemon
+    starts): how fast one shard worker drains it, against Kinesis' per-shard
+    read limits (5 GetRecords/s, 2 MiB/s) that the worker paces itself to.
+    Measured from the first output lines to the last, not counting the lines
+    of that first observation (a first large response is allowed as a burst,
+    its pacing wait comes after it)."""
+    stream = f"rw-bench-tp-{pad}"
+    with _MotoKinesis(1, stream) as kl:
+        c = kl.client(timeout=60)
+        body_pad = "x" * pad
+        rec_len = len(json.dumps({"id": f"tp-{n}", "pad": body_pad}, separators=(",", ":")))
+        for start in range(0, n, 500):
+            recs = [{"Data": json.dumps({"id": f"tp-{i}", "pad": body_pad},
+                                        separators=(",", ":")).encode(),
+                     "PartitionKey": f"k{i % 64}"} for i in range(start, min(n, start + 500))]
+            r = c.put_records(StreamName=stream, Records=recs)
+            if r["FailedRecordCount"]:
+                t.check("throughput: backlog put", False, r["FailedRecordCount"])
+                return
+        d = Daemon(rarewatchd, Path(workdir) / f"tp-{pad}", kinesis_local_env(kl.endpoint),
+                   stream, kinesis={"poll_interval": "200ms", "max_records": max_records})
+        count = LineCounter(d.out_dir)
+        with d:
+            d.start()
+            c0 = wait_for(lambda: d.alive() and count(), 60, "the first lines", interval=0.005,
+                          max_interval=0.01)
+            t0 = time.monotonic()
+            try:
+                wait_for(lambda: d.alive() and count() >= n, 300, f"{n} lines", interval=0.005,
+                         max_interval=0.02)
+            except Exception as exc:  # noqa: BLE001
+                t.check("throughput: backlog drained", False, exc)
+            secs = time.monotonic() - t0
+            rc = d.terminate(60)
+        rate = (n - c0) / secs if secs > 0 else float("nan")
+        mib = rate * rec_len / 2**20
+        print(f"  {rec_len:>5} B  {max_records:>6}  {n:>7}  {rate:>10,.0f}  {mib:>8.2f}  "
+              f"({n - c0} records in {secs:.2f} s after the first {c0})")
+        t.check(f"throughput ({rec_len} B records): backlog drained, exit 0",
+                count() >= n and rc == 0, (count(), rc))
+        t.check(f"throughput ({rec_len} B records): within the 2 MiB/s per-shard read limit "
+                f"(+10%)", mib <= 2.2, mib)
+
+
+def main(t):
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
     ap.add_argument("--rss-seconds", type=float, default=40)
     ap.add_argument("--rss-rate", type=int, default=400)
     ap.add_argument("--latency-seconds", type=float, default=20)
     ap.add_argument("--latency-rate", type=int, default=1000)
-    ap.add_argument("--only", choices=["rss", "latency"])
+    ap.add_argument("--only", choices=["rss", "latency", "throughput"])
+    ap.add_argument("--throughput-records", type=int, default=20000)
     # moto sustains 1,000 records/s here; kinesis-local (Scala.js on node) does not
     # once a consumer polls it (about 300/s on 2 busy cores), so it runs at a rate it
     # sustains: EMULATOR[:RATE].
     ap.add_argument("--latency-emulators", default="moto,kinesis-local:250")
     args = ap.parse_args()
     _, rarewatchd = binaries(args.build)
-    t = Results()
     with WorkDir("rw-consumer-bench-", t) as workdir:
         if args.only in (None, "rss"):
             bench_rss(t, rarewatchd, workdir, args.rss_seconds, args.rss_rate)
@@ -455,8 +505,13 @@ def main():
                 emu, _, rate = spec.partition(":")
                 bench_latency(t, rarewatchd, workdir, args.latency_seconds,
                               int(rate or args.latency_rate), emu)
-    return t.finish()
+        if args.only in (None, "throughput"):
+            print("\n## 3. One shard draining a backlog (moto): GetRecords throughput")
+            print(f"  {'record':>7}  {'max_rec':>6}  {'backlog':>7}  {'records/s':>10}  "
+                  f"{'MiB/s':>8}")
+            bench_throughput(t, rarewatchd, workdir, args.throughput_records, 960, 2000)
+            bench_throughput(t, rarewatchd, workdir, 50000, 0, 10000)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -359,3 +359,17 @@ class WorkDir:
         else:
             shutil.rmtree(self.path, ignore_errors=True)
         return False
+
+
+def run(main):
+    """Run main(results); an unexpected exception is a failure too, and the
+    last line is always "N passed, N failed"."""
+    import traceback
+    t = Results()
+    try:
+        main(t)
+    except Exception as exc:  # noqa: BLE001
+        for line in traceback.format_exc().splitlines():
+            print("# " + line, flush=True)
+        t.check("no unexpected exception", False, repr(exc))
+    return t.finish()

@@ -27,7 +27,7 @@ import time
 from collections import defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from consumer_common import (WorkDir, Daemon, LineCounter, Results, binaries, clean_env,  # noqa: E402
+from consumer_common import (run, WorkDir, Daemon, LineCounter, binaries, clean_env,  # noqa: E402
                              last_position_per_shard, order_violations, read_output, rng,
                              summarize, wait_for, write_input)
 from rwharness import Moto  # noqa: E402
@@ -40,10 +40,9 @@ MAX_INFLIGHT = 2
 STREAM = "rw-consumer-crash"
 
 
-def main():
+def main(t):
     build = sys.argv[1]
     rarewatch, rarewatchd = binaries(build)
-    t = Results()
     rand = rng()
     with WorkDir("rw-consumer-crash-", t) as workdir, \
             Moto(iam_auth=True) as moto:
@@ -140,8 +139,7 @@ def main():
                     sorted(cps) == shard_ids and not wrong, (sorted(cps), wrong))
             starts = len(re.findall(r"starting at SEQUENCE", d.log()))
             t.check("restarts resumed from checkpoints", starts >= SHARDS, starts)
-    return t.finish()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -21,7 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from consumer_common import (WorkDir, Daemon, LineCounter, Results, binaries, clean_env,  # noqa: E402
+from consumer_common import (run, WorkDir, Daemon, LineCounter, binaries, clean_env,  # noqa: E402
                              kinesis_local_env, last_position_per_shard, order_violations,
                              put, read_output, summarize, wait_for, write_input)
 from rwharness import KinesisLocal, Moto  # noqa: E402
@@ -33,7 +33,7 @@ STREAM = "rw-consumer-e2e"
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
-def run(t, build, emulator, kin_client, env, workdir):
+def scenario(t, build, emulator, kin_client, env, workdir):
     rarewatch, rarewatchd = binaries(build)
     shard_ids = sorted(s["ShardId"] for s in kin_client.list_shards(StreamName=STREAM)["Shards"])
     t.check(f"{emulator}: the stream has {SHARDS} shards", len(shard_ids) == SHARDS, shard_ids)
@@ -134,25 +134,23 @@ def run(t, build, emulator, kin_client, env, workdir):
                 f"{len(lines)} lines, {dups} duplicates, {len(set(more_ids) - got)} new missing")
 
 
-def main():
+def main(t):
     build, emulator = sys.argv[1], sys.argv[2]
-    t = Results()
     with WorkDir("rw-consumer-e2e-", t) as workdir:
         if emulator == "kinesis-local":
             with KinesisLocal(shards=SHARDS, stream=STREAM) as kin:
-                run(t, build, emulator, kin.client(), kinesis_local_env(kin.endpoint), workdir)
+                scenario(t, build, emulator, kin.client(), kinesis_local_env(kin.endpoint),
+                         workdir)
         elif emulator == "moto":
             with Moto(iam_auth=True) as moto:
                 kin = moto.client("kinesis")
                 kin.create_stream(StreamName=STREAM, ShardCount=SHARDS)
                 kin.get_waiter("stream_exists").wait(StreamName=STREAM,
                                                      WaiterConfig={"Delay": 1})
-                run(t, build, emulator, kin, clean_env(moto.env()), workdir)
+                scenario(t, build, emulator, kin, clean_env(moto.env()), workdir)
         else:
-            print(f"unknown emulator {emulator}", file=sys.stderr)
-            return 2
-    return t.finish()
+            raise ValueError(f"unknown emulator {emulator}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -20,7 +20,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from consumer_common import (Daemon, LineCounter, Results, WorkDir, binaries,  # noqa: E402
+from consumer_common import (run, Daemon, LineCounter, WorkDir, binaries,  # noqa: E402
                              kinesis_local_env, last_position_per_shard, order_violations, put,
                              read_output, summarize, wait_for, write_input)
 from rwharness import FaultProxy, KinesisLocal  # noqa: E402
@@ -47,10 +47,9 @@ EXPECT_FAULTS = {"GetRecords": {"throttle": 4, "http_error": 5, "reset": 3, "tru
                  "ListShards": {"throttle": 1}}
 
 
-def main():
+def main(t):
     build = sys.argv[1]
     rarewatch, rarewatchd = binaries(build)
-    t = Results()
     with WorkDir("rw-consumer-faults-", t) as workdir, \
             KinesisLocal(shards=SHARDS, stream=STREAM) as kl, \
             FaultProxy(kl.endpoint, rules=RULES) as proxy:
@@ -158,8 +157,7 @@ def main():
         t.check("iterator expired right after a restart: resumed after the checkpoint "
                 "(nothing read again)", dups == 0 and got >= ids | more_ids,
                 f"{dups} duplicates, {len((ids | more_ids) - got)} missing")
-    return t.finish()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

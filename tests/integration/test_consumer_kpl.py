@@ -28,7 +28,7 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from consumer_common import (Daemon, LineCounter, Results, WorkDir, binaries,  # noqa: E402
+from consumer_common import (run, Daemon, LineCounter, WorkDir, binaries,  # noqa: E402
                              kinesis_local_env, order_violations, read_output, summarize,
                              wait_for)
 from kpl import UserRecord, aggregate  # noqa: E402
@@ -41,10 +41,9 @@ def jb(obj):
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
-def main():
+def main(t):
     build = sys.argv[1]
     _, rarewatchd = binaries(build)
-    t = Results()
     with WorkDir("rw-consumer-kpl-", t) as workdir, \
             KinesisLocal(shards=2, stream=STREAM) as kl:
         kin = kl.client()
@@ -209,8 +208,7 @@ def main():
             t.check("checkpoint at sub-sequence 99: resumes with sub-record 100, nothing before",
                     rc == 0 and got == want, f"rc={rc}; got {got[:3]}...{got[-3:]} "
                                              f"({len(got)}), want {len(want)}")
-    return t.finish()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -25,7 +25,7 @@ import sys
 from collections import defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from consumer_common import (WorkDir, Daemon, LineCounter, Results, binaries,  # noqa: E402
+from consumer_common import (run, WorkDir, Daemon, LineCounter, binaries,  # noqa: E402
                              kinesis_local_env, last_position_per_shard, order_violations,
                              read_output, summarize, wait_for, write_input)
 from rwharness import KinesisLocal  # noqa: E402
@@ -36,10 +36,9 @@ RATE = 600
 KEYS = 200
 
 
-def main():
+def main(t):
     build = sys.argv[1]
     rarewatch, rarewatchd = binaries(build)
-    t = Results()
     with WorkDir("rw-consumer-reshard-", t) as workdir, \
             KinesisLocal(shards=2, stream=STREAM) as kl:
         kin = kl.client()
@@ -202,8 +201,7 @@ def main():
             t.check("restart: ended shards not started again, only the 40 new records, exit 0",
                     not restarted and len(lines2) == N + 40 and dups2 == 0 and rc == 0,
                     f"restarted {restarted}, {len(lines2)} lines, {dups2} dups, rc={rc}")
-    return t.finish()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))
