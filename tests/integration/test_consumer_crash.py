@@ -12,7 +12,10 @@ still being put during the first kills.
 - a record cut by a kill (if any) is only ever the last line of a file;
 - within each daemon process, each shard's records are in sequence order;
 - the last run stops on SIGTERM with exit 0 and checkpoints every shard at
-  its last delivered record.
+  its last delivered record;
+- SIGTERM while the sink cannot write at all: the daemon exits by its
+  stop_timeout, checkpoints nothing, and a restart after the sink is fixed
+  delivers every record.
 
 Runs against moto's Kinesis (IAM auth on), whose PutRecords is fast enough
 to keep records arriving during the kills.
@@ -21,6 +24,7 @@ Usage: test_consumer_crash.py BUILD_DIR
 """
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -139,6 +143,65 @@ def main(t):
                     sorted(cps) == shard_ids and not wrong, (sorted(cps), wrong))
             starts = len(re.findall(r"starting at SEQUENCE", d.log()))
             t.check("restarts resumed from checkpoints", starts >= SHARDS, starts)
+
+        stalled_sink_stop(t, rarewatch, rarewatchd, moto, workdir)
+
+
+def stalled_sink_stop(t, rarewatch, rarewatchd, moto, workdir):
+    """SIGTERM while the sink cannot write (a file where the sink's YYYY
+    directory must go: ENOTDIR on every attempt): the daemon exits on its own
+    by [daemon] stop_timeout, checkpoints nothing it did not deliver, and
+    after the sink is fixed a restart delivers every record."""
+    import datetime
+    stream = "rw-consumer-stalled-stop"
+    kin = moto.client("kinesis")
+    kin.create_stream(StreamName=stream, ShardCount=2)
+    kin.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 1})
+    env = clean_env(moto.env())
+    src = os.path.join(workdir, "stall.ndjson")
+    ids = set(write_input(src, 2000, keys=50, tag="stall"))
+    r = subprocess.run([rarewatch, "put", "--stream", stream, "--partition-key", "k", "--quiet",
+                        src], env=env, capture_output=True, text=True, timeout=300)
+    t.check("stalled sink: put 2000: exit 0", r.returncode == 0, r.stderr[-300:])
+    d = Daemon(rarewatchd, os.path.join(workdir, "stall"), env, stream)
+    d.conf_path.write_text(d.conf_path.read_text().replace("stop_timeout = 30s",
+                                                           "stop_timeout = 2s"))
+    d.out_dir.mkdir(parents=True, exist_ok=True)
+    year = datetime.datetime.now(datetime.timezone.utc).year
+    blockers = [d.out_dir / str(y) for y in (year, year + 1)]
+    for b in blockers:
+        b.write_text("not a directory\n")
+    with d:
+        d.start()
+        d.wait_log(r"cannot write output", 60, "the sink failing")
+        t0 = time.monotonic()
+        d.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = d.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            rc = None
+        secs = time.monotonic() - t0
+        d.stop_quietly()
+        d.proc = None
+        print(f"# stalled sink: SIGTERM -> exit {rc} after {secs:.1f} s (stop_timeout 2s)",
+              flush=True)
+        t.check("stalled sink: exits on its own by the stop timeout", rc is not None and secs < 15,
+                f"rc={rc} after {secs:.1f} s")
+        cps = {s: cp for s, cp in d.checkpoints().items() if cp and cp.get("state") == "SEQUENCE"}
+        t.check("stalled sink: nothing checkpointed (nothing was delivered)", not cps, cps)
+        for b in blockers:
+            b.unlink()
+        count = LineCounter(d.out_dir)
+        d.start()
+        try:
+            wait_for(lambda: d.alive() and count() >= len(ids), 120, "the records after the fix")
+        except Exception as exc:  # noqa: BLE001
+            t.check("stalled sink: delivered after the fix", False, exc)
+        rc = d.terminate(60)
+        lines, _ = read_output(d.out_dir)
+        got = {o.get("id") for o in lines}
+        t.check("stalled sink: after the fix every record delivered, exit 0",
+                got >= ids and rc == 0, f"{len(ids - got)} missing, rc={rc}")
 
 
 if __name__ == "__main__":
