@@ -14,7 +14,9 @@ merged again.
 - the closed parents (0, and both split children) get a SHARD_END
   checkpoint, with their parents recorded; SIGTERM: exit 0, the open
   shards checkpointed at their last record;
-- a restart starts only the open shards and delivers only new records.
+- a restart starts only the open shards and delivers only new records;
+- kill -9 mid-shard, split while the daemon is down, restart: the parent is
+  finished from its checkpoint and ends before its children start.
 
 Usage: test_consumer_reshard.py BUILD_DIR
 """
@@ -25,7 +27,7 @@ import sys
 from collections import defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from consumer_common import (run, WorkDir, Daemon, LineCounter, binaries,  # noqa: E402
+from consumer_common import (run, WorkDir, Daemon, LineCounter, binaries, put,  # noqa: E402
                              kinesis_local_env, last_position_per_shard, order_violations,
                              read_output, summarize, wait_for, write_input)
 from rwharness import KinesisLocal  # noqa: E402
@@ -201,6 +203,81 @@ def main(t):
             t.check("restart: ended shards not started again, only the 40 new records, exit 0",
                     not restarted and len(lines2) == N + 40 and dups2 == 0 and rc == 0,
                     f"restarted {restarted}, {len(lines2)} lines, {dups2} dups, rc={rc}")
+
+        split_while_down(t, rarewatch, rarewatchd, kl, workdir)
+
+
+def split_while_down(t, rarewatch, rarewatchd, kl, workdir):
+    """kill -9 in the middle of a shard, split it while the daemon is down,
+    put more (into the children), restart: the parent is finished from its
+    checkpoint and ends before its children start; nothing is lost, and per
+    key no child record precedes a parent record."""
+    stream = "rw-consumer-split-down"
+    kin = kl.client()
+    kin.create_stream(StreamName=stream, ShardCount=1)
+    kl.wait_active(stream)
+    env = kinesis_local_env(kl.endpoint)
+    a = os.path.join(workdir, "down-a.ndjson")
+    b = os.path.join(workdir, "down-b.ndjson")
+    ids = set(write_input(a, 3000, keys=40, tag="da"))
+    r = put(rarewatch, env, stream, a)
+    t.check("split while down: put 3000: exit 0", r.returncode == 0, r.stderr[-300:])
+    d = Daemon(rarewatchd, os.path.join(workdir, "down"), env, stream,
+               kinesis={"max_records": 100})
+    count = LineCounter(d.out_dir)
+    with d:
+        d.start()
+        wait_for(lambda: d.alive() and count() >= 500, 60, "500 lines")
+        d.kill9()
+        cp = d.checkpoints().get("shardId-000000000000") or {}
+        t.check("split while down: killed mid-shard (checkpoint SEQUENCE)",
+                cp.get("state") == "SEQUENCE" and count() < 3000, (cp, count()))
+        s0 = kin.list_shards(StreamName=stream)["Shards"][0]
+        h = s0["HashKeyRange"]
+        kin.split_shard(StreamName=stream, ShardToSplit=s0["ShardId"],
+                        NewStartingHashKey=str((int(h["StartingHashKey"])
+                                                + int(h["EndingHashKey"])) // 2))
+        kl.wait_active(stream)
+        ids |= set(write_input(b, 1000, keys=40, tag="db", start=3000))
+        r = put(rarewatch, env, stream, b)
+        t.check("split while down: put 1000 after the split: exit 0", r.returncode == 0,
+                r.stderr[-300:])
+        d.start()
+
+        def delivered():
+            d.alive()
+            return {o.get("id") for o in read_output(d.out_dir, order="mtime")[0]} >= ids
+        try:
+            wait_for(delivered, 120, "every record", interval=0.2, max_interval=1.0)
+        except Exception as exc:  # noqa: BLE001
+            t.check("split while down: delivery", False, exc)
+        rc = d.terminate(60)
+    lines, _ = read_output(d.out_dir, order="mtime")
+    got = {o.get("id") for o in lines}
+    _, dups = summarize(lines)
+    parents = {s["ShardId"]: s.get("ParentShardId") for s in
+               kin.list_shards(StreamName=stream)["Shards"]}
+    bad = []
+    by_key = defaultdict(list)
+    for idx, o in enumerate(lines):
+        by_key[o["k"]].append((idx, o["_kinesis"]["shard_id"]))
+    for key, seq in by_key.items():
+        seen = set()
+        for idx, shard in seq:
+            if any(parents.get(s) == shard for s in seen):
+                bad.append((key, idx, shard))
+            seen.add(shard)
+    cps = d.checkpoints()
+    print(f"# split while down: {len(lines)} lines, {dups} duplicates after the kill", flush=True)
+    t.check("split while down: every record delivered, exit 0", got >= ids and rc == 0,
+            f"{len(ids - got)} missing, rc={rc}")
+    t.check("split while down: per key, no child record before a parent record", not bad,
+            bad[:3])
+    t.check("split while down: parent SHARD_END, children checkpointed with their parent",
+            (cps.get(s0["ShardId"]) or {}).get("state") == "SHARD_END"
+            and all((cps.get(s) or {}).get("parent_shard_ids") == [s0["ShardId"]]
+                    for s, p in parents.items() if p == s0["ShardId"])
+            and len(parents) == 3, cps)
 
 
 if __name__ == "__main__":
