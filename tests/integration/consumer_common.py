@@ -121,6 +121,8 @@ class Daemon:
         lines += ["[checkpoint]"] + [f"{k} = {v}" for k, v in ck.items()]
         if output:
             lines += ["[output]", f"directory = {self.out_dir}"]
+            if isinstance(output, dict):  # more [output] keys
+                lines += [f"{k} = {v}" for k, v in output.items()]
         lines += ["[deadletter]", f"directory = {self.dl_dir}"]
         self.conf_path.write_text("\n".join(lines) + "\n" + extra)
 

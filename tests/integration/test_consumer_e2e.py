@@ -7,7 +7,7 @@
 - every record delivered exactly once (by provenance: shard, sequence,
   sub-sequence) with its fields and a correct `_kinesis` provenance;
 - in order within each shard (sequence numbers increase in output order;
-  the files are taken in name order);
+  the files, rotated at 256 KiB, are taken in name order);
 - SIGTERM: exit 0, one checkpoint file per shard holding the last
   delivered sequence number;
 - a restart resumes from the checkpoints: 100 more records, none of the
@@ -40,7 +40,9 @@ def scenario(t, build, emulator, kin_client, env, workdir):
 
     src = os.path.join(workdir, "in.ndjson")
     ids = write_input(src, N, keys=KEYS, tag="e2e")
-    d = Daemon(rarewatchd, os.path.join(workdir, "d"), env, STREAM)
+    # Small files, so that the order across many rotated files is tested too.
+    d = Daemon(rarewatchd, os.path.join(workdir, "d"), env, STREAM,
+               output={"rotate_size": "256KiB"})
     with d:
         d.start()
         d.wait_log(r"shard .*: worker started", 60, "a shard worker")
@@ -92,6 +94,9 @@ def scenario(t, build, emulator, kin_client, env, workdir):
                 {k: v for k, v in key_shards.items() if len(v) != 1})
         used = {o["_kinesis"]["shard_id"] for o in lines}
         t.check(f"{emulator}: records from all {SHARDS} shards", used == set(shard_ids), used)
+        nfiles = len({o["_file"] for o in lines})
+        t.check(f"{emulator}: the sink rotated ({nfiles} files of at most ~256 KiB)", nfiles > 5,
+                nfiles)
         viol = order_violations(lines)
         t.check(f"{emulator}: in sequence order within each shard (files by name)", not viol,
                 viol[:3])
