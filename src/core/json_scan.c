@@ -7,9 +7,15 @@
  * per record to parse a GetRecords envelope - several times the whole budget.
  * This scanner validates in one pass without allocating per value, writes a
  * flat 16-byte-per-value tape into a reused array, and defers all decoding
- * (escapes, numbers) to the few fields a pipeline actually reads. Measured
- * figures against json-c on the same inputs are in tests/bench/bench_json.c
- * (run: meson test -C BUILD --benchmark --suite bench -v).
+ * (escapes, numbers) to the few fields a pipeline actually reads.
+ *
+ * Measured with tests/bench/bench_json.c (release build, same inputs for
+ * both, 2-vCPU VM shared with other builds, so absolute numbers are noisy
+ * while the ratios held across runs): a 326-byte card transaction scanned
+ * plus 3 lookups 350-410 ns vs json-c 4.5-5.2 us (12.5-13.9x; the scan alone
+ * ~240 ns, the 3 lookups ~80 ns); a 10,000-record GetRecords envelope with
+ * base64 decode 270-420 ns/record vs 2.4-4.5 us (7.4-10.9x); scan + splice
+ * of 3 added fields 540-710 ns vs 7.3-14.7 us (10-27x).
  *
  * The text is required to be followed by a '\0' (see json_scan.h): that byte
  * is not whitespace, not a digit, not a valid value start and not allowed in
