@@ -441,8 +441,13 @@ static int run_one(struct detector *d, const struct detect_record *rec, const ch
             ret = -ENOMEM;
             break;
         }
-        double raw = rcf_update(slot->forest, attrib + RCF_MAX_DIMS, attrib);
+        /* Attribution costs a pass per dimension in every node: only for
+         * the records that turn out to be alerts. */
+        double raw = rcf_score(slot->forest, attrib + RCF_MAX_DIMS, NULL);
         double s = det_calib_surprise(&d->calibp, &slot->calib, raw);
+        if (slot->n + 1 > d->rcf_min_samples && 1.0 - exp10(-s) >= (isnan(d->alert_threshold) ? 0.999 : d->alert_threshold))
+            rcf_score(slot->forest, attrib + RCF_MAX_DIMS, attrib);
+        rcf_insert(slot->forest, attrib + RCF_MAX_DIMS);
         det_calib_learn(&d->calibp, &slot->calib, raw);
         slot->n++;
         res->raw = raw;

@@ -35,10 +35,19 @@
 
 #define NIL (-1)
 
+/* One node in one cache-friendly 32-byte record: a walk down a tree touches
+ * one line per level instead of one per field. */
+struct node {
+    double cut;
+    int32_t cut_dim; /* -1: a leaf */
+    int32_t left, right, parent;
+    int32_t point;   /* leaves: index in the point ring */
+    int32_t mass;
+};
+
 struct tree {
-    /* nodes: 0..cap-1; a leaf has cut_dim == -1 */
-    int32_t *left, *right, *parent, *cut_dim, *point, *mass;
-    double *cut;
+    /* nodes: 0..cap-1 */
+    struct node *nd;
     double *box; /* 2*D doubles per node: min[D], max[D] (leaves: unused) */
     int32_t root, free_head, cap;
     /* sampler: heap of (weight, point index, leaf node) with the largest weight on top */
@@ -88,29 +97,22 @@ static int tree_init(struct tree *t, unsigned D, unsigned S)
 {
     int32_t cap = (int32_t)(2 * S + 2);
     t->cap = cap;
-    t->left = malloc((size_t)cap * sizeof(int32_t));
-    t->right = malloc((size_t)cap * sizeof(int32_t));
-    t->parent = malloc((size_t)cap * sizeof(int32_t));
-    t->cut_dim = malloc((size_t)cap * sizeof(int32_t));
-    t->point = malloc((size_t)cap * sizeof(int32_t));
-    t->mass = malloc((size_t)cap * sizeof(int32_t));
-    t->cut = malloc((size_t)cap * sizeof(double));
+    t->nd = calloc((size_t)cap, sizeof(struct node));
     t->box = malloc((size_t)cap * 2 * D * sizeof(double));
     t->w = malloc(S * sizeof(double));
     t->sp = malloc(S * sizeof(int32_t));
     t->sleaf = malloc(S * sizeof(int32_t));
-    if (!t->left || !t->right || !t->parent || !t->cut_dim || !t->point || !t->mass || !t->cut ||
-        !t->box || !t->w || !t->sp || !t->sleaf)
+    if (!t->nd || !t->box || !t->w || !t->sp || !t->sleaf)
         return -ENOMEM;
     t->root = NIL;
     /* Defined contents everywhere, so a saved forest is reproducible and a
      * loaded one can be checked index by index. */
     for (int32_t i = 0; i < cap; i++) {
-        t->left[i] = i + 1 < cap ? i + 1 : NIL; /* free list through left */
-        t->right[i] = t->parent[i] = t->point[i] = NIL;
-        t->cut_dim[i] = -1;
-        t->mass[i] = 0;
-        t->cut[i] = 0;
+        t->nd[i].left = i + 1 < cap ? i + 1 : NIL; /* free list through left */
+        t->nd[i].right = t->nd[i].parent = t->nd[i].point = NIL;
+        t->nd[i].cut_dim = -1;
+        t->nd[i].mass = 0;
+        t->nd[i].cut = 0;
     }
     memset(t->box, 0, (size_t)cap * 2 * D * sizeof(double));
     memset(t->w, 0, S * sizeof(double));
@@ -123,13 +125,7 @@ static int tree_init(struct tree *t, unsigned D, unsigned S)
 
 static void tree_free(struct tree *t)
 {
-    free(t->left);
-    free(t->right);
-    free(t->parent);
-    free(t->cut_dim);
-    free(t->point);
-    free(t->mass);
-    free(t->cut);
+    free(t->nd);
     free(t->box);
     free(t->w);
     free(t->sp);
@@ -220,13 +216,13 @@ static int32_t node_new(struct tree *t)
 {
     int32_t i = t->free_head;
     if (i != NIL)
-        t->free_head = t->left[i];
+        t->free_head = t->nd[i].left;
     return i;
 }
 
 static void node_release(struct tree *t, int32_t i)
 {
-    t->left[i] = t->free_head;
+    t->nd[i].left = t->free_head;
     t->free_head = i;
 }
 
@@ -236,8 +232,8 @@ static inline double *BMAX(struct tree *t, unsigned D, int32_t i) { return &t->b
 /* The box of node i, whether a leaf (its point) or internal. */
 static void box_of(const struct rcf *f, struct tree *t, int32_t i, const double **mn, const double **mx)
 {
-    if (t->cut_dim[i] < 0) {
-        *mn = *mx = P(f, t->point[i]);
+    if (t->nd[i].cut_dim < 0) {
+        *mn = *mx = P(f, t->nd[i].point);
     } else {
         *mn = BMIN(t, f->D, i);
         *mx = BMAX(t, f->D, i);
@@ -248,8 +244,8 @@ static void recompute_box(const struct rcf *f, struct tree *t, int32_t i)
 {
     unsigned D = f->D;
     const double *lmn, *lmx, *rmn, *rmx;
-    box_of(f, t, t->left[i], &lmn, &lmx);
-    box_of(f, t, t->right[i], &rmn, &rmx);
+    box_of(f, t, t->nd[i].left, &lmn, &lmx);
+    box_of(f, t, t->nd[i].right, &rmn, &rmx);
     double *mn = BMIN(t, D, i), *mx = BMAX(t, D, i);
     for (unsigned d = 0; d < D; d++) {
         mn[d] = MIN(lmn[d], rmn[d]);
@@ -265,10 +261,10 @@ static int32_t tree_insert(struct rcf *f, struct tree *t, int32_t pi)
     const double *x = P(f, pi);
     if (t->root == NIL) {
         int32_t l = node_new(t);
-        t->cut_dim[l] = -1;
-        t->point[l] = pi;
-        t->mass[l] = 1;
-        t->parent[l] = NIL;
+        t->nd[l].cut_dim = -1;
+        t->nd[l].point = pi;
+        t->nd[l].mass = 1;
+        t->nd[l].parent = NIL;
         t->root = l;
         return l;
     }
@@ -281,10 +277,10 @@ static int32_t tree_insert(struct rcf *f, struct tree *t, int32_t pi)
         double total = 0;
         for (unsigned d = 0; d < D; d++)
             total += MAX(mx[d], x[d]) - MIN(mn[d], x[d]);
-        if (t->cut_dim[node] < 0 && total == 0) {
-            t->mass[node]++;
-            for (int32_t a = t->parent[node]; a != NIL; a = t->parent[a])
-                t->mass[a]++;
+        if (t->nd[node].cut_dim < 0 && total == 0) {
+            t->nd[node].mass++;
+            for (int32_t a = t->nd[node].parent; a != NIL; a = t->nd[a].parent)
+                t->nd[a].mass++;
             return node;
         }
         /* The dimension with probability proportional to its range; float
@@ -315,26 +311,26 @@ static int32_t tree_insert(struct rcf *f, struct tree *t, int32_t pi)
         if (cut >= hi)
             cut = nextafter(hi, -INFINITY);
         bool sep = (x[cd] <= cut && cut < mn[cd]) || (x[cd] > cut && cut >= mx[cd]) ||
-                   t->cut_dim[node] < 0; /* a leaf's box is its point: any cut in range separates */
+                   t->nd[node].cut_dim < 0; /* a leaf's box is its point: any cut in range separates */
         if (sep) {
             int32_t leaf = node_new(t), in = node_new(t);
-            t->cut_dim[leaf] = -1;
-            t->point[leaf] = pi;
-            t->mass[leaf] = 1;
-            int32_t par = t->parent[node];
-            t->cut_dim[in] = (int32_t)cd;
-            t->cut[in] = cut;
+            t->nd[leaf].cut_dim = -1;
+            t->nd[leaf].point = pi;
+            t->nd[leaf].mass = 1;
+            int32_t par = t->nd[node].parent;
+            t->nd[in].cut_dim = (int32_t)cd;
+            t->nd[in].cut = cut;
             if (x[cd] <= cut) {
-                t->left[in] = leaf;
-                t->right[in] = node;
+                t->nd[in].left = leaf;
+                t->nd[in].right = node;
             } else {
-                t->left[in] = node;
-                t->right[in] = leaf;
+                t->nd[in].left = node;
+                t->nd[in].right = leaf;
             }
-            t->parent[in] = par;
-            t->parent[leaf] = in;
-            t->parent[node] = in;
-            t->mass[in] = t->mass[node] + 1;
+            t->nd[in].parent = par;
+            t->nd[leaf].parent = in;
+            t->nd[node].parent = in;
+            t->nd[in].mass = t->nd[node].mass + 1;
             double *bmn = BMIN(t, D, in), *bmx = BMAX(t, D, in);
             for (unsigned d = 0; d < D; d++) {
                 bmn[d] = MIN(mn[d], x[d]);
@@ -342,13 +338,13 @@ static int32_t tree_insert(struct rcf *f, struct tree *t, int32_t pi)
             }
             if (par == NIL)
                 t->root = in;
-            else if (t->left[par] == node)
-                t->left[par] = in;
+            else if (t->nd[par].left == node)
+                t->nd[par].left = in;
             else
-                t->right[par] = in;
+                t->nd[par].right = in;
             /* Ancestors: one more point, boxes grown to hold x. */
-            for (int32_t a = par; a != NIL; a = t->parent[a]) {
-                t->mass[a]++;
+            for (int32_t a = par; a != NIL; a = t->nd[a].parent) {
+                t->nd[a].mass++;
                 double *amn = BMIN(t, D, a), *amx = BMAX(t, D, a);
                 for (unsigned d = 0; d < D; d++) {
                     amn[d] = MIN(amn[d], x[d]);
@@ -359,35 +355,35 @@ static int32_t tree_insert(struct rcf *f, struct tree *t, int32_t pi)
         }
         /* Not separated: the cut lies inside the box, so this is an internal
          * node; follow x down. */
-        node = x[t->cut_dim[node]] <= t->cut[node] ? t->left[node] : t->right[node];
+        node = x[t->nd[node].cut_dim] <= t->nd[node].cut ? t->nd[node].left : t->nd[node].right;
     }
 }
 
 static void tree_delete(struct rcf *f, struct tree *t, int32_t leaf)
 {
-    if (--t->mass[leaf] > 0) {
-        for (int32_t a = t->parent[leaf]; a != NIL; a = t->parent[a])
-            t->mass[a]--;
+    if (--t->nd[leaf].mass > 0) {
+        for (int32_t a = t->nd[leaf].parent; a != NIL; a = t->nd[a].parent)
+            t->nd[a].mass--;
         return;
     }
-    int32_t par = t->parent[leaf];
+    int32_t par = t->nd[leaf].parent;
     node_release(t, leaf);
     if (par == NIL) {
         t->root = NIL;
         return;
     }
-    int32_t sib = t->left[par] == leaf ? t->right[par] : t->left[par];
-    int32_t gp = t->parent[par];
-    t->parent[sib] = gp;
+    int32_t sib = t->nd[par].left == leaf ? t->nd[par].right : t->nd[par].left;
+    int32_t gp = t->nd[par].parent;
+    t->nd[sib].parent = gp;
     if (gp == NIL)
         t->root = sib;
-    else if (t->left[gp] == par)
-        t->left[gp] = sib;
+    else if (t->nd[gp].left == par)
+        t->nd[gp].left = sib;
     else
-        t->right[gp] = sib;
+        t->nd[gp].right = sib;
     node_release(t, par);
-    for (int32_t a = gp; a != NIL; a = t->parent[a]) {
-        t->mass[a]--;
+    for (int32_t a = gp; a != NIL; a = t->nd[a].parent) {
+        t->nd[a].mass--;
         recompute_box(f, t, a);
     }
 }
@@ -444,43 +440,49 @@ static double score_tree(const struct rcf *f, struct tree *t, const double *x, d
     int32_t *path = f->path;
     int depth = 0;
     int32_t node = t->root;
-    while (t->cut_dim[node] >= 0) {
+    while (t->nd[node].cut_dim >= 0) {
         path[depth++] = node;
-        node = x[t->cut_dim[node]] <= t->cut[node] ? t->left[node] : t->right[node];
+        node = x[t->nd[node].cut_dim] <= t->nd[node].cut ? t->nd[node].left : t->nd[node].right;
     }
-    double tree_mass = t->mass[t->root];
-    const double *lp = P(f, t->point[node]);
+    double tree_mass = t->nd[t->root].mass;
+    const double *lp = P(f, t->nd[node].point);
     bool same = memcmp(lp, x, D * sizeof(double)) == 0;
     double score;
     double a[128];
     unsigned AD = MIN(D, 128u);
     if (same) {
-        double damp = 1.0 - t->mass[node] / (2.0 * tree_mass);
-        score = damp / (depth + log2(t->mass[node] + 1.0));
-        for (unsigned d = 0; d < AD; d++)
+        double damp = 1.0 - t->nd[node].mass / (2.0 * tree_mass);
+        score = damp / (depth + log2(t->nd[node].mass + 1.0));
+        for (unsigned d = 0; attr && d < AD; d++)
             a[d] = score / D;
     } else {
         score = 1.0 / (depth + 1.0);
-        double dist = 0;
-        for (unsigned d = 0; d < D; d++)
-            dist += fabs(x[d] - lp[d]);
-        for (unsigned d = 0; d < AD; d++)
-            a[d] = dist > 0 ? score * fabs(x[d] - lp[d]) / dist : score / D;
+        if (attr) {
+            double dist = 0;
+            for (unsigned d = 0; d < D; d++)
+                dist += fabs(x[d] - lp[d]);
+            for (unsigned d = 0; d < AD; d++)
+                a[d] = dist > 0 ? score * fabs(x[d] - lp[d]) / dist : score / D;
+        }
     }
     /* Up the path: the chance a cut of each grown box separates x. */
     for (int i = depth - 1; i >= 0; i--) {
         int32_t n = path[i];
         const double *mn = BMIN(t, D, n), *mx = BMAX(t, D, n);
-        double range = 0, gap = 0;
-        for (unsigned d = 0; d < D; d++) {
-            double lo = MIN(mn[d], x[d]), hi = MAX(mx[d], x[d]);
-            range += hi - lo;
-            gap += (x[d] < mn[d] ? mn[d] - x[d] : 0) + (x[d] > mx[d] ? x[d] - mx[d] : 0);
-        }
-        double prob = range > 0 ? gap / range : 0;
+        /* Most boxes on the path already hold x: then no cut separates it
+         * and nothing changes; find out before summing the ranges. */
+        double gap = 0;
+        for (unsigned d = 0; d < D; d++)
+            gap += MAX(mn[d] - x[d], 0.0) + MAX(x[d] - mx[d], 0.0);
+        if (gap == 0)
+            continue;
+        double range = gap;
+        for (unsigned d = 0; d < D; d++)
+            range += mx[d] - mn[d];
+        double prob = gap / range;
         double unseen = 1.0 / (i + 1.0);
         score = prob * unseen + (1 - prob) * score;
-        for (unsigned d = 0; d < AD; d++) {
+        for (unsigned d = 0; attr && d < AD; d++) {
             double g = (x[d] < mn[d] ? mn[d] - x[d] : 0) + (x[d] > mx[d] ? x[d] - mx[d] : 0);
             a[d] = (range > 0 ? g / range : 0) * unseen + (1 - prob) * a[d];
         }
@@ -535,7 +537,7 @@ double rcf_score(const struct rcf *f, const double *point, double *attribution)
     return score_forest(f, tmp, attribution);
 }
 
-double rcf_update(struct rcf *f, const double *point, double *attribution)
+static double update(struct rcf *f, const double *point, double *attribution, bool score)
 {
     f->seen++;
     if (!make_shingle(f, point)) {
@@ -543,7 +545,7 @@ double rcf_update(struct rcf *f, const double *point, double *attribution)
             memset(attribution, 0, f->p.dims * sizeof(double));
         return 0;
     }
-    double s = score_forest(f, f->cur, attribution);
+    double s = score ? score_forest(f, f->cur, attribution) : 0;
     int32_t pi = point_alloc(f, f->cur);
     if (pi == NIL)
         return s;
@@ -570,7 +572,7 @@ double rcf_update(struct rcf *f, const double *point, double *attribution)
         /* A duplicate lands on an existing leaf holding another copy of the
          * point: the sampler entry then refers to that copy, so the slot a
          * leaf points at stays referenced as long as the leaf lives. */
-        int32_t held = t->point[leaf];
+        int32_t held = t->nd[leaf].point;
         f->refs[held]++;
         t->w[t->n] = w;
         t->sp[t->n] = held;
@@ -580,6 +582,13 @@ double rcf_update(struct rcf *f, const double *point, double *attribution)
     }
     return s;
 }
+
+double rcf_update(struct rcf *f, const double *point, double *attribution)
+{
+    return update(f, point, attribution, true);
+}
+
+void rcf_insert(struct rcf *f, const double *point) { update(f, point, NULL, false); }
 
 uint64_t rcf_points_seen(const struct rcf *f) { return f->seen; }
 
@@ -616,13 +625,12 @@ int rcf_save(const struct rcf *f, struct buf *out)
         PUT(t->root);
         PUT(t->free_head);
         PUT(t->n);
-        PUTA(t->left, c * 4);
-        PUTA(t->right, c * 4);
-        PUTA(t->parent, c * 4);
-        PUTA(t->cut_dim, c * 4);
-        PUTA(t->point, c * 4);
-        PUTA(t->mass, c * 4);
-        PUTA(t->cut, c * 8);
+        for (size_t k = 0; k < c && r >= 0; k++) {
+            const struct node *nd = &t->nd[k];
+            int32_t v[6] = { nd->cut_dim, nd->left, nd->right, nd->parent, nd->point, nd->mass };
+            PUTA(v, sizeof(v));
+            PUT(nd->cut);
+        }
         PUTA(t->box, c * 2 * f->D * 8);
         PUTA(t->w, f->p.sample_size * 8);
         PUTA(t->sp, f->p.sample_size * 4);
@@ -644,6 +652,22 @@ static bool take(struct rd *d, void *dst, size_t n)
     return true;
 }
 
+static bool take_nodes(struct rd *d, struct node *nd, size_t c)
+{
+    for (size_t k = 0; k < c; k++) {
+        int32_t v[6];
+        if (!take(d, v, sizeof(v)) || !take(d, &nd[k].cut, 8))
+            return false;
+        nd[k].cut_dim = v[0];
+        nd[k].left = v[1];
+        nd[k].right = v[2];
+        nd[k].parent = v[3];
+        nd[k].point = v[4];
+        nd[k].mass = v[5];
+    }
+    return true;
+}
+
 static bool valid_index(int32_t v, int32_t cap) { return v == NIL || (v >= 0 && v < cap); }
 
 /* Every tree is a tree: from the root each node is reached once, children
@@ -656,27 +680,27 @@ static bool tree_sound(const struct rcf *f, const struct tree *t)
     int32_t *stack = f->path; /* sample_size + 2 entries: enough for a sound tree */
     int32_t cap = (int32_t)f->p.sample_size + 2;
     int32_t sp = 0, seen = 0;
-    if (t->parent[t->root] != NIL)
+    if (t->nd[t->root].parent != NIL)
         return false;
     stack[sp++] = t->root;
     while (sp) {
         int32_t n = stack[--sp];
         if (++seen > t->cap)
             return false;
-        if (t->cut_dim[n] < 0) {
-            if (t->mass[n] < 1 || t->point[n] < 0 || f->refs[t->point[n]] < 1)
+        if (t->nd[n].cut_dim < 0) {
+            if (t->nd[n].mass < 1 || t->nd[n].point < 0 || f->refs[t->nd[n].point] < 1)
                 return false;
             continue;
         }
-        int32_t l = t->left[n], r = t->right[n];
-        if (l == NIL || r == NIL || t->parent[l] != n || t->parent[r] != n ||
-            t->mass[n] != t->mass[l] + t->mass[r] || sp + 2 > cap)
+        int32_t l = t->nd[n].left, r = t->nd[n].right;
+        if (l == NIL || r == NIL || t->nd[l].parent != n || t->nd[r].parent != n ||
+            t->nd[n].mass != t->nd[l].mass + t->nd[r].mass || sp + 2 > cap)
             return false;
         stack[sp++] = l;
         stack[sp++] = r;
     }
     for (int32_t k = 0; k < t->n; k++)
-        if (t->cut_dim[t->sleaf[k]] >= 0)
+        if (t->nd[t->sleaf[k]].cut_dim >= 0)
             return false;
     return true;
 }
@@ -712,17 +736,15 @@ struct rcf *rcf_load(const void *data, size_t len, int *err)
         struct tree *t = &f->trees[i];
         size_t c = (size_t)t->cap;
         ok = take(&d, &t->root, 4) && take(&d, &t->free_head, 4) && take(&d, &t->n, 4) &&
-             take(&d, t->left, c * 4) && take(&d, t->right, c * 4) && take(&d, t->parent, c * 4) &&
-             take(&d, t->cut_dim, c * 4) && take(&d, t->point, c * 4) && take(&d, t->mass, c * 4) &&
-             take(&d, t->cut, c * 8) && take(&d, t->box, c * 2 * f->D * 8) &&
+             take_nodes(&d, t->nd, c) && take(&d, t->box, c * 2 * f->D * 8) &&
              take(&d, t->w, p.sample_size * 8) && take(&d, t->sp, p.sample_size * 4) &&
              take(&d, t->sleaf, p.sample_size * 4);
         ok = ok && valid_index(t->root, t->cap) && valid_index(t->free_head, t->cap) && t->n >= 0 &&
              t->n <= (int32_t)p.sample_size;
         for (size_t k = 0; ok && k < c; k++)
-            ok = valid_index(t->left[k], t->cap) && valid_index(t->right[k], t->cap) &&
-                 valid_index(t->parent[k], t->cap) && t->cut_dim[k] >= -1 &&
-                 t->cut_dim[k] < (int32_t)f->D && valid_index(t->point[k], f->npts);
+            ok = valid_index(t->nd[k].left, t->cap) && valid_index(t->nd[k].right, t->cap) &&
+                 valid_index(t->nd[k].parent, t->cap) && t->nd[k].cut_dim >= -1 &&
+                 t->nd[k].cut_dim < (int32_t)f->D && valid_index(t->nd[k].point, f->npts);
         for (int32_t k = 0; ok && k < t->n; k++)
             ok = t->sp[k] >= 0 && t->sp[k] < f->npts && t->sleaf[k] >= 0 && t->sleaf[k] < t->cap;
     }
