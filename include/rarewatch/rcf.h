@@ -46,6 +46,8 @@ double rcf_update(struct rcf *f, const double *point, double *attribution);
 /* Score without inserting (the shingle is not advanced either: the point is
  * scored as if it were the next one). */
 double rcf_score(const struct rcf *f, const double *point, double *attribution);
+/* Insert without scoring (after rcf_score() of the same point). */
+void rcf_insert(struct rcf *f, const double *point);
 /* As rcf_update, with DiVector-like directional attribution: high[j] is the
  * part due to field j being above what the trees hold, low[j] below. */
 double rcf_update_di(struct rcf *f, const double *point, double *high, double *low);
