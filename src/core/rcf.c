@@ -1,84 +1,102 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Random Cut Forest, streaming (Guha, Mishra, Roy, Schrijvers, ICML 2016),
- * scored as AWS's randomcutforest-java does: walking from the leaf where the
- * point would fall up to the root, score = p * unseen(depth, mass) +
- * (1 - p) * score_below, where p is the chance a random cut of the node's box
- * (grown to hold the point) separates the point; seen(depth, mass) =
- * 1 / (depth + log2(mass + 1)) damped by 1 - leaf_mass / (2 * tree_mass),
- * unseen(depth) = 1 / (depth + 1), normalised by log2(tree_mass + 1) and
- * averaged over the trees: about 1 for typical points, 3+ for anomalies.
- * Attribution splits each p by the dimension the separating cut would use.
+ * Streaming Random Cut Forest.
  *
- * Layout for speed: every tree keeps its nodes in flat arrays indexed by
- * int32 (no pointers), internal nodes carry their bounding box in one
- * contiguous double array updated incrementally on insert and on delete, and
- * points live once in a ring shared by all trees (a tree refers to points by
- * index; a point's slot is reused only once no tree holds it). Each tree
- * samples with a time-decayed reservoir (weight log(-log(u)) - decay * t;
- * the sample keeps the lowest weights), so nothing allocates per update.
+ * Layout, chosen for the update path: every tree keeps its internal nodes in
+ * one flat array (header + bounding box inline, so a descent touches one
+ * cache region per level), its leaves in another, and refers to children by
+ * int32 (>= 0 internal node, < 0 leaf ~ref). Points live once in a shared,
+ * reference-counted point store; trees and samplers hold indices. Boxes are
+ * kept exact (min/max only), so they are always the union of their points
+ * and a reload can recompute them bit for bit.
  *
- * Serialisation (rcf_save): "RCF1", then the parameters, the RNG, the
- * shingle, the point ring with reference counts, and every tree's sampler and
- * nodes, all little-endian fixed-width; rcf_load checks every length and
- * index, so hostile data is rejected instead of trusted.
+ * Sampling: as randomcutforest-java's compact sampler, a point at sequence
+ * t gets key log(E) - lambda t with E ~ Exp(1) and each tree keeps the
+ * sample_size smallest keys (max-heap). Once a heap is full we draw the
+ * number of points until the next acceptance directly (the cumulative
+ * hazard of "key < heap max" is a geometric sum) and the accepted key from
+ * the truncated exponential, so a tree that does not take the point costs
+ * one integer compare rather than two logarithms.
+ *
+ * Scoring walks root to leaf once and unrolls the AWS leaf-to-root
+ * recursion s = p u + (1 - p) s into a running product, so no path stack.
  */
-#include "rarewatch/rcf.h"
-
 #include <errno.h>
+#include <float.h>
 #include <math.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
-#include "rarewatch/macro.h"
+#include "rarewatch/rcf.h"
 
-#define NIL (-1)
+#define REF_NONE INT32_MIN
+#define MAX_TREES 10000u
+#define MAX_SAMPLE (1u << 20)
+#define MAX_DIMS 4096u
 
-/* One node in one cache-friendly 32-byte record: a walk down a tree touches
- * one line per level instead of one per field. */
-struct node {
+struct rnode {
     double cut;
-    int32_t cut_dim; /* -1: a leaf */
-    int32_t left, right, parent;
-    int32_t point;   /* leaves: index in the point ring */
-    int32_t mass;
+    int32_t left, right;
+    uint32_t dim, mass;
+    /* followed by double min[D], max[D] */
 };
 
-struct tree {
-    /* nodes: 0..cap-1 */
-    struct node *nd;
-    double *box; /* 2*D doubles per node: min[D], max[D] (leaves: unused) */
-    int32_t root, free_head, cap;
-    /* sampler: heap of (weight, point index, leaf node) with the largest weight on top */
-    double *w;
-    int32_t *sp, *sleaf;
-    int32_t n;
+struct rleaf {
+    int32_t point; /* free list: next free leaf */
+    uint32_t mass;
+};
+
+struct rtree {
+    uint64_t rng[4];
+    uint64_t next_accept; /* sequence of the next accepted point once full */
+    int32_t root, free_node, free_leaf;
+    uint32_t size; /* points in the sampler == sum of leaf masses */
+    unsigned char *nodes;
+    struct rleaf *leaves;
+    double *key;   /* max-heap */
+    int32_t *hpt;  /* point of each heap entry */
 };
 
 struct rcf {
     struct rcf_params p;
-    unsigned D; /* dims * shingle */
-    uint64_t rng[4];
-    double *shingle; /* last shingle_size raw points */
+    unsigned D;           /* dims * shingle */
+    size_t node_bytes;
+    uint64_t seen, seq;   /* input points; shingled points offered */
+    double *shingle;      /* last shingle_size points, oldest first */
     unsigned shingle_fill;
-    uint64_t seen;
-    /* point ring */
+    /* point store */
     double *pts;
-    int32_t *refs;
-    int32_t npts, next_free;
-    struct tree *trees;
-    double *cur; /* the current shingled point */
-    int32_t *path; /* scratch: a root-to-leaf path (depth <= sample_size) */
+    uint32_t *refs;
+    int32_t *pfree;       /* stack of free slots */
+    uint32_t pcap, pmax, npfree;
+    /* forest */
+    struct rtree *t;
+    unsigned char *node_mem;
+    struct rleaf *leaf_mem;
+    double *key_mem;
+    int32_t *hpt_mem;
+    double *inv_depth;    /* 1/(d+1) */
+    double *norm;         /* log2(m+1) */
+    /* scratch */
+    double *q, *hi, *lo, *thi, *tlo;
+    int32_t **path;
 };
 
-/* ---- RNG: xoshiro256** ---- */
+/* ---- RNG: xoshiro256** seeded by splitmix64 ------------------------------- */
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t next_u64(struct rcf *f)
+static uint64_t splitmix64(uint64_t *s)
 {
-    uint64_t *s = f->rng;
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static inline uint64_t rng_next(uint64_t *s)
+{
     uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
     s[2] ^= s[0];
     s[3] ^= s[1];
@@ -89,671 +107,1143 @@ static uint64_t next_u64(struct rcf *f)
     return r;
 }
 
-static double uniform(struct rcf *f) { return (double)(next_u64(f) >> 11) * 0x1.0p-53; }
-
-/* ---- allocation ---- */
-
-static int tree_init(struct tree *t, unsigned D, unsigned S)
+/* Uniform in (0, 1): never 0 or 1, so logs stay finite. */
+static inline double rng_open01(uint64_t *s)
 {
-    int32_t cap = (int32_t)(2 * S + 2);
-    t->cap = cap;
-    t->nd = calloc((size_t)cap, sizeof(struct node));
-    t->box = malloc((size_t)cap * 2 * D * sizeof(double));
-    t->w = malloc(S * sizeof(double));
-    t->sp = malloc(S * sizeof(int32_t));
-    t->sleaf = malloc(S * sizeof(int32_t));
-    if (!t->nd || !t->box || !t->w || !t->sp || !t->sleaf)
-        return -ENOMEM;
-    t->root = NIL;
-    /* Defined contents everywhere, so a saved forest is reproducible and a
-     * loaded one can be checked index by index. */
-    for (int32_t i = 0; i < cap; i++) {
-        t->nd[i].left = i + 1 < cap ? i + 1 : NIL; /* free list through left */
-        t->nd[i].right = t->nd[i].parent = t->nd[i].point = NIL;
-        t->nd[i].cut_dim = -1;
-        t->nd[i].mass = 0;
-        t->nd[i].cut = 0;
-    }
-    memset(t->box, 0, (size_t)cap * 2 * D * sizeof(double));
-    memset(t->w, 0, S * sizeof(double));
-    memset(t->sp, 0, S * sizeof(int32_t));
-    memset(t->sleaf, 0, S * sizeof(int32_t));
-    t->free_head = 0;
-    t->n = 0;
-    return 0;
+    return ((double)(rng_next(s) >> 12) + 0.5) * 0x1p-52;
 }
 
-static void tree_free(struct tree *t)
+/* ---- accessors ----------------------------------------------------------- */
+
+static inline struct rnode *node_at(const struct rcf *f, const struct rtree *t, int32_t i)
 {
-    free(t->nd);
-    free(t->box);
-    free(t->w);
-    free(t->sp);
-    free(t->sleaf);
+    return (struct rnode *)(void *)(t->nodes + (size_t)i * f->node_bytes);
+}
+static inline double *node_box(struct rnode *n) { return (double *)(void *)(n + 1); }
+static inline const double *point_at(const struct rcf *f, int32_t i)
+{
+    return f->pts + (size_t)i * f->D;
+}
+
+/* ---- construction -------------------------------------------------------- */
+
+static int params_fix(struct rcf_params *p)
+{
+    if (!p->trees)
+        p->trees = 50;
+    if (!p->sample_size)
+        p->sample_size = 256;
+    if (!p->shingle_size)
+        p->shingle_size = 1;
+    if (p->initial_accept_fraction == 0)
+        p->initial_accept_fraction = 0.125;
+    if (p->trees > MAX_TREES || p->sample_size < 2 || p->sample_size > MAX_SAMPLE || p->dims < 1 ||
+        p->dims > MAX_DIMS || p->shingle_size > MAX_DIMS || p->dims * p->shingle_size > MAX_DIMS)
+        return -EINVAL;
+    if (!(p->time_decay >= 0 && p->time_decay < 1) ||
+        !(p->initial_accept_fraction > 0 && p->initial_accept_fraction <= 1))
+        return -EINVAL;
+    return 0;
 }
 
 struct rcf *rcf_free(struct rcf *f)
 {
     if (!f)
         return NULL;
-    if (f->trees)
-        for (unsigned i = 0; i < f->p.trees; i++)
-            tree_free(&f->trees[i]);
-    free(f->trees);
+    free(f->shingle);
     free(f->pts);
     free(f->refs);
-    free(f->shingle);
-    free(f->cur);
+    free(f->pfree);
+    free(f->t);
+    free(f->node_mem);
+    free(f->leaf_mem);
+    free(f->key_mem);
+    free(f->hpt_mem);
+    free(f->inv_depth);
+    free(f->norm);
+    free(f->q);
     free(f->path);
     free(f);
     return NULL;
 }
 
-static int32_t ring_size(const struct rcf_params *p) { return (int32_t)(p->trees * p->sample_size + 1); }
-
-struct rcf *rcf_new(const struct rcf_params *pin)
+static void tree_reset(struct rcf *f, struct rtree *t)
 {
-    struct rcf_params p = *pin;
-    if (!p.trees)
-        p.trees = 50;
-    if (!p.sample_size)
-        p.sample_size = 256;
-    if (!p.shingle_size)
-        p.shingle_size = 1;
-    if (p.dims == 0 || p.dims > 64 || p.shingle_size > 64 || p.trees > 1000 || p.sample_size < 2 ||
-        p.sample_size > 65536 || p.trees * p.sample_size > (1u << 26) || !(p.time_decay >= 0) || p.time_decay > 1)
+    unsigned S = f->p.sample_size;
+    t->root = REF_NONE;
+    t->size = 0;
+    t->next_accept = 0;
+    for (unsigned i = 0; i + 1 < S - 1; i++)
+        node_at(f, t, (int32_t)i)->left = (int32_t)i + 1;
+    node_at(f, t, (int32_t)S - 2)->left = -1;
+    t->free_node = 0;
+    for (unsigned i = 0; i < S; i++)
+        t->leaves[i] = (struct rleaf){ (int32_t)i + 1, 0 };
+    t->leaves[S - 1].point = -1;
+    t->free_leaf = 0;
+}
+
+struct rcf *rcf_new(const struct rcf_params *params)
+{
+    struct rcf_params p = *params;
+    if (params_fix(&p) < 0)
         return NULL;
     struct rcf *f = calloc(1, sizeof(*f));
     if (!f)
         return NULL;
     f->p = p;
-    f->D = p.dims * p.shingle_size;
-    uint64_t z = p.seed ^ 0x9e3779b97f4a7c15ULL;
-    for (int i = 0; i < 4; i++) {
-        z += 0x9e3779b97f4a7c15ULL;
-        uint64_t x = z;
-        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-        f->rng[i] = x ^ (x >> 31);
-    }
-    f->npts = ring_size(&p);
-    f->pts = calloc((size_t)f->npts * f->D, sizeof(double));
-    f->refs = calloc((size_t)f->npts, sizeof(int32_t));
-    f->shingle = calloc(f->D, sizeof(double));
-    f->cur = calloc(f->D, sizeof(double));
-    f->trees = calloc(p.trees, sizeof(struct tree));
-    f->path = calloc(p.sample_size + 2, sizeof(int32_t));
-    if (!f->pts || !f->refs || !f->shingle || !f->cur || !f->trees || !f->path)
+    unsigned S = p.sample_size, T = p.trees, D = p.dims * p.shingle_size;
+    f->D = D;
+    f->node_bytes = sizeof(struct rnode) + 2 * D * sizeof(double);
+    f->shingle = calloc(D, sizeof(double));
+    f->t = calloc(T, sizeof(*f->t));
+    f->node_mem = malloc((size_t)T * (S - 1) * f->node_bytes);
+    f->leaf_mem = malloc((size_t)T * S * sizeof(struct rleaf));
+    f->key_mem = malloc((size_t)T * S * sizeof(double));
+    f->hpt_mem = malloc((size_t)T * S * sizeof(int32_t));
+    f->inv_depth = malloc((S + 1) * sizeof(double));
+    f->norm = malloc((S + 1) * sizeof(double));
+    f->q = malloc(5 * (size_t)D * sizeof(double));
+    f->path = malloc((S + 1) * sizeof(int32_t *));
+    f->pmax = T * S + 1;
+    if (!f->shingle || !f->t || !f->node_mem || !f->leaf_mem || !f->key_mem || !f->hpt_mem ||
+        !f->inv_depth || !f->norm || !f->q || !f->path)
         return rcf_free(f);
-    for (unsigned i = 0; i < p.trees; i++)
-        if (tree_init(&f->trees[i], f->D, p.sample_size) < 0)
-            return rcf_free(f);
+    f->hi = f->q + D;
+    f->lo = f->hi + D;
+    f->thi = f->lo + D;
+    f->tlo = f->thi + D;
+    for (unsigned d = 0; d <= S; d++) {
+        f->inv_depth[d] = 1.0 / (d + 1.0);
+        f->norm[d] = log2(d + 1.0);
+    }
+    uint64_t sm = p.seed;
+    for (unsigned i = 0; i < T; i++) {
+        struct rtree *t = &f->t[i];
+        t->nodes = f->node_mem + (size_t)i * (S - 1) * f->node_bytes;
+        t->leaves = f->leaf_mem + (size_t)i * S;
+        t->key = f->key_mem + (size_t)i * S;
+        t->hpt = f->hpt_mem + (size_t)i * S;
+        for (int k = 0; k < 4; k++)
+            t->rng[k] = splitmix64(&sm);
+        tree_reset(f, t);
+    }
     return f;
 }
-
-/* ---- point store ---- */
-
-static int32_t point_alloc(struct rcf *f, const double *x)
-{
-    /* A ring slot is free when no tree refers to it; there is always one,
-     * since the trees hold at most trees*sample_size points. */
-    for (int32_t k = 0; k < f->npts; k++) {
-        int32_t i = (f->next_free + k) % f->npts;
-        if (f->refs[i] == 0) {
-            memcpy(&f->pts[(size_t)i * f->D], x, f->D * sizeof(double));
-            f->next_free = (i + 1) % f->npts;
-            return i;
-        }
-    }
-    return NIL;
-}
-
-static inline const double *P(const struct rcf *f, int32_t i) { return &f->pts[(size_t)i * f->D]; }
-
-/* ---- tree operations ---- */
-
-static int32_t node_new(struct tree *t)
-{
-    int32_t i = t->free_head;
-    if (i != NIL)
-        t->free_head = t->nd[i].left;
-    return i;
-}
-
-static void node_release(struct tree *t, int32_t i)
-{
-    t->nd[i].left = t->free_head;
-    t->free_head = i;
-}
-
-static inline double *BMIN(struct tree *t, unsigned D, int32_t i) { return &t->box[(size_t)i * 2 * D]; }
-static inline double *BMAX(struct tree *t, unsigned D, int32_t i) { return &t->box[(size_t)i * 2 * D + D]; }
-
-/* The box of node i, whether a leaf (its point) or internal. */
-static void box_of(const struct rcf *f, struct tree *t, int32_t i, const double **mn, const double **mx)
-{
-    if (t->nd[i].cut_dim < 0) {
-        *mn = *mx = P(f, t->nd[i].point);
-    } else {
-        *mn = BMIN(t, f->D, i);
-        *mx = BMAX(t, f->D, i);
-    }
-}
-
-static void recompute_box(const struct rcf *f, struct tree *t, int32_t i)
-{
-    unsigned D = f->D;
-    const double *lmn, *lmx, *rmn, *rmx;
-    box_of(f, t, t->nd[i].left, &lmn, &lmx);
-    box_of(f, t, t->nd[i].right, &rmn, &rmx);
-    double *mn = BMIN(t, D, i), *mx = BMAX(t, D, i);
-    for (unsigned d = 0; d < D; d++) {
-        mn[d] = MIN(lmn[d], rmn[d]);
-        mx[d] = MAX(lmx[d], rmx[d]);
-    }
-}
-
-/* Insert point index pi; returns the leaf holding it (an existing leaf when
- * the same point is already there: its mass grows). */
-static int32_t tree_insert(struct rcf *f, struct tree *t, int32_t pi)
-{
-    unsigned D = f->D;
-    const double *x = P(f, pi);
-    if (t->root == NIL) {
-        int32_t l = node_new(t);
-        t->nd[l].cut_dim = -1;
-        t->nd[l].point = pi;
-        t->nd[l].mass = 1;
-        t->nd[l].parent = NIL;
-        t->root = l;
-        return l;
-    }
-    int32_t node = t->root;
-    for (;;) {
-        const double *mn, *mx;
-        box_of(f, t, node, &mn, &mx);
-        /* A random cut of the box grown to hold x: if it separates x, x
-         * becomes a sibling of this subtree. */
-        double total = 0;
-        for (unsigned d = 0; d < D; d++)
-            total += MAX(mx[d], x[d]) - MIN(mn[d], x[d]);
-        if (t->nd[node].cut_dim < 0 && total == 0) {
-            t->nd[node].mass++;
-            for (int32_t a = t->nd[node].parent; a != NIL; a = t->nd[a].parent)
-                t->nd[a].mass++;
-            return node;
-        }
-        /* The dimension with probability proportional to its range; float
-         * rounding never lands on a zero-range dimension. */
-        double r = uniform(f) * total;
-        int cd = -1, last = -1;
-        double lo = 0, hi = 0;
-        for (unsigned d = 0; d < D; d++) {
-            double l = MIN(mn[d], x[d]), h = MAX(mx[d], x[d]);
-            if (h - l <= 0)
-                continue;
-            last = (int)d;
-            if (r < h - l) {
-                cd = (int)d;
-                lo = l;
-                hi = h;
-                break;
-            }
-            r -= h - l;
-        }
-        if (cd < 0) {
-            cd = last;
-            lo = MIN(mn[cd], x[cd]);
-            hi = MAX(mx[cd], x[cd]);
-            r = (hi - lo) / 2;
-        }
-        double cut = lo + r;
-        if (cut >= hi)
-            cut = nextafter(hi, -INFINITY);
-        bool sep = (x[cd] <= cut && cut < mn[cd]) || (x[cd] > cut && cut >= mx[cd]) ||
-                   t->nd[node].cut_dim < 0; /* a leaf's box is its point: any cut in range separates */
-        if (sep) {
-            int32_t leaf = node_new(t), in = node_new(t);
-            t->nd[leaf].cut_dim = -1;
-            t->nd[leaf].point = pi;
-            t->nd[leaf].mass = 1;
-            int32_t par = t->nd[node].parent;
-            t->nd[in].cut_dim = (int32_t)cd;
-            t->nd[in].cut = cut;
-            if (x[cd] <= cut) {
-                t->nd[in].left = leaf;
-                t->nd[in].right = node;
-            } else {
-                t->nd[in].left = node;
-                t->nd[in].right = leaf;
-            }
-            t->nd[in].parent = par;
-            t->nd[leaf].parent = in;
-            t->nd[node].parent = in;
-            t->nd[in].mass = t->nd[node].mass + 1;
-            double *bmn = BMIN(t, D, in), *bmx = BMAX(t, D, in);
-            for (unsigned d = 0; d < D; d++) {
-                bmn[d] = MIN(mn[d], x[d]);
-                bmx[d] = MAX(mx[d], x[d]);
-            }
-            if (par == NIL)
-                t->root = in;
-            else if (t->nd[par].left == node)
-                t->nd[par].left = in;
-            else
-                t->nd[par].right = in;
-            /* Ancestors: one more point, boxes grown to hold x. */
-            for (int32_t a = par; a != NIL; a = t->nd[a].parent) {
-                t->nd[a].mass++;
-                double *amn = BMIN(t, D, a), *amx = BMAX(t, D, a);
-                for (unsigned d = 0; d < D; d++) {
-                    amn[d] = MIN(amn[d], x[d]);
-                    amx[d] = MAX(amx[d], x[d]);
-                }
-            }
-            return leaf;
-        }
-        /* Not separated: the cut lies inside the box, so this is an internal
-         * node; follow x down. */
-        node = x[t->nd[node].cut_dim] <= t->nd[node].cut ? t->nd[node].left : t->nd[node].right;
-    }
-}
-
-static void tree_delete(struct rcf *f, struct tree *t, int32_t leaf)
-{
-    if (--t->nd[leaf].mass > 0) {
-        for (int32_t a = t->nd[leaf].parent; a != NIL; a = t->nd[a].parent)
-            t->nd[a].mass--;
-        return;
-    }
-    int32_t par = t->nd[leaf].parent;
-    node_release(t, leaf);
-    if (par == NIL) {
-        t->root = NIL;
-        return;
-    }
-    int32_t sib = t->nd[par].left == leaf ? t->nd[par].right : t->nd[par].left;
-    int32_t gp = t->nd[par].parent;
-    t->nd[sib].parent = gp;
-    if (gp == NIL)
-        t->root = sib;
-    else if (t->nd[gp].left == par)
-        t->nd[gp].left = sib;
-    else
-        t->nd[gp].right = sib;
-    node_release(t, par);
-    for (int32_t a = gp; a != NIL; a = t->nd[a].parent) {
-        t->nd[a].mass--;
-        recompute_box(f, t, a);
-    }
-}
-
-/* ---- sampler: a max-heap on weight; keep the sample_size lowest ---- */
-
-static void heap_swap(struct tree *t, int32_t a, int32_t b)
-{
-    double w = t->w[a];
-    t->w[a] = t->w[b];
-    t->w[b] = w;
-    int32_t p = t->sp[a];
-    t->sp[a] = t->sp[b];
-    t->sp[b] = p;
-    p = t->sleaf[a];
-    t->sleaf[a] = t->sleaf[b];
-    t->sleaf[b] = p;
-}
-
-static void sift_down(struct tree *t, int32_t i)
-{
-    for (;;) {
-        int32_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < t->n && t->w[l] > t->w[m])
-            m = l;
-        if (r < t->n && t->w[r] > t->w[m])
-            m = r;
-        if (m == i)
-            return;
-        heap_swap(t, i, m);
-        i = m;
-    }
-}
-
-static void sift_up(struct tree *t, int32_t i)
-{
-    while (i > 0) {
-        int32_t p = (i - 1) / 2;
-        if (t->w[p] >= t->w[i])
-            return;
-        heap_swap(t, i, p);
-        i = p;
-    }
-}
-
-/* ---- scoring ---- */
-
-static double score_tree(const struct rcf *f, struct tree *t, const double *x, double *attr)
-{
-    unsigned D = f->D;
-    if (t->root == NIL)
-        return 0;
-    /* Down to where x would fall. */
-    int32_t *path = f->path;
-    int depth = 0;
-    int32_t node = t->root;
-    while (t->nd[node].cut_dim >= 0) {
-        path[depth++] = node;
-        node = x[t->nd[node].cut_dim] <= t->nd[node].cut ? t->nd[node].left : t->nd[node].right;
-    }
-    double tree_mass = t->nd[t->root].mass;
-    const double *lp = P(f, t->nd[node].point);
-    bool same = memcmp(lp, x, D * sizeof(double)) == 0;
-    double score;
-    double a[128];
-    unsigned AD = MIN(D, 128u);
-    if (same) {
-        double damp = 1.0 - t->nd[node].mass / (2.0 * tree_mass);
-        score = damp / (depth + log2(t->nd[node].mass + 1.0));
-        for (unsigned d = 0; attr && d < AD; d++)
-            a[d] = score / D;
-    } else {
-        score = 1.0 / (depth + 1.0);
-        if (attr) {
-            double dist = 0;
-            for (unsigned d = 0; d < D; d++)
-                dist += fabs(x[d] - lp[d]);
-            for (unsigned d = 0; d < AD; d++)
-                a[d] = dist > 0 ? score * fabs(x[d] - lp[d]) / dist : score / D;
-        }
-    }
-    /* Up the path: the chance a cut of each grown box separates x. */
-    for (int i = depth - 1; i >= 0; i--) {
-        int32_t n = path[i];
-        const double *mn = BMIN(t, D, n), *mx = BMAX(t, D, n);
-        /* Most boxes on the path already hold x: then no cut separates it
-         * and nothing changes; find out before summing the ranges. */
-        double gap = 0;
-        for (unsigned d = 0; d < D; d++)
-            gap += MAX(mn[d] - x[d], 0.0) + MAX(x[d] - mx[d], 0.0);
-        if (gap == 0)
-            continue;
-        double range = gap;
-        for (unsigned d = 0; d < D; d++)
-            range += mx[d] - mn[d];
-        double prob = gap / range;
-        double unseen = 1.0 / (i + 1.0);
-        score = prob * unseen + (1 - prob) * score;
-        for (unsigned d = 0; attr && d < AD; d++) {
-            double g = (x[d] < mn[d] ? mn[d] - x[d] : 0) + (x[d] > mx[d] ? x[d] - mx[d] : 0);
-            a[d] = (range > 0 ? g / range : 0) * unseen + (1 - prob) * a[d];
-        }
-    }
-    double norm = log2(tree_mass + 1.0);
-    if (attr)
-        for (unsigned d = 0; d < AD; d++)
-            attr[d] += a[d] * norm;
-    return score * norm;
-}
-
-static double score_forest(const struct rcf *f, const double *x, double *attribution)
-{
-    double attr[128] = { 0 };
-    double s = 0;
-    unsigned used = 0;
-    for (unsigned i = 0; i < f->p.trees; i++)
-        if (f->trees[i].root != NIL) {
-            s += score_tree(f, &f->trees[i], x, attribution ? attr : NULL);
-            used++;
-        }
-    if (attribution) {
-        /* Per input field: summed over shingle positions. */
-        for (unsigned k = 0; k < f->p.dims; k++)
-            attribution[k] = 0;
-        for (unsigned d = 0; d < MIN(f->D, 128u); d++)
-            attribution[d % f->p.dims] += used ? attr[d] / used : 0;
-    }
-    return used ? s / used : 0;
-}
-
-static bool make_shingle(struct rcf *f, const double *point)
-{
-    unsigned dims = f->p.dims, S = f->p.shingle_size;
-    memmove(f->shingle, f->shingle + dims, (size_t)(S - 1) * dims * sizeof(double));
-    memcpy(f->shingle + (size_t)(S - 1) * dims, point, dims * sizeof(double));
-    if (f->shingle_fill < S)
-        f->shingle_fill++;
-    memcpy(f->cur, f->shingle, f->D * sizeof(double));
-    return f->shingle_fill == S;
-}
-
-double rcf_score(const struct rcf *f, const double *point, double *attribution)
-{
-    /* Score what the next shingle would be, without changing anything. */
-    double tmp[64 * 64];
-    unsigned dims = f->p.dims, S = f->p.shingle_size;
-    if (f->D > ELEMENTSOF(tmp))
-        return 0;
-    memcpy(tmp, f->shingle + dims, (size_t)(S - 1) * dims * sizeof(double));
-    memcpy(tmp + (size_t)(S - 1) * dims, point, dims * sizeof(double));
-    return score_forest(f, tmp, attribution);
-}
-
-static double update(struct rcf *f, const double *point, double *attribution, bool score)
-{
-    f->seen++;
-    if (!make_shingle(f, point)) {
-        if (attribution)
-            memset(attribution, 0, f->p.dims * sizeof(double));
-        return 0;
-    }
-    double s = score ? score_forest(f, f->cur, attribution) : 0;
-    int32_t pi = point_alloc(f, f->cur);
-    if (pi == NIL)
-        return s;
-    double tdecay = f->p.time_decay * (double)f->seen;
-    for (unsigned i = 0; i < f->p.trees; i++) {
-        struct tree *t = &f->trees[i];
-        double u = uniform(f);
-        if (u <= 0)
-            u = 0x1.0p-53;
-        double w = log(-log(u)) - tdecay;
-        if (t->n == (int32_t)f->p.sample_size) {
-            if (w >= t->w[0])
-                continue;
-            /* Evict the highest weight. */
-            tree_delete(f, t, t->sleaf[0]);
-            f->refs[t->sp[0]]--;
-            t->w[0] = t->w[t->n - 1];
-            t->sp[0] = t->sp[t->n - 1];
-            t->sleaf[0] = t->sleaf[t->n - 1];
-            t->n--;
-            sift_down(t, 0);
-        }
-        int32_t leaf = tree_insert(f, t, pi);
-        /* A duplicate lands on an existing leaf holding another copy of the
-         * point: the sampler entry then refers to that copy, so the slot a
-         * leaf points at stays referenced as long as the leaf lives. */
-        int32_t held = t->nd[leaf].point;
-        f->refs[held]++;
-        t->w[t->n] = w;
-        t->sp[t->n] = held;
-        t->sleaf[t->n] = leaf;
-        t->n++;
-        sift_up(t, t->n - 1);
-    }
-    return s;
-}
-
-double rcf_update(struct rcf *f, const double *point, double *attribution)
-{
-    return update(f, point, attribution, true);
-}
-
-void rcf_insert(struct rcf *f, const double *point) { update(f, point, NULL, false); }
 
 uint64_t rcf_points_seen(const struct rcf *f) { return f->seen; }
 
 size_t rcf_memory(const struct rcf *f)
 {
-    size_t per_tree = (size_t)f->trees[0].cap * (6 * sizeof(int32_t) + sizeof(double) + 2 * f->D * sizeof(double)) +
-                      f->p.sample_size * (sizeof(double) + 2 * sizeof(int32_t));
-    return sizeof(*f) + f->p.trees * (sizeof(struct tree) + per_tree) +
-           (size_t)f->npts * (f->D * sizeof(double) + sizeof(int32_t)) + 2 * f->D * sizeof(double);
+    size_t T = f->p.trees, S = f->p.sample_size;
+    return sizeof(*f) + f->D * sizeof(double) + T * sizeof(struct rtree) + T * (S - 1) * f->node_bytes +
+           T * S * (sizeof(struct rleaf) + sizeof(double) + sizeof(int32_t)) + 2 * (S + 1) * sizeof(double) +
+           5 * f->D * sizeof(double) + (S + 1) * sizeof(int32_t *) +
+           (size_t)f->pcap * (f->D * sizeof(double) + sizeof(uint32_t) + sizeof(int32_t));
 }
 
-/* ---- serialisation ---- */
+/* ---- point store ---------------------------------------------------------- */
 
-#define PUT(v) r = r ?: buf_append(out, &(v), sizeof(v))
-#define PUTA(p, n) r = r ?: buf_append(out, (p), (n))
-
-int rcf_save(const struct rcf *f, struct buf *out)
+static int store_grow(struct rcf *f)
 {
-    int r = buf_append(out, "RCF1", 4);
-    uint32_t u32[5] = { f->p.trees, f->p.sample_size, f->p.dims, f->p.shingle_size, f->shingle_fill };
-    r = r ?: 0;
-    PUTA(u32, sizeof(u32));
-    PUT(f->p.time_decay);
-    PUT(f->p.seed);
-    PUTA(f->rng, sizeof(f->rng));
-    PUT(f->seen);
-    PUTA(f->shingle, f->D * sizeof(double));
-    PUT(f->next_free);
-    PUTA(f->pts, (size_t)f->npts * f->D * sizeof(double));
-    PUTA(f->refs, (size_t)f->npts * sizeof(int32_t));
-    for (unsigned i = 0; i < f->p.trees; i++) {
-        const struct tree *t = &f->trees[i];
-        size_t c = (size_t)t->cap;
-        PUT(t->root);
-        PUT(t->free_head);
-        PUT(t->n);
-        for (size_t k = 0; k < c && r >= 0; k++) {
-            const struct node *nd = &t->nd[k];
-            int32_t v[6] = { nd->cut_dim, nd->left, nd->right, nd->parent, nd->point, nd->mass };
-            PUTA(v, sizeof(v));
-            PUT(nd->cut);
-        }
-        PUTA(t->box, c * 2 * f->D * 8);
-        PUTA(t->w, f->p.sample_size * 8);
-        PUTA(t->sp, f->p.sample_size * 4);
-        PUTA(t->sleaf, f->p.sample_size * 4);
+    uint32_t ncap = f->pcap ? f->pcap * 2 : 2 * f->p.sample_size;
+    if (ncap > f->pmax)
+        ncap = f->pmax;
+    if (ncap <= f->pcap)
+        return -ENOMEM;
+    double *pts = realloc(f->pts, (size_t)ncap * f->D * sizeof(double));
+    if (!pts)
+        return -ENOMEM;
+    f->pts = pts;
+    uint32_t *refs = realloc(f->refs, ncap * sizeof(uint32_t));
+    if (!refs)
+        return -ENOMEM;
+    f->refs = refs;
+    int32_t *pf = realloc(f->pfree, ncap * sizeof(int32_t));
+    if (!pf)
+        return -ENOMEM;
+    f->pfree = pf;
+    /* highest first so slots are handed out in ascending order */
+    for (uint32_t i = ncap; i > f->pcap; i--) {
+        f->refs[i - 1] = 0;
+        f->pfree[f->npfree++] = (int32_t)(i - 1);
     }
+    f->pcap = ncap;
+    return 0;
+}
+
+static int store_add(struct rcf *f, const double *q)
+{
+    if (!f->npfree && store_grow(f) < 0)
+        return -ENOMEM;
+    int32_t i = f->pfree[--f->npfree];
+    memcpy(f->pts + (size_t)i * f->D, q, f->D * sizeof(double));
+    f->refs[i] = 0;
+    return i;
+}
+
+static void store_unref(struct rcf *f, int32_t i)
+{
+    if (--f->refs[i] == 0)
+        f->pfree[f->npfree++] = i;
+}
+
+/* ---- tree ---------------------------------------------------------------- */
+
+static int32_t leaf_alloc(struct rtree *t, int32_t point)
+{
+    int32_t l = t->free_leaf;
+    t->free_leaf = t->leaves[l].point;
+    t->leaves[l] = (struct rleaf){ point, 1 };
+    return l;
+}
+
+static void leaf_release(struct rtree *t, int32_t l)
+{
+    t->leaves[l].point = t->free_leaf;
+    t->leaves[l].mass = 0;
+    t->free_leaf = l;
+}
+
+static int32_t node_alloc(const struct rcf *f, struct rtree *t)
+{
+    int32_t n = t->free_node;
+    t->free_node = node_at(f, t, n)->left;
+    return n;
+}
+
+static void node_release(const struct rcf *f, struct rtree *t, int32_t n)
+{
+    node_at(f, t, n)->left = t->free_node;
+    t->free_node = n;
+}
+
+static bool same_point(const double *a, const double *b, unsigned D)
+{
+    for (unsigned i = 0; i < D; i++)
+        if (a[i] != b[i])
+            return false;
+    return true;
+}
+
+/* Draw a cut uniformly over the box [lo, hi] (total range R > 0). */
+static unsigned draw_cut(uint64_t *rng, const double *lo, const double *hi, unsigned D, double R, double *cut)
+{
+    double r = rng_open01(rng) * R;
+    unsigned last = 0;
+    for (unsigned i = 0; i < D; i++) {
+        double w = hi[i] - lo[i];
+        if (w <= 0)
+            continue;
+        last = i;
+        if (r < w) {
+            double c = lo[i] + r;
+            *cut = c < hi[i] ? c : nextafter(hi[i], -INFINITY);
+            return i;
+        }
+        r -= w;
+    }
+    /* rounding ran past the end: the last dimension with a range */
+    *cut = nextafter(hi[last], -INFINITY);
+    return last;
+}
+
+/* Insert point pid (coords q). Returns the point index the tree keeps for
+ * it: pid, or the index already at an equal leaf (then that leaf's mass
+ * grows), which is what the sampler must reference. */
+static int32_t tree_insert(struct rcf *f, struct rtree *t, const double *q, int32_t pid)
+{
+    unsigned D = f->D;
+    double *mlo = f->thi, *mhi = f->tlo; /* merged box scratch */
+    if (t->root == REF_NONE) {
+        t->root = ~leaf_alloc(t, pid);
+        return pid;
+    }
+    int32_t *slot = &t->root;
+    for (;;) {
+        int32_t ref = *slot;
+        const double *blo, *bhi;
+        struct rnode *n = NULL;
+        if (ref < 0) {
+            struct rleaf *l = &t->leaves[~ref];
+            const double *a = point_at(f, l->point);
+            if (same_point(a, q, D)) {
+                l->mass++;
+                return l->point;
+            }
+            blo = bhi = a;
+        } else {
+            n = node_at(f, t, ref);
+            blo = node_box(n);
+            bhi = blo + D;
+        }
+        double R = 0;
+        bool inside = true;
+        for (unsigned i = 0; i < D; i++) {
+            mlo[i] = q[i] < blo[i] ? q[i] : blo[i];
+            mhi[i] = q[i] > bhi[i] ? q[i] : bhi[i];
+            inside &= mlo[i] == blo[i] && mhi[i] == bhi[i];
+            R += mhi[i] - mlo[i];
+        }
+        if (!inside) {
+            double cut;
+            unsigned d = draw_cut(t->rng, mlo, mhi, D, R, &cut);
+            bool sep = (q[d] <= cut && blo[d] > cut) || (q[d] > cut && bhi[d] <= cut);
+            if (sep) {
+                int32_t w = node_alloc(f, t);
+                struct rnode *wn = node_at(f, t, w);
+                int32_t leaf = ~leaf_alloc(t, pid);
+                wn->cut = cut;
+                wn->dim = d;
+                wn->mass = (n ? n->mass : t->leaves[~ref].mass) + 1;
+                if (q[d] <= cut) {
+                    wn->left = leaf;
+                    wn->right = ref;
+                } else {
+                    wn->left = ref;
+                    wn->right = leaf;
+                }
+                memcpy(node_box(wn), mlo, D * sizeof(double));
+                memcpy(node_box(wn) + D, mhi, D * sizeof(double));
+                *slot = w;
+                return pid;
+            }
+            memcpy(node_box(n), mlo, D * sizeof(double));
+            memcpy(node_box(n) + D, mhi, D * sizeof(double));
+        }
+        /* a leaf is never inside-but-different, and differs → separated */
+        n->mass++;
+        slot = q[n->dim] <= n->cut ? &n->left : &n->right;
+    }
+}
+
+static void child_box(const struct rcf *f, const struct rtree *t, int32_t ref, const double **lo,
+                      const double **hi)
+{
+    if (ref < 0) {
+        *lo = *hi = point_at(f, t->leaves[~ref].point);
+    } else {
+        *lo = node_box(node_at(f, t, ref));
+        *hi = *lo + f->D;
+    }
+}
+
+static int tree_delete(struct rcf *f, struct rtree *t, int32_t pid)
+{
+    unsigned D = f->D, depth = 0;
+    const double *a = point_at(f, pid);
+    int32_t **path = f->path;
+    int32_t *slot = &t->root;
+    while (*slot >= 0) {
+        struct rnode *n = node_at(f, t, *slot);
+        path[depth++] = slot;
+        slot = a[n->dim] <= n->cut ? &n->left : &n->right;
+    }
+    if (*slot == REF_NONE || t->leaves[~*slot].point != pid)
+        return -EUCLEAN;
+    for (unsigned k = 0; k < depth; k++)
+        node_at(f, t, *path[k])->mass--;
+    struct rleaf *l = &t->leaves[~*slot];
+    if (--l->mass > 0)
+        return 0;
+    leaf_release(t, ~*slot);
+    if (depth == 0) {
+        t->root = REF_NONE;
+        return 0;
+    }
+    int32_t *pslot = path[--depth];
+    int32_t parent = *pslot;
+    struct rnode *pn = node_at(f, t, parent);
+    *pslot = slot == &pn->left ? pn->right : pn->left;
+    node_release(f, t, parent);
+    /* Ancestors shrink only where the removed point was on their boundary. */
+    while (depth > 0) {
+        struct rnode *g = node_at(f, t, *path[--depth]);
+        double *lo = node_box(g), *hi = lo + D;
+        bool strictly = true, changed = false;
+        for (unsigned i = 0; i < D; i++)
+            strictly &= lo[i] < a[i] && a[i] < hi[i];
+        if (strictly)
+            break;
+        const double *l1, *h1, *l2, *h2;
+        child_box(f, t, g->left, &l1, &h1);
+        child_box(f, t, g->right, &l2, &h2);
+        for (unsigned i = 0; i < D; i++) {
+            double nl = l1[i] < l2[i] ? l1[i] : l2[i], nh = h1[i] > h2[i] ? h1[i] : h2[i];
+            changed |= nl != lo[i] || nh != hi[i];
+            lo[i] = nl;
+            hi[i] = nh;
+        }
+        if (!changed)
+            break;
+    }
+    return 0;
+}
+
+/* ---- scoring ------------------------------------------------------------- */
+
+static inline double leaf_seen(const struct rcf *f, unsigned depth, uint32_t m, uint32_t M)
+{
+    /* AWS: damp(m, M) * scoreSeen(depth, m) */
+    return (1.0 - m / (2.0 * M)) / (depth + f->norm[m]);
+}
+
+static double tree_score(const struct rcf *f, const struct rtree *t, const double *q)
+{
+    unsigned D = f->D, depth = 0;
+    double acc = 0, P = 1;
+    int32_t ref = t->root;
+    while (ref >= 0) {
+        struct rnode *n = node_at(f, t, ref);
+        const double *lo = node_box(n), *hi = lo + D;
+        double nr = 0, diff = 0;
+        for (unsigned i = 0; i < D; i++) {
+            double x = q[i], l = lo[i], h = hi[i];
+            double nl = x < l ? x : l, nh = x > h ? x : h;
+            nr += nh - nl;
+            diff += (nh - nl) - (h - l);
+        }
+        if (diff > 0) {
+            double p = diff / nr;
+            acc += P * p * f->inv_depth[depth];
+            P *= 1 - p;
+        }
+        ref = q[n->dim] <= n->cut ? n->left : n->right;
+        depth++;
+    }
+    const struct rleaf *l = &t->leaves[~ref];
+    double sl = P == 1 && same_point(point_at(f, l->point), q, D) ? leaf_seen(f, depth, l->mass, t->size)
+                                                                   : f->inv_depth[depth];
+    return (acc + P * sl) * f->norm[t->size];
+}
+
+/* The same score split by dimension and direction, added into f->hi/lo. */
+static double tree_score_di(const struct rcf *f, const struct rtree *t, const double *q)
+{
+    unsigned D = f->D, depth = 0;
+    double acc = 0, P = 1, *th = f->thi, *tl = f->tlo;
+    memset(th, 0, D * sizeof(double));
+    memset(tl, 0, D * sizeof(double));
+    int32_t ref = t->root;
+    while (ref >= 0) {
+        struct rnode *n = node_at(f, t, ref);
+        const double *lo = node_box(n), *hi = lo + D;
+        double nr = 0, diff = 0;
+        for (unsigned i = 0; i < D; i++) {
+            double x = q[i], l = lo[i], h = hi[i];
+            double nl = x < l ? x : l, nh = x > h ? x : h;
+            nr += nh - nl;
+            diff += (nh - nl) - (h - l);
+        }
+        if (diff > 0) {
+            double p = diff / nr, w = P * f->inv_depth[depth] / nr;
+            for (unsigned i = 0; i < D; i++) {
+                th[i] += w * (q[i] > hi[i] ? q[i] - hi[i] : 0);
+                tl[i] += w * (q[i] < lo[i] ? lo[i] - q[i] : 0);
+            }
+            acc += P * p * f->inv_depth[depth];
+            P *= 1 - p;
+        }
+        ref = q[n->dim] <= n->cut ? n->left : n->right;
+        depth++;
+    }
+    const struct rleaf *l = &t->leaves[~ref];
+    const double *a = point_at(f, l->point);
+    if (P == 1 && same_point(a, q, D)) {
+        double sl = leaf_seen(f, depth, l->mass, t->size);
+        for (unsigned i = 0; i < D; i++) {
+            th[i] += sl / (2.0 * D);
+            tl[i] += sl / (2.0 * D);
+        }
+        acc += sl;
+    } else {
+        double sl = P * f->inv_depth[depth], nr = 0;
+        for (unsigned i = 0; i < D; i++)
+            nr += fabs(q[i] - a[i]);
+        for (unsigned i = 0; i < D; i++) {
+            th[i] += sl * (q[i] > a[i] ? q[i] - a[i] : 0) / nr;
+            tl[i] += sl * (q[i] < a[i] ? a[i] - q[i] : 0) / nr;
+        }
+        acc += sl;
+    }
+    double norm = f->norm[t->size];
+    for (unsigned i = 0; i < D; i++) {
+        f->hi[i] += th[i] * norm;
+        f->lo[i] += tl[i] * norm;
+    }
+    return acc * norm;
+}
+
+static double forest_score(const struct rcf *f, const double *q, double *attr, double *high, double *low)
+{
+    double sum = 0;
+    unsigned used = 0, D = f->D, dims = f->p.dims;
+    bool di = attr || high || low;
+    if (di) {
+        memset(f->hi, 0, D * sizeof(double));
+        memset(f->lo, 0, D * sizeof(double));
+    }
+    for (unsigned i = 0; i < f->p.trees; i++) {
+        const struct rtree *t = &f->t[i];
+        if (t->root == REF_NONE)
+            continue;
+        used++;
+        sum += di ? tree_score_di(f, t, q) : tree_score(f, t, q);
+    }
+    double inv = used ? 1.0 / used : 0;
+    if (di) {
+        for (unsigned j = 0; j < dims; j++) {
+            double h = 0, l = 0;
+            for (unsigned s = 0; s < f->p.shingle_size; s++) {
+                h += f->hi[s * dims + j];
+                l += f->lo[s * dims + j];
+            }
+            if (attr)
+                attr[j] = (h + l) * inv;
+            if (high)
+                high[j] = h * inv;
+            if (low)
+                low[j] = l * inv;
+        }
+    }
+    return sum * inv;
+}
+
+/* ---- sampling ------------------------------------------------------------ */
+
+static void heap_push(struct rtree *t, double k, int32_t pt)
+{
+    uint32_t c = t->size++;
+    while (c > 0) {
+        uint32_t up = (c - 1) / 2;
+        if (!(t->key[up] < k))
+            break;
+        t->key[c] = t->key[up];
+        t->hpt[c] = t->hpt[up];
+        c = up;
+    }
+    t->key[c] = k;
+    t->hpt[c] = pt;
+}
+
+/* Remove the max entry, return its point. */
+static int32_t heap_pop(struct rtree *t)
+{
+    int32_t top = t->hpt[0];
+    uint32_t n = --t->size, c = 0;
+    double k = t->key[n];
+    int32_t pt = t->hpt[n];
+    for (;;) {
+        uint32_t m = 2 * c + 1;
+        if (m >= n)
+            break;
+        if (m + 1 < n && t->key[m + 1] > t->key[m])
+            m++;
+        if (!(t->key[m] > k))
+            break;
+        t->key[c] = t->key[m];
+        t->hpt[c] = t->hpt[m];
+        c = m;
+    }
+    if (n > 0) {
+        t->key[c] = k;
+        t->hpt[c] = pt;
+    }
+    return top;
+}
+
+/* With a full heap of max key M after sequence `seq`, a point at s > seq is
+ * accepted with probability 1 - exp(-exp(M + lambda s)); invert the
+ * cumulative hazard e^A (e^{lambda n} - 1)/(e^lambda - 1) at an Exp(1). */
+static void schedule_next(const struct rcf *f, struct rtree *t, uint64_t seq)
+{
+    double lambda = f->p.time_decay, M = t->key[0];
+    double A = M + lambda * (double)(seq + 1), V = -log(rng_open01(t->rng)), n;
+    if (lambda == 0)
+        n = ceil(V * exp(-A));
+    else
+        n = ceil(log1p(V * expm1(lambda) * exp(-A)) / lambda);
+    if (!(n >= 1))
+        n = 1;
+    if (n > 0x1p62)
+        n = 0x1p62;
+    t->next_accept = seq + (uint64_t)n;
+}
+
+/* Decide whether tree t takes the point at f->seq. Returns 1 with *key set
+ * and *evict the point to drop (or -1), 0 to skip. */
+static int sampler_offer(struct rcf *f, struct rtree *t, double *key, int32_t *evict)
+{
+    unsigned S = f->p.sample_size;
+    double lambda = f->p.time_decay, ts = lambda * (double)f->seq;
+    *evict = -1;
+    if (t->size == S) {
+        if (f->seq != t->next_accept)
+            return 0;
+        /* E ~ Exp(1) conditioned on E < thr */
+        double thr = exp(t->key[0] + ts), acc = -expm1(-thr);
+        double E = -log1p(-rng_open01(t->rng) * acc);
+        double k = log(E) - ts;
+        if (!(k < t->key[0]))
+            k = nextafter(t->key[0], -INFINITY);
+        *key = k;
+        *evict = heap_pop(t);
+        return 1;
+    }
+    double k = log(-log(rng_open01(t->rng))) - ts;
+    double frac = f->p.initial_accept_fraction, c;
+    if (t->size < frac * S)
+        c = 1;
+    else if (frac >= 1)
+        c = 0;
+    else
+        c = 1 - ((double)t->size / S - frac) / (1 - frac);
+    bool initial = rng_open01(t->rng) < c;
+    if (initial || (t->size > 0 && k < t->key[0])) {
+        *key = k;
+        if (!initial)
+            *evict = heap_pop(t);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- update -------------------------------------------------------------- */
+
+static bool finite_point(const double *x, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return false;
+    return true;
+}
+
+/* The shingled point the forest would see next, in f->q. */
+static void next_shingle(const struct rcf *f, const double *point)
+{
+    unsigned D = f->D, d = f->p.dims;
+    memcpy(f->q, f->shingle + d, (D - d) * sizeof(double));
+    memcpy(f->q + D - d, point, d * sizeof(double));
+}
+
+static double update(struct rcf *f, const double *point, double *attr, double *high, double *low,
+                     bool scored)
+{
+    if (!finite_point(point, f->p.dims))
+        return NAN;
+    next_shingle(f, point);
+    memcpy(f->shingle, f->q, f->D * sizeof(double));
+    f->seen++;
+    if (f->shingle_fill < f->p.shingle_size)
+        f->shingle_fill++;
+    if (f->shingle_fill < f->p.shingle_size) {
+        if (attr)
+            memset(attr, 0, f->p.dims * sizeof(double));
+        if (high)
+            memset(high, 0, f->p.dims * sizeof(double));
+        if (low)
+            memset(low, 0, f->p.dims * sizeof(double));
+        return 0;
+    }
+    const double *q = f->q;
+    double score = scored ? forest_score(f, q, attr, high, low) : 0;
+    f->seq++;
+    int32_t pid = -1;
+    for (unsigned i = 0; i < f->p.trees; i++) {
+        struct rtree *t = &f->t[i];
+        double key;
+        int32_t ev;
+        if (t->size == f->p.sample_size && t->next_accept != f->seq)
+            continue;
+        if (!sampler_offer(f, t, &key, &ev))
+            continue;
+        if (pid < 0) {
+            pid = store_add(f, q);
+            if (pid < 0)
+                abort(); /* the store is preallocated up to its bound; only a failed realloc gets here */
+            q = point_at(f, pid);
+        }
+        if (ev >= 0) {
+            if (tree_delete(f, t, ev) < 0)
+                abort(); /* an internal inconsistency: nothing sensible to continue with */
+            store_unref(f, ev);
+        }
+        int32_t kept = tree_insert(f, t, q, pid);
+        f->refs[kept]++;
+        heap_push(t, key, kept);
+        if (t->size == f->p.sample_size)
+            schedule_next(f, t, f->seq);
+    }
+    if (pid >= 0 && f->refs[pid] == 0)
+        f->pfree[f->npfree++] = pid;
+    return score;
+}
+
+double rcf_update(struct rcf *f, const double *point, double *attribution)
+{
+    return update(f, point, attribution, NULL, NULL, true);
+}
+
+void rcf_insert(struct rcf *f, const double *point)
+{
+    (void)update(f, point, NULL, NULL, NULL, false);
+}
+
+double rcf_update_di(struct rcf *f, const double *point, double *high, double *low)
+{
+    return update(f, point, NULL, high, low, true);
+}
+
+double rcf_score(const struct rcf *f, const double *point, double *attribution)
+{
+    if (!finite_point(point, f->p.dims))
+        return NAN;
+    if (f->shingle_fill + 1 < f->p.shingle_size) {
+        if (attribution)
+            memset(attribution, 0, f->p.dims * sizeof(double));
+        return 0;
+    }
+    next_shingle(f, point);
+    return forest_score(f, f->q, attribution, NULL, NULL);
+}
+
+/* ---- invariants ------------------------------------------------------------ */
+
+static int check_tree(const struct rcf *f, const struct rtree *t, uint32_t *refs, uint32_t *cnt,
+                      int32_t *stack, unsigned char *seen)
+{
+    unsigned S = f->p.sample_size, D = f->D, nn = 0, nl = 0, sp = 0;
+    uint64_t mass = 0;
+    memset(seen, 0, 2 * (size_t)S);
+    memset(cnt, 0, S * sizeof(uint32_t));
+    if (t->root != REF_NONE)
+        stack[sp++] = t->root;
+    while (sp) {
+        int32_t r = stack[--sp];
+        if (r < 0) {
+            int32_t l = ~r;
+            if ((uint32_t)l >= S || seen[S + l]++)
+                return -EUCLEAN;
+            const struct rleaf *lf = &t->leaves[l];
+            if (lf->mass == 0 || lf->point < 0 || (uint32_t)lf->point >= f->pcap || f->refs[lf->point] == 0)
+                return -EUCLEAN;
+            mass += lf->mass;
+            nl++;
+            continue;
+        }
+        if ((uint32_t)r >= S - 1 || seen[r]++ || sp + 2 > 2 * S)
+            return -EUCLEAN;
+        nn++;
+        struct rnode *n = node_at(f, t, r);
+        if (n->dim >= D || !isfinite(n->cut) || n->left == REF_NONE || n->right == REF_NONE)
+            return -EUCLEAN;
+        stack[sp++] = n->left;
+        stack[sp++] = n->right;
+    }
+    if (mass != t->size || t->size > S || (t->root != REF_NONE && nn + 1 != nl))
+        return -EUCLEAN;
+    /* local checks suffice once the shape is a tree: by induction every box
+     * is the union of its points and every point routes to its leaf */
+    for (unsigned r = 0; r + 1 < S; r++) {
+        if (!seen[r])
+            continue;
+        struct rnode *n = node_at(f, t, (int32_t)r);
+        const double *l1, *h1, *l2, *h2, *lo = node_box(n), *hi = lo + D;
+        child_box(f, t, n->left, &l1, &h1);
+        child_box(f, t, n->right, &l2, &h2);
+        uint32_t m1 = n->left < 0 ? t->leaves[~n->left].mass : node_at(f, t, n->left)->mass;
+        uint32_t m2 = n->right < 0 ? t->leaves[~n->right].mass : node_at(f, t, n->right)->mass;
+        if (n->mass != m1 + m2 || !(h1[n->dim] <= n->cut && n->cut < l2[n->dim]))
+            return -EUCLEAN;
+        for (unsigned i = 0; i < D; i++)
+            if (lo[i] != (l1[i] < l2[i] ? l1[i] : l2[i]) || hi[i] != (h1[i] > h2[i] ? h1[i] : h2[i]))
+                return -EUCLEAN;
+    }
+    /* free lists hold exactly the unused slots */
+    unsigned fn = 0, fl = 0;
+    for (int32_t r = t->free_node; r >= 0; r = node_at(f, t, r)->left) {
+        if ((uint32_t)r >= S - 1 || seen[r]++ || ++fn > S)
+            return -EUCLEAN;
+    }
+    for (int32_t l = t->free_leaf; l >= 0; l = t->leaves[l].point) {
+        if ((uint32_t)l >= S || seen[S + l]++ || ++fl > S)
+            return -EUCLEAN;
+    }
+    if (nn + fn != S - 1 || nl + fl != S)
+        return -EUCLEAN;
+    /* the sampler: a heap whose entries are exactly the leaves' masses */
+    for (uint32_t i = 0; i < t->size; i++) {
+        if (!isfinite(t->key[i]) || (i > 0 && t->key[(i - 1) / 2] < t->key[i]))
+            return -EUCLEAN;
+        int32_t p = t->hpt[i];
+        if (p < 0 || (uint32_t)p >= f->pcap)
+            return -EUCLEAN;
+        const double *a = point_at(f, p);
+        int32_t r = t->root;
+        while (r >= 0) {
+            struct rnode *n = node_at(f, t, r);
+            r = a[n->dim] <= n->cut ? n->left : n->right;
+        }
+        if (r == REF_NONE || t->leaves[~r].point != p)
+            return -EUCLEAN;
+        cnt[~r]++;
+        refs[p]++;
+    }
+    for (unsigned l = 0; l < S; l++)
+        if (seen[S + l] && t->leaves[l].mass && cnt[l] != t->leaves[l].mass)
+            return -EUCLEAN;
+    if (t->size == S && t->next_accept <= f->seq)
+        return -EUCLEAN;
+    return 0;
+}
+
+int rcf_check(const struct rcf *f)
+{
+    unsigned S = f->p.sample_size;
+    uint32_t *refs = calloc(f->pcap ? f->pcap : 1, sizeof(uint32_t));
+    uint32_t *cnt = malloc(S * sizeof(uint32_t));
+    int32_t *stack = malloc(2 * (size_t)S * sizeof(int32_t));
+    unsigned char *seen = malloc(2 * (size_t)S);
+    int r = -ENOMEM;
+    if (!refs || !cnt || !stack || !seen)
+        goto out;
+    for (unsigned i = 0; i < f->p.trees; i++)
+        if ((r = check_tree(f, &f->t[i], refs, cnt, stack, seen)) < 0)
+            goto out;
+    r = -EUCLEAN;
+    uint32_t live = 0;
+    for (uint32_t i = 0; i < f->pcap; i++) {
+        if (refs[i] != f->refs[i] || (refs[i] && !finite_point(point_at(f, (int32_t)i), f->D)))
+            goto out;
+        live += refs[i] > 0;
+    }
+    if (live + f->npfree != f->pcap)
+        goto out;
+    r = 0;
+out:
+    free(refs);
+    free(cnt);
+    free(stack);
+    free(seen);
     return r;
 }
 
-struct rd {
-    const unsigned char *p, *end;
+/* ---- serialisation ---------------------------------------------------------
+ *
+ * Version 1, all integers and doubles little-endian (doubles as their IEEE
+ * bit pattern), no padding:
+ *
+ *   "RWRCF\n" u16 version=1
+ *   u32 trees, sample_size, dims, shingle_size; f64 time_decay,
+ *   initial_accept_fraction; u64 seed
+ *   u64 points_seen, sequence; u32 shingle_fill; f64 shingle[D]
+ *   u32 npoints; f64 point[npoints][D]        (live points, renumbered)
+ *   per tree: u64 rng[4]; u64 next_accept; u32 size;
+ *             size x (f64 key, u32 point)     (heap order)
+ *             u32 nodes; nodes in preorder, each a u32 w:
+ *               w & 0x80000000: leaf of point w & 0x7fffffff, then u32 mass
+ *               else internal node cutting dimension w, then f64 cut
+ *   u32 crc32 (zlib) of everything before it
+ *
+ * Boxes and subtree masses are not stored: they are exact unions and sums,
+ * so the loader recomputes them bit for bit. The loader bounds every count
+ * by the remaining bytes before allocating and rcf_check()s the result.
+ */
+
+#define RCF_MAGIC "RWRCF\n"
+#define RCF_VERSION 1
+
+static int put_u32(struct buf *b, uint32_t v)
+{
+    unsigned char x[4] = { (unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                           (unsigned char)(v >> 24) };
+    return buf_append(b, x, 4);
+}
+static int put_u64(struct buf *b, uint64_t v)
+{
+    int r = put_u32(b, (uint32_t)v);
+    return r < 0 ? r : put_u32(b, (uint32_t)(v >> 32));
+}
+static int put_f64(struct buf *b, double d)
+{
+    uint64_t v;
+    memcpy(&v, &d, 8);
+    return put_u64(b, v);
+}
+
+int rcf_save(const struct rcf *f, struct buf *out)
+{
+    size_t start = out->len;
+    unsigned D = f->D;
+    int r = 0;
+    int32_t *map = malloc((f->pcap ? f->pcap : 1) * sizeof(int32_t));
+    int32_t *stack = malloc(2 * (size_t)f->p.sample_size * sizeof(int32_t));
+    if (!map || !stack) {
+        r = -ENOMEM;
+        goto out;
+    }
+#define PUT(x)                 \
+    do {                       \
+        if ((r = (x)) < 0)     \
+            goto fail;         \
+    } while (0)
+    PUT(buf_append(out, RCF_MAGIC, 6));
+    PUT(buf_append(out, (unsigned char[]){ RCF_VERSION & 0xff, RCF_VERSION >> 8 }, 2));
+    PUT(put_u32(out, f->p.trees));
+    PUT(put_u32(out, f->p.sample_size));
+    PUT(put_u32(out, f->p.dims));
+    PUT(put_u32(out, f->p.shingle_size));
+    PUT(put_f64(out, f->p.time_decay));
+    PUT(put_f64(out, f->p.initial_accept_fraction));
+    PUT(put_u64(out, f->p.seed));
+    PUT(put_u64(out, f->seen));
+    PUT(put_u64(out, f->seq));
+    PUT(put_u32(out, f->shingle_fill));
+    for (unsigned i = 0; i < D; i++)
+        PUT(put_f64(out, f->shingle[i]));
+    uint32_t np = 0;
+    for (uint32_t i = 0; i < f->pcap; i++)
+        map[i] = f->refs[i] ? (int32_t)np++ : -1;
+    PUT(put_u32(out, np));
+    for (uint32_t i = 0; i < f->pcap; i++)
+        if (f->refs[i])
+            for (unsigned k = 0; k < D; k++)
+                PUT(put_f64(out, point_at(f, (int32_t)i)[k]));
+    for (unsigned ti = 0; ti < f->p.trees; ti++) {
+        const struct rtree *t = &f->t[ti];
+        for (int k = 0; k < 4; k++)
+            PUT(put_u64(out, t->rng[k]));
+        PUT(put_u64(out, t->next_accept));
+        PUT(put_u32(out, t->size));
+        for (uint32_t i = 0; i < t->size; i++) {
+            PUT(put_f64(out, t->key[i]));
+            PUT(put_u32(out, (uint32_t)map[t->hpt[i]]));
+        }
+        uint32_t nodes;
+        size_t count_at = out->len;
+        PUT(put_u32(out, 0));
+        unsigned sp = 0;
+        nodes = 0;
+        if (t->root != REF_NONE)
+            stack[sp++] = t->root;
+        while (sp) {
+            int32_t ref = stack[--sp];
+            nodes++;
+            if (ref < 0) {
+                PUT(put_u32(out, 0x80000000u | (uint32_t)map[t->leaves[~ref].point]));
+                PUT(put_u32(out, t->leaves[~ref].mass));
+            } else {
+                struct rnode *n = node_at(f, t, ref);
+                PUT(put_u32(out, n->dim));
+                PUT(put_f64(out, n->cut));
+                stack[sp++] = n->right;
+                stack[sp++] = n->left;
+            }
+        }
+        for (int k = 0; k < 4; k++)
+            out->data[count_at + k] = (char)(nodes >> (8 * k));
+    }
+    PUT(put_u32(out, (uint32_t)crc32(0, (const Bytef *)out->data + start, (uInt)(out->len - start))));
+#undef PUT
+    goto out;
+fail:
+    out->len = start;
+    if (out->data)
+        out->data[start] = 0;
+out:
+    free(map);
+    free(stack);
+    return r;
+}
+
+struct reader {
+    const unsigned char *p;
+    size_t left;
+    bool bad;
 };
 
-static bool take(struct rd *d, void *dst, size_t n)
+static uint64_t get_le(struct reader *rd, unsigned n)
 {
-    if ((size_t)(d->end - d->p) < n)
-        return false;
-    memcpy(dst, d->p, n);
-    d->p += n;
-    return true;
-}
-
-static bool take_nodes(struct rd *d, struct node *nd, size_t c)
-{
-    for (size_t k = 0; k < c; k++) {
-        int32_t v[6];
-        if (!take(d, v, sizeof(v)) || !take(d, &nd[k].cut, 8))
-            return false;
-        nd[k].cut_dim = v[0];
-        nd[k].left = v[1];
-        nd[k].right = v[2];
-        nd[k].parent = v[3];
-        nd[k].point = v[4];
-        nd[k].mass = v[5];
+    if (rd->bad || rd->left < n) {
+        rd->bad = true;
+        return 0;
     }
-    return true;
+    uint64_t v = 0;
+    for (unsigned i = 0; i < n; i++)
+        v |= (uint64_t)rd->p[i] << (8 * i);
+    rd->p += n;
+    rd->left -= n;
+    return v;
+}
+static uint32_t get_u32(struct reader *rd) { return (uint32_t)get_le(rd, 4); }
+static uint64_t get_u64(struct reader *rd) { return get_le(rd, 8); }
+static double get_f64(struct reader *rd)
+{
+    uint64_t v = get_u64(rd);
+    double d;
+    memcpy(&d, &v, 8);
+    return d;
 }
 
-static bool valid_index(int32_t v, int32_t cap) { return v == NIL || (v >= 0 && v < cap); }
-
-/* Every tree is a tree: from the root each node is reached once, children
- * name their parent, leaves hold a point, masses add up. Loaded data must
- * pass this before it is walked. */
-static bool tree_sound(const struct rcf *f, const struct tree *t)
+static int load_tree(struct rcf *f, struct rtree *t, struct reader *rd, uint32_t np, int32_t **stack)
 {
-    if (t->root == NIL)
-        return t->n == 0;
-    int32_t *stack = f->path; /* sample_size + 2 entries: enough for a sound tree */
-    int32_t cap = (int32_t)f->p.sample_size + 2;
-    int32_t sp = 0, seen = 0;
-    if (t->nd[t->root].parent != NIL)
-        return false;
-    stack[sp++] = t->root;
-    while (sp) {
-        int32_t n = stack[--sp];
-        if (++seen > t->cap)
-            return false;
-        if (t->nd[n].cut_dim < 0) {
-            if (t->nd[n].mass < 1 || t->nd[n].point < 0 || f->refs[t->nd[n].point] < 1)
-                return false;
-            continue;
+    unsigned S = f->p.sample_size, D = f->D;
+    for (int k = 0; k < 4; k++)
+        t->rng[k] = get_u64(rd);
+    t->next_accept = get_u64(rd);
+    uint32_t size = get_u32(rd);
+    if (rd->bad || size > S || (size_t)size * 12 > rd->left)
+        return -EBADMSG;
+    for (uint32_t i = 0; i < size; i++) {
+        t->key[i] = get_f64(rd);
+        uint32_t p = get_u32(rd);
+        if (p >= np)
+            return -EBADMSG;
+        t->hpt[i] = (int32_t)p;
+    }
+    t->size = size;
+    uint32_t nodes = get_u32(rd);
+    if (rd->bad || nodes > 2 * S - 1 || (size == 0) != (nodes == 0))
+        return -EBADMSG;
+    unsigned sp = 0, ninternal = 0;
+    if (nodes)
+        stack[sp++] = &t->root;
+    for (uint32_t i = 0; i < nodes; i++) {
+        if (!sp)
+            return -EBADMSG;
+        int32_t *slot = stack[--sp];
+        uint32_t w = get_u32(rd);
+        if (w & 0x80000000u) {
+            uint32_t p = w & 0x7fffffffu, m = get_u32(rd);
+            if (rd->bad || p >= np || m == 0 || m > S || t->free_leaf < 0)
+                return -EBADMSG;
+            int32_t l = leaf_alloc(t, (int32_t)p);
+            t->leaves[l].mass = m;
+            *slot = ~l;
+        } else {
+            double cut = get_f64(rd);
+            if (rd->bad || w >= D || !isfinite(cut) || t->free_node < 0)
+                return -EBADMSG;
+            int32_t n = node_alloc(f, t);
+            struct rnode *nd = node_at(f, t, n);
+            ninternal++;
+            nd->dim = w;
+            nd->cut = cut;
+            nd->left = nd->right = REF_NONE;
+            *slot = n;
+            stack[sp++] = &nd->right;
+            stack[sp++] = &nd->left;
         }
-        int32_t l = t->nd[n].left, r = t->nd[n].right;
-        if (l == NIL || r == NIL || t->nd[l].parent != n || t->nd[r].parent != n ||
-            t->nd[n].mass != t->nd[l].mass + t->nd[r].mass || sp + 2 > cap)
-            return false;
-        stack[sp++] = l;
-        stack[sp++] = r;
     }
-    for (int32_t k = 0; k < t->n; k++)
-        if (t->nd[t->sleaf[k]].cut_dim >= 0)
-            return false;
-    return true;
+    if (sp || rd->bad)
+        return -EBADMSG;
+    /* preorder allocation from a fresh free list numbers nodes 0, 1, ...
+     * with children after parents: fill boxes and masses backwards */
+    for (int32_t n = (int32_t)ninternal - 1; n >= 0; n--) {
+        struct rnode *nd = node_at(f, t, n);
+        const double *l1, *h1, *l2, *h2;
+        child_box(f, t, nd->left, &l1, &h1);
+        child_box(f, t, nd->right, &l2, &h2);
+        double *lo = node_box(nd), *hi = lo + D;
+        for (unsigned i = 0; i < D; i++) {
+            lo[i] = l1[i] < l2[i] ? l1[i] : l2[i];
+            hi[i] = h1[i] > h2[i] ? h1[i] : h2[i];
+        }
+        uint32_t m1 = nd->left < 0 ? t->leaves[~nd->left].mass : node_at(f, t, nd->left)->mass;
+        uint32_t m2 = nd->right < 0 ? t->leaves[~nd->right].mass : node_at(f, t, nd->right)->mass;
+        nd->mass = m1 + m2;
+    }
+    return 0;
 }
 
 struct rcf *rcf_load(const void *data, size_t len, int *err)
 {
-    struct rd d = { data, (const unsigned char *)data + len };
-    char magic[4];
-    uint32_t u32[5];
-    struct rcf_params p = { 0 };
+    int dummy;
+    if (!err)
+        err = &dummy;
     *err = -EBADMSG;
-    if (!take(&d, magic, 4) || memcmp(magic, "RCF1", 4) != 0 || !take(&d, u32, sizeof(u32)) ||
-        !take(&d, &p.time_decay, 8) || !take(&d, &p.seed, 8))
+    if (!data || len < 12 || memcmp(data, RCF_MAGIC, 6) != 0)
         return NULL;
-    p.trees = u32[0];
-    p.sample_size = u32[1];
-    p.dims = u32[2];
-    p.shingle_size = u32[3];
-    if (p.trees == 0 || p.sample_size < 2 || p.dims == 0 || p.shingle_size == 0 || u32[4] > p.shingle_size)
+    const unsigned char *u = data;
+    uint32_t crc = (uint32_t)u[len - 4] | (uint32_t)u[len - 3] << 8 | (uint32_t)u[len - 2] << 16 |
+                   (uint32_t)u[len - 1] << 24;
+    if (crc32(0, u, (uInt)(len - 4)) != crc)
+        return NULL;
+    struct reader rd = { u + 6, len - 10, false };
+    if (get_le(&rd, 2) != RCF_VERSION)
+        return NULL;
+    struct rcf_params p = { 0 };
+    p.trees = get_u32(&rd);
+    p.sample_size = get_u32(&rd);
+    p.dims = get_u32(&rd);
+    p.shingle_size = get_u32(&rd);
+    p.time_decay = get_f64(&rd);
+    p.initial_accept_fraction = get_f64(&rd);
+    p.seed = get_u64(&rd);
+    if (rd.bad || !p.trees || !p.sample_size || !p.shingle_size || !p.initial_accept_fraction)
+        return NULL;
+    struct rcf_params fixed = p;
+    if (params_fix(&fixed) < 0)
+        return NULL;
+    /* an empty forest of these parameters is larger than the input allows? */
+    if ((double)p.trees * p.sample_size > 64.0 * (double)len + 1e6)
         return NULL;
     struct rcf *f = rcf_new(&p);
+    int32_t **stack = NULL;
     if (!f) {
-        *err = -EINVAL;
+        *err = -ENOMEM;
         return NULL;
     }
-    f->shingle_fill = u32[4];
-    bool ok = take(&d, f->rng, sizeof(f->rng)) && take(&d, &f->seen, 8) &&
-              take(&d, f->shingle, f->D * sizeof(double)) && take(&d, &f->next_free, 4) &&
-              take(&d, f->pts, (size_t)f->npts * f->D * sizeof(double)) &&
-              take(&d, f->refs, (size_t)f->npts * sizeof(int32_t)) && f->next_free >= 0 &&
-              f->next_free < f->npts;
-    for (unsigned i = 0; ok && i < p.trees; i++) {
-        struct tree *t = &f->trees[i];
-        size_t c = (size_t)t->cap;
-        ok = take(&d, &t->root, 4) && take(&d, &t->free_head, 4) && take(&d, &t->n, 4) &&
-             take_nodes(&d, t->nd, c) && take(&d, t->box, c * 2 * f->D * 8) &&
-             take(&d, t->w, p.sample_size * 8) && take(&d, t->sp, p.sample_size * 4) &&
-             take(&d, t->sleaf, p.sample_size * 4);
-        ok = ok && valid_index(t->root, t->cap) && valid_index(t->free_head, t->cap) && t->n >= 0 &&
-             t->n <= (int32_t)p.sample_size;
-        for (size_t k = 0; ok && k < c; k++)
-            ok = valid_index(t->nd[k].left, t->cap) && valid_index(t->nd[k].right, t->cap) &&
-                 valid_index(t->nd[k].parent, t->cap) && t->nd[k].cut_dim >= -1 &&
-                 t->nd[k].cut_dim < (int32_t)f->D && valid_index(t->nd[k].point, f->npts);
-        for (int32_t k = 0; ok && k < t->n; k++)
-            ok = t->sp[k] >= 0 && t->sp[k] < f->npts && t->sleaf[k] >= 0 && t->sleaf[k] < t->cap;
+    unsigned D = f->D;
+    f->seen = get_u64(&rd);
+    f->seq = get_u64(&rd);
+    f->shingle_fill = get_u32(&rd);
+    for (unsigned i = 0; i < D; i++)
+        f->shingle[i] = get_f64(&rd);
+    uint32_t np = get_u32(&rd);
+    if (rd.bad || f->shingle_fill > p.shingle_size || f->seq > f->seen || !finite_point(f->shingle, D) ||
+        np > f->pmax || (uint64_t)np * D * 8 > rd.left)
+        goto bad;
+    while (f->pcap < np)
+        if (store_grow(f) < 0)
+            goto nomem;
+    /* points take slots 0 .. np-1, the rest are free */
+    f->npfree = 0;
+    for (uint32_t i = f->pcap; i > np; i--)
+        f->pfree[f->npfree++] = (int32_t)(i - 1);
+    for (size_t i = 0; i < (size_t)np * D; i++)
+        f->pts[i] = get_f64(&rd);
+    if (rd.bad)
+        goto bad;
+    stack = malloc(2 * (size_t)p.sample_size * sizeof(int32_t *));
+    if (!stack)
+        goto nomem;
+    for (unsigned i = 0; i < p.trees; i++) {
+        struct rtree *t = &f->t[i];
+        if (load_tree(f, t, &rd, np, stack) < 0)
+            goto bad;
+        if (!(t->rng[0] | t->rng[1] | t->rng[2] | t->rng[3]))
+            goto bad;
+        for (uint32_t k = 0; k < t->size; k++)
+            f->refs[t->hpt[k]]++;
     }
-    for (int32_t k = 0; ok && k < f->npts; k++)
-        ok = f->refs[k] >= 0 && f->refs[k] <= (int32_t)p.trees * (int32_t)p.sample_size;
-    for (unsigned i = 0; ok && i < p.trees; i++)
-        ok = tree_sound(f, &f->trees[i]);
-    if (!ok || d.p != d.end)
-        return rcf_free(f);
+    if (rd.left != 0)
+        goto bad;
+    /* points nobody references were never saved by rcf_save */
+    for (uint32_t i = 0; i < np; i++)
+        if (!f->refs[i])
+            goto bad;
+    if (rcf_check(f) < 0)
+        goto bad;
+    free(stack);
     *err = 0;
     return f;
+nomem:
+    *err = -ENOMEM;
+    free(stack);
+    return rcf_free(f);
+bad:
+    *err = -EBADMSG;
+    free(stack);
+    return rcf_free(f);
 }
