@@ -23,6 +23,7 @@
 #include "rarewatch/sink_file.h"
 #include "rarewatch/sink_firehose.h"
 #include "rarewatch/strutil.h"
+#include "rarewatch/transform.h"
 #include "rarewatch/worker.h"
 
 #define MAX_SINKS 4
@@ -35,6 +36,8 @@ struct app {
     pthread_rwlock_t det_lock;
     struct detect_stage *det;
     struct detect_stage *det_next; /* compiled by reload(), installed by reloaded() */
+    /* The transforms and detector `where`s: swapped with det, under det_lock. */
+    struct xf_stage *xf, *xf_next;
     char *det_state_path;
     uint64_t last_state_save;
     struct aws_settings *aws;
@@ -74,6 +77,8 @@ static void teardown(struct app *a)
     a->aws = aws_settings_free(a->aws);
     a->det = detect_stage_free(a->det);
     a->det_next = detect_stage_free(a->det_next);
+    a->xf = xf_stage_free(a->xf);
+    a->xf_next = xf_stage_free(a->xf_next);
 }
 
 struct app *app_free(struct app *a)
@@ -96,6 +101,7 @@ struct passthrough {
     int format; /* index in json|csv|text|binary */
     struct json_doc doc;
     struct json_path *ts_path;
+    struct xf_worker *xw;
 };
 
 static void *pt_new(void *ud)
@@ -108,8 +114,9 @@ static void *pt_new(void *ud)
     p->format = conf_enum(a->cfg, RWK_input_format);
     json_doc_init(&p->doc, NULL);
     const char *tsf = conf_str(a->cfg, RWK_input_timestamp_field);
-    if (tsf && json_path_compile(tsf, &p->ts_path) < 0) {
+    if ((tsf && json_path_compile(tsf, &p->ts_path) < 0) || !(p->xw = xf_worker_new())) {
         json_doc_free(&p->doc);
+        json_path_free(p->ts_path);
         free(p);
         return NULL;
     }
@@ -121,6 +128,7 @@ static void pt_free(void *w)
     struct passthrough *p = w;
     json_doc_free(&p->doc);
     json_path_free(p->ts_path);
+    xf_worker_free(p->xw);
     free(p);
 }
 
@@ -149,10 +157,6 @@ static int pt_process_locked(struct passthrough *p, const struct rw_input_record
                                      p->doc.err_off);
                 continue;
             }
-            struct rw_line_meta *m = rw_output_begin_line(out, (int32_t)i);
-            if (!m)
-                return -ENOMEM;
-            const struct json_node *root = &p->doc.nodes[0];
             double t = r->prov.arrival_time;
             struct rw_value tv;
             if (p->ts_path && json_lookup(&p->doc, p->ts_path, &tv) == 0) {
@@ -162,15 +166,33 @@ static int pt_process_locked(struct passthrough *p, const struct rw_input_record
                 else if (tv.type == RW_STR && parse_timestamp(tv.s.p, tv.s.len, &et) == 0)
                     t = et;
             }
+            /* The transforms; from here on `doc` is the record they made. */
+            struct json_doc *doc = &p->doc;
+            bool xf = xf_stage_count(p->app->xf) || xf_stage_has_where(p->app->xf);
+            if (xf) {
+                struct xf_record xr = { .doc = &p->doc, .event_time = t, .arrival_time = r->prov.arrival_time };
+                int xr_r = xf_apply(p->app->xf, p->xw, &xr, &doc);
+                if (xr_r < 0)
+                    return xr_r;
+                if (xr_r == XF_FAIL)
+                    rw_output_deadletter(out, (int32_t)i, RW_STAGE_TRANSFORM, xr.failed_transform, "%s", xr.reason);
+                if (xr_r != XF_KEEP)
+                    continue; /* dropped by a filter: no line */
+            }
+            struct rw_line_meta *m = rw_output_begin_line(out, (int32_t)i);
+            if (!m)
+                return -ENOMEM;
+            const struct json_node *root = &doc->nodes[0];
             /* Splice the detectors' fields and the provenance before the
              * closing brace: the record's own bytes are copied, not rebuilt. */
             size_t close = root->end - 1;
-            int rr = buf_append(&out->lines, r->data + root->start, close - root->start);
-            bool empty = json_first_child(&p->doc, 0) == JSON_NONE;
+            int rr = buf_append(&out->lines, doc->text + root->start, close - root->start);
+            bool empty = json_first_child(doc, 0) == JSON_NONE;
             struct detect_verdict v = { 0 };
             if (rr == 0 && p->app->det) {
                 size_t mark = out->lines.len;
-                struct detect_record dr = { .doc = &p->doc, .event_time = t };
+                struct detect_record dr = { .doc = doc, .event_time = t,
+                                            .where = xf ? xf_detector_where : NULL, .ud = p->xw };
                 rr = detect_stage_eval(p->app->det, &dr, &out->lines, &v);
                 if (rr == 0 && empty && out->lines.len > mark) {
                     out->lines.data[mark] = ' '; /* "{" needs no comma before the first field */
@@ -277,6 +299,8 @@ static int app_start(void *ud, struct rw_config *cfg)
     a->last_status = now_monotonic_usec();
     struct conf_diag d = { 0 };
     int r0 = detect_stage_new(cfg, &d, &a->det);
+    if (r0 >= 0)
+        r0 = xf_stage_new(cfg, &d, &a->xf);
     conf_diag_clear(&d); /* validated already by rw_config_load() */
     if (r0 < 0)
         return r0;
@@ -369,7 +393,10 @@ static int app_reload(void *ud, struct rw_config *old, struct rw_config *nc, str
 {
     struct app *a = ud;
     a->det_next = detect_stage_free(a->det_next);
-    return detect_stage_new(nc, d, &a->det_next);
+    a->xf_next = xf_stage_free(a->xf_next);
+    /* Recompiling the transforms also re-reads their lookup tables. */
+    int r = xf_stage_new(nc, d, &a->xf_next);
+    return r < 0 ? r : detect_stage_new(nc, d, &a->det_next);
 }
 
 static void save_detector_state(struct app *a)
@@ -395,8 +422,13 @@ static void app_reloaded(void *ud, struct rw_config *cfg)
         detect_stage_adopt(a->det_next, a->det);
         struct detect_stage *old = a->det;
         a->det = TAKE_PTR(a->det_next);
+        /* In the same critical section: the where[i] of the transforms'
+         * stage index the detectors of this one. */
+        struct xf_stage *old_xf = a->xf;
+        a->xf = TAKE_PTR(a->xf_next);
         pthread_rwlock_unlock(&a->det_lock);
         detect_stage_free(old);
+        xf_stage_free(old_xf);
     }
     if (a->dl)
         deadletter_set_max_size(a->dl, conf_size(cfg, RWK_deadletter_max_size));

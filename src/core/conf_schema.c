@@ -6,6 +6,7 @@
 
 #include "rarewatch/detect_stage.h"
 #include "rarewatch/strutil.h"
+#include "rarewatch/transform.h"
 
 static const struct conf_section_def sections[] = {
 #define SECTION(n, named_, tk, d) { .name = #n, .named = named_, .type_key = tk, .doc = d },
@@ -60,6 +61,11 @@ int rw_config_validate(struct rw_config *cfg, struct conf_diag *diag)
     if (detect_stage_new(cfg, diag, &det) < 0)
         errors++;
     detect_stage_free(det);
+    /* Transforms and detector `where`s: expressions as FILE:LINE:COL. */
+    struct xf_stage *xf = NULL;
+    if (xf_stage_new(cfg, diag, &xf) < 0)
+        errors++;
+    xf_stage_free(xf);
     return errors ? -EINVAL : 0;
 }
 

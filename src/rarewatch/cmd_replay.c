@@ -13,6 +13,7 @@
 #include "rarewatch/detect_stage.h"
 #include "rarewatch/json_scan.h"
 #include "rarewatch/strutil.h"
+#include "rarewatch/transform.h"
 
 static void usage(FILE *f)
 {
@@ -27,17 +28,19 @@ static void usage(FILE *f)
             "  -c, --config PATH     configuration file (required)\n"
             "  -f, --format F        ndjson (default) or csv (with a header line)\n"
             "  -s, --state FILE      load detector state from FILE if it exists, save it at the end\n"
-            "  -a, --all             also emit records that no detector scored\n"
+            "  -a, --all             also emit records that no detector scored or a filter dropped\n"
             "  -q, --quiet           no summary\n");
 }
 
 struct replay {
     struct detect_stage *det;
+    struct xf_stage *xf;
+    struct xf_worker *xw;
     struct json_path *ts_path;
     struct json_doc doc;
     struct buf line;
     struct rw_output derived;
-    uint64_t records, emitted, bad, anomalies;
+    uint64_t records, emitted, bad, anomalies, dropped, failed;
     double last_tick;
     bool all;
 };
@@ -72,16 +75,44 @@ static int one(struct replay *rp, const char *text, size_t len, const char *name
         else if (tv.type == RW_STR && parse_timestamp(tv.s.p, tv.s.len, &t) < 0)
             t = NAN;
     }
-    struct detect_record dr = { .doc = &rp->doc, .event_time = t };
+    /* The transforms, as the daemon runs them; `doc` is their result. */
+    struct json_doc *doc = &rp->doc;
+    bool xf = xf_stage_count(rp->xf) || xf_stage_has_where(rp->xf);
+    if (xf) {
+        struct xf_record xr = { .doc = &rp->doc, .event_time = t, .arrival_time = NAN };
+        int xr_r = xf_apply(rp->xf, rp->xw, &xr, &doc);
+        if (xr_r < 0)
+            return xr_r;
+        if (xr_r == XF_FAIL) {
+            fprintf(stderr, "%s:%llu: transform %s: %s; the daemon dead-letters this record\n", name,
+                    lineno, xr.failed_transform, xr.reason);
+            rp->failed++;
+        } else if (xr_r == XF_DROP) {
+            rp->dropped++;
+            if (rp->all) {
+                const struct json_node *root = &doc->nodes[0];
+                fwrite(doc->text + root->start, 1, root->end - root->start, stdout);
+                fputc('\n', stdout);
+                rp->emitted++;
+            }
+        }
+        if (xr_r != XF_KEEP) {
+            if (isfinite(t))
+                tick(rp, t);
+            return 0;
+        }
+    }
+    struct detect_record dr = { .doc = doc, .event_time = t, .where = xf ? xf_detector_where : NULL,
+                                .ud = rp->xw };
     struct detect_verdict v;
     buf_reset(&rp->line);
-    const struct json_node *root = &rp->doc.nodes[0];
-    buf_append(&rp->line, text + root->start, root->end - 1 - root->start);
+    const struct json_node *root = &doc->nodes[0];
+    buf_append(&rp->line, doc->text + root->start, root->end - 1 - root->start);
     size_t before = rp->line.len;
     int r = detect_stage_eval(rp->det, &dr, &rp->line, &v);
     if (r < 0)
         return r;
-    if (json_first_child(&rp->doc, 0) == JSON_NONE && rp->line.len > before)
+    if (json_first_child(doc, 0) == JSON_NONE && rp->line.len > before)
         rp->line.data[before] = ' '; /* "{" then ',"anomaly_score"...': drop the comma */
     if (v.is_anomaly)
         rp->anomalies++;
@@ -132,9 +163,14 @@ int cmd_replay(int argc, char **argv)
         conf_diag_clear(&d);
         return 78;
     }
-    if (detect_stage_new(cfg, &d, &rp.det) < 0) {
+    if (detect_stage_new(cfg, &d, &rp.det) < 0 || xf_stage_new(cfg, &d, &rp.xf) < 0) {
         conf_diag_clear(&d);
+        detect_stage_free(rp.det);
         return 78;
+    }
+    if (!(rp.xw = xf_worker_new())) {
+        fprintf(stderr, "rarewatch replay: out of memory\n");
+        return 1;
     }
     conf_diag_clear(&d);
     const char *tsf = conf_str(cfg, RWK_input_timestamp_field);
@@ -221,6 +257,13 @@ int cmd_replay(int argc, char **argv)
                 (unsigned long long)rp.records, (unsigned long long)rp.emitted,
                 (unsigned long long)rp.anomalies, (unsigned long long)rp.bad,
                 secs > 0 ? (double)rp.records / secs : 0);
+        for (size_t i = 0; i < xf_stage_count(rp.xf); i++) {
+            struct xf_stats st;
+            xf_stage_stats(rp.xf, i, &st);
+            fprintf(stderr, "  transform %-19s %-14s applied %llu, dropped %llu, failed %llu\n", st.name,
+                    st.type, (unsigned long long)st.applied, (unsigned long long)st.dropped,
+                    (unsigned long long)st.failed);
+        }
         for (size_t i = 0; i < detect_stage_count(rp.det); i++) {
             struct detect_stats st;
             detect_stage_stats(rp.det, i, &st);
@@ -234,5 +277,7 @@ int cmd_replay(int argc, char **argv)
     rw_output_free(&rp.derived);
     json_path_free(rp.ts_path);
     detect_stage_free(rp.det);
+    xf_stage_free(rp.xf);
+    xf_worker_free(rp.xw);
     return r < 0 ? 1 : (rp.bad ? 1 : 0);
 }
