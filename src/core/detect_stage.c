@@ -431,8 +431,16 @@ static int run_one(struct detector *d, const struct detect_record *rec, const ch
         memset(&closed, 0, sizeof(closed));
         memset(&running, 0, sizeof(running));
         int nc = det_rate_add(&d->p.rate, state, ts ? ts : (int64_t)now_realtime_usec(), 1, &closed, &running);
-        *res = nc > 0 && closed.score > running.score ? closed : running;
-
+        /* A closed interval is one test; scoring the open one at every
+         * event would test it again and again and multiply false alarms.
+         * The record that closes an interval carries its verdict. */
+        if (nc > 0)
+            *res = closed;
+        else {
+            *res = running;
+            res->alert = false;
+            res->score = 0;
+        }
         break;
     }
     case K_RCF: {
