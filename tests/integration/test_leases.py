@@ -275,6 +275,7 @@ def main():
         if CHURN:
             # Churn: random stops and starts over CHURN seconds of traffic; no record lost.
             live = {"w1", "w4"}
+            churn_kills = 0
             end = time.monotonic() + CHURN
             i = 0
             while time.monotonic() < end:
@@ -283,7 +284,9 @@ def main():
                 i += 1
                 n = random.choice(list(inst))
                 if n in live and len(live) > 1:
-                    inst[n].kill(random.choice([signal.SIGTERM, signal.SIGKILL]))
+                    sig = random.choice([signal.SIGTERM, signal.SIGKILL])
+                    churn_kills += sig == signal.SIGKILL
+                    inst[n].kill(sig)
                     live.discard(n)
                 elif n not in live:
                     inst[n].start()
@@ -302,10 +305,17 @@ def main():
         ids = collections.Counter(r["id"] for r in recs)
         missing = sent - len(ids)
         dups = sum(ids.values()) - len(ids)
-        print(f"# records sent {sent}, distinct delivered {len(ids)}, missing {missing}, duplicates {dups}")
+        # A kill -9 re-reads at most what the victim had not checkpointed: its
+        # shards x max_inflight_batches (4) x max_records (200); a steal, the
+        # victim's in-flight batches of that one shard.
+        kills = 1 + (churn_kills if CHURN else 0)
+        steals = sum(i.logtext().count("stolen from") for i in inst.values() if os.path.exists(i.log))
+        bound = (kills * SHARDS + steals) * 4 * 200
+        print(f"# records sent {sent}, distinct delivered {len(ids)}, missing {missing}, duplicates {dups} "
+              f"({kills} kill -9, {steals} steals; bound {bound})")
         check("every record delivered (none lost)", missing == 0, missing)
-        check("duplicates only from the unacknowledged window of the killed instance",
-              dups <= SHARDS * 4 * 200, dups)
+        check("duplicates only from the unacknowledged windows of killed instances and steals",
+              dups <= bound, f"{dups} > {bound}")
 
     print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
     return 0 if all(results) else 1
