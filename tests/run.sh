@@ -8,8 +8,8 @@
 #   tests/run.sh                 # everything CI runs
 #   tests/run.sh --suite unit    # extra arguments go to `meson test` (both builds)
 #
-# Long runs (fuzzing for minutes, soak and churn tests) are not here: see
-# tests/long.sh.
+# The suite 'long' (lease churn, ~11 minutes) runs last; RW_SKIP_LONG=1 skips it.
+# Fuzzing for minutes and the benchmarks have their own commands (README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -39,3 +39,9 @@ log "tests (ASan+UBSan): unit, lifecycle, fuzz corpora"
 meson test -C "$ASAN" --print-errorlogs --num-processes 2 --suite unit --suite lifecycle --suite fuzz "$@"
 log "tests: all default suites"
 meson test -C "$BUILD" --print-errorlogs --num-processes 2 --no-suite bench --no-suite long "$@"
+# The long suite (10 minutes of instances churning over shared leases) runs
+# last, in CI too; RW_SKIP_LONG=1 skips it for a quick local run.
+if [ -z "${RW_SKIP_LONG:-}" ] && [ $# -eq 0 ]; then
+  log "tests: long suite"
+  meson test -C "$BUILD" --print-errorlogs --suite long
+fi
