@@ -17,7 +17,7 @@
 
 #define BACKOFF_MIN_USEC (100 * USEC_PER_MSEC)
 #define BACKOFF_MAX_USEC (20 * USEC_PER_SEC)
-#define PACE_MAX_USEC (5 * USEC_PER_SEC)
+#define PACE_MAX_USEC (1 * USEC_PER_SEC)
 /* Dead-letter forwarding: beyond this many queued entries, drop (counted). */
 #define TAP_MAX_QUEUED 256
 
@@ -88,7 +88,7 @@ static uint64_t backoff(struct fh_sink *fs, unsigned attempt)
 
 static void pace_up(struct fh_sink *fs)
 {
-    fs->pace = MIN(PACE_MAX_USEC, fs->pace ? fs->pace * 2 : 50 * USEC_PER_MSEC);
+    fs->pace = MIN(PACE_MAX_USEC, fs->pace ? fs->pace * 2 : 20 * USEC_PER_MSEC);
 }
 
 static void pace_down(struct fh_sink *fs)
@@ -346,8 +346,9 @@ static int send_request(struct fh_sink *fs, struct fh_stream *st, size_t n)
             pace_down(fs);
             return 0;
         }
-        if (throttled)
-            pace_up(fs);
+        /* Rejected entries wait for their own backoff below; the pace
+         * (between requests) only grows when whole requests are throttled. */
+        (void)throttled;
         attempt++;
         if (attempt > fs->o.max_retries || timed_out) {
             log_error("%s: %zu records to %s still failing after %u re-sends (%s); dead-lettering them",
@@ -592,11 +593,31 @@ static void tap(void *ud, const char *lines, size_t len)
         return;
     }
     struct rw_batch *b = rw_batch_new(&fs->tap_acks);
-    if (!b || buf_append(&b->out.lines, lines, len) < 0) {
+    int r = b ? 0 : -ENOMEM;
+    for (size_t off = 0; off < len && r >= 0;) {
+        const char *nl = memchr(lines + off, '\n', len - off);
+        size_t end = nl ? (size_t)(nl - lines) + 1 : len;
+        static const char key[] = ",\"data_base64\":\"";
+        const char *k = NULL;
+        if (end - off > FH_MAX_RECORD_BYTES)
+            for (const char *q = lines + off; (q = memmem(q, lines + end - q, key, sizeof(key) - 1)); q++)
+                k = q;
+        if (k && end - off > 3) {
+            /* An entry over the Firehose record limit is forwarded without
+             * its bytes (they stay in the local file). */
+            size_t dlen = (size_t)(lines + end - 3 - (k + sizeof(key) - 1));
+            r = buf_append(&b->out.lines, lines + off, (size_t)(k - lines - off));
+            r = r ?: buf_printf(&b->out.lines, ",\"data_omitted_base64_bytes\":%zu}\n", dlen);
+        } else
+            r = buf_append(&b->out.lines, lines + off, end - off);
+        off = end;
+    }
+    if (r < 0) {
         rw_batch_unref(b);
         atomic_fetch_add(&fs->qs.sink.stats.errors, n);
         return;
     }
+    len = b->out.lines.len;
     for (size_t off = 0; off < len;) {
         const char *nl = memchr(b->out.lines.data + off, '\n', len - off);
         size_t end = nl ? (size_t)(nl - b->out.lines.data) + 1 : len;
