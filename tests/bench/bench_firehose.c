@@ -255,5 +255,7 @@ int main(int argc, char **argv)
     run(s, true, 1000, seconds);
     printf("(stub server in-process: its CPU is included in cores and the per-CPU-second columns)\n");
     run_cloudwatch(s, seconds + 2);
+    aws_settings_free(s);
+    conf_unref(cfg);
     return 0;
 }
