@@ -791,7 +791,8 @@ static int time_arg(const struct expr *e, const struct enode *n, struct expr_env
 
 static int call(const struct expr *e, const struct enode *n, struct expr_env *env, struct rw_value *out)
 {
-    const uint32_t *args = e->args + n->a;
+    /* args is NULL in an expression whose only call takes no arguments. */
+    const uint32_t *args = n->b ? e->args + n->a : NULL;
     struct rw_value a = RW_VALUE_NULL, b;
     int r;
     *out = RW_VALUE_NULL;
