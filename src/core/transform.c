@@ -68,6 +68,7 @@ struct xf_worker {
     struct json_doc *view;
     void *md;
     const struct xf_stage *stage;
+    struct xf_record *rec; /* during xf_apply */
     double event_time, arrival_time;
 };
 
@@ -585,8 +586,10 @@ struct xf_worker *xf_worker_new(void)
         free(w);
         return NULL;
     }
-    json_doc_init(&w->doc[0], NULL);
-    json_doc_init(&w->doc[1], NULL);
+    /* Escaped strings of the spliced texts decode into the per-record
+     * arena, so they outlive the next scan of the same doc. */
+    json_doc_init(&w->doc[0], &w->scratch);
+    json_doc_init(&w->doc[1], &w->scratch);
     return w;
 }
 
@@ -615,28 +618,46 @@ static bool path_eq(const struct json_path *a, const struct json_path *b, uint32
     return true;
 }
 
-/* Overlay lookup for expressions: the latest edit of the path or of an
- * ancestor decides. Reading an object some of whose members were edited
- * gives its original text until the overlay is spliced (documented). */
-static int overlay_get(void *ud, const struct json_path *p, struct rw_value *out)
-{
-    struct xf_worker *w = ud;
-    for (size_t i = w->ned; i-- > 0;) {
-        const struct json_edit *e = &w->ed[i];
-        if (e->path->n > p->n || !path_eq(e->path, p, e->path->n))
-            continue;
-        if (e->path->n == p->n)
-            *out = e->remove ? RW_VALUE_MISSING : e->value;
-        else
-            *out = RW_VALUE_MISSING; /* an ancestor was removed or replaced by a scalar/new value */
-        return 1;
-    }
-    return 0;
-}
-
 static struct json_doc *cur_doc(struct xf_worker *w, struct xf_record *rec)
 {
     return w->cur < 0 ? rec->doc : &w->doc[w->cur];
+}
+
+static int materialize(struct xf_worker *w, struct xf_record *rec);
+
+/* Reads for expressions and transforms: the latest edit of the path or of
+ * an ancestor decides; when that cannot be answered from the overlay alone
+ * (reading inside an object that was set, or an object some of whose
+ * members were edited) the overlay is spliced first and the result read.
+ * Always answers (returns 1), so a flush in the middle of an expression
+ * never leaves later reads on the old document. */
+static int overlay_get(void *ud, const struct json_path *p, struct rw_value *out)
+{
+    struct xf_worker *w = ud;
+    bool flush = false;
+    for (size_t i = w->ned; i-- > 0;) {
+        const struct json_edit *e = &w->ed[i];
+        uint32_t n = MIN(e->path->n, p->n);
+        if (!path_eq(e->path, p, n))
+            continue;
+        if (e->path->n == p->n) {
+            *out = e->remove ? RW_VALUE_MISSING : e->value;
+            return 1;
+        }
+        if (e->path->n < p->n && (e->remove || e->value.type != RW_OBJECT)) {
+            *out = RW_VALUE_MISSING; /* an ancestor is gone or no longer an object */
+            return 1;
+        }
+        flush = true;
+        break;
+    }
+    if (flush) {
+        int r = materialize(w, w->rec);
+        if (r < 0)
+            return r;
+    }
+    int r = json_lookup(cur_doc(w, w->rec), p, out);
+    return r < 0 ? r : 1;
 }
 
 static void env_of(struct xf_worker *w, struct xf_record *rec, struct expr_env *env)
@@ -674,23 +695,47 @@ static int materialize(struct xf_worker *w, struct xf_record *rec)
     return 0;
 }
 
+/* Add an edit. The overlay is spliced first when it is full, and when an
+ * earlier edit touched an ancestor of p (the splicer lets an ancestor's edit
+ * win, which is right only when it came later). *v is updated when it has
+ * to be moved out of the buffer the splice will overwrite. */
 static int edit(struct xf_worker *w, struct xf_record *rec, const struct json_path *p, bool remove,
-                struct rw_value v)
+                struct rw_value *v)
 {
-    if (w->ned == OVERLAY_MAX) {
+    bool flush = w->ned == OVERLAY_MAX;
+    for (size_t i = 0; i < w->ned && !flush; i++)
+        flush = w->ed[i].path->n < p->n && path_eq(w->ed[i].path, p, w->ed[i].path->n);
+    /* The spliced texts alternate between two buffers: a value read before
+     * a flush may point into the one the next flush rewrites (the other one
+     * also becomes that after a flush now). Such a value moves to the
+     * per-record arena; decoded strings already live there. */
+    int next = w->cur == 0 ? 1 : 0;
+    if (v->type == RW_STR || v->type == RW_OBJECT || v->type == RW_ARRAY) {
+        bool at_risk = false;
+        for (int b = 0; b < 2; b++)
+            if ((flush || b == next) && w->out[b].data && v->s.p >= w->out[b].data &&
+                v->s.p < w->out[b].data + w->out[b].cap)
+                at_risk = true;
+        if (at_risk) {
+            char *c = arena_strndup(&w->scratch, v->s.p, v->s.len);
+            if (!c)
+                return -ENOMEM;
+            v->s.p = c;
+        }
+    }
+    if (flush) {
         int r = materialize(w, rec);
         if (r < 0)
             return r;
     }
-    w->ed[w->ned++] = (struct json_edit){ .path = p, .remove = remove || v.type == RW_MISSING, .value = v };
+    w->ed[w->ned++] = (struct json_edit){ .path = p, .remove = remove || v->type == RW_MISSING, .value = *v };
     return 0;
 }
 
-static int lookup(struct xf_worker *w, struct xf_record *rec, const struct json_path *p, struct rw_value *v)
+static int lookup(struct xf_worker *w, const struct json_path *p, struct rw_value *v)
 {
-    if (overlay_get(w, p, v))
-        return 0;
-    return json_lookup(cur_doc(w, rec), p, v);
+    int r = overlay_get(w, p, v);
+    return r < 0 ? r : 0;
 }
 
 /* keep: copy the kept top-level members into a new object. */
@@ -741,7 +786,7 @@ _printf_(3, 4) static int fail_with(struct xf_record *rec, const struct xf *x, c
 static int cast(struct xf_worker *w, struct xf_record *rec, const struct xf *x)
 {
     struct rw_value v, o;
-    int r = lookup(w, rec, x->field, &v);
+    int r = lookup(w, x->field, &v);
     if (r < 0)
         return r;
     if (v.type == RW_MISSING || v.type == RW_NULL)
@@ -814,7 +859,7 @@ static int cast(struct xf_worker *w, struct xf_record *rec, const struct xf *x)
         o = RW_VALUE_NULL;
         atomic_fetch_add(&w->stage->c[x - w->stage->x].failed, 1);
     }
-    return edit(w, rec, x->field, false, o);
+    return edit(w, rec, x->field, false, &o);
 }
 
 static int run(const struct xf_stage *s, struct xf_worker *w, struct xf_record *rec, size_t i)
@@ -839,7 +884,7 @@ static int run(const struct xf_stage *s, struct xf_worker *w, struct xf_record *
     case T_SET:
     case T_DEFAULT:
         if (x->type == T_DEFAULT) {
-            if ((r = lookup(w, rec, x->field, &v)) < 0)
+            if ((r = lookup(w, x->field, &v)) < 0)
                 return r;
             if (v.type != RW_MISSING && v.type != RW_NULL)
                 return XF_KEEP;
@@ -855,26 +900,32 @@ static int run(const struct xf_stage *s, struct xf_worker *w, struct xf_record *
             v = RW_VALUE_NULL;
         }
         /* A missing result sets null: `set` always leaves the field present. */
-        return edit(w, rec, x->field, false, v.type == RW_MISSING ? RW_VALUE_NULL : v);
+        if (v.type == RW_MISSING)
+            v = RW_VALUE_NULL;
+        return edit(w, rec, x->field, false, &v);
     case T_RENAME:
-        if ((r = lookup(w, rec, x->from, &v)) < 0)
+        if ((r = lookup(w, x->from, &v)) < 0)
             return r;
         if (v.type == RW_MISSING)
             return XF_KEEP;
-        if ((r = edit(w, rec, x->from, true, v)) < 0)
+        /* Remove first: renaming a to a.b then builds {"a":{"b":...}}. */
+        struct rw_value none = RW_VALUE_MISSING;
+        if ((r = edit(w, rec, x->from, true, &none)) < 0)
             return r;
-        return edit(w, rec, x->field, false, v);
+        return edit(w, rec, x->field, false, &v);
     case T_REMOVE:
-        for (size_t f = 0; f < x->nfields; f++)
-            if ((r = edit(w, rec, x->fields[f], true, RW_VALUE_MISSING)) < 0)
+        for (size_t f = 0; f < x->nfields; f++) {
+            struct rw_value gone = RW_VALUE_MISSING;
+            if ((r = edit(w, rec, x->fields[f], true, &gone)) < 0)
                 return r;
+        }
         return XF_KEEP;
     case T_KEEP:
         return keep(w, rec, x);
     case T_CAST:
         return cast(w, rec, x);
     case T_LOOKUP: {
-        if ((r = lookup(w, rec, x->field, &v)) < 0)
+        if ((r = lookup(w, x->field, &v)) < 0)
             return r;
         char num[32];
         if (v.type == RW_NUM) {
@@ -886,7 +937,7 @@ static int run(const struct xf_stage *s, struct xf_worker *w, struct xf_record *
             struct rw_value fv = row ? row[f] : x->table->defaults[f];
             if (fv.type == RW_MISSING)
                 continue;
-            if ((r = edit(w, rec, x->fields[f], false, fv)) < 0)
+            if ((r = edit(w, rec, x->fields[f], false, &fv)) < 0)
                 return r;
         }
         return XF_KEEP;
@@ -901,6 +952,7 @@ int xf_apply(const struct xf_stage *s, struct xf_worker *w, struct xf_record *re
     w->ned = 0;
     w->cur = -1;
     w->stage = s;
+    w->rec = rec;
     w->event_time = rec->event_time;
     w->arrival_time = rec->arrival_time;
     rec->failed_transform = NULL;

@@ -216,6 +216,54 @@ TEST(overlay_reads_and_many_edits)
     xf_stage_free(s);
 }
 
+TEST(overlay_order_and_nesting)
+{
+    /* Edits below an earlier edit of an ancestor, reads inside an object
+     * that was set, reads of an object whose members were edited. */
+    struct conf_diag d = { .echo = stderr };
+    struct xf_stage *s = stage_of("[transform.cp]\ntype = set\nfield = copy\nvalue = user\n"
+                                  "[transform.cpx]\ntype = set\nfield = copy.x\nvalue = copy.name + \"!\"\n"
+                                  "[transform.rm]\ntype = remove\nfields = gone\n"
+                                  "[transform.re]\ntype = set\nfield = gone.b\nvalue = 1\n"
+                                  "[transform.nest]\ntype = rename\nfrom = tag\nto = tag.v\n"
+                                  "[transform.uz]\ntype = set\nfield = user.z\nvalue = 1\n"
+                                  "[transform.n]\ntype = set\nfield = n\nvalue = len(user) * 10 + len(copy)\n", &d);
+    CHECK(s);
+    if (!s)
+        return;
+    struct xf_worker *w = xf_worker_new();
+    CHECK_STR(run(s, w, "{\"user\": {\"name\": \"J\\u00fc\"}, \"gone\": {\"a\": 1}, \"tag\": \"t\"}"),
+              "{\"user\":{\"name\":\"J\\u00fc\",\"z\":1},\"copy\":{\"name\":\"J\\u00fc\",\"x\":\"Jü!\"},"
+              "\"gone\":{\"b\":1},\"tag\":{\"v\":\"t\"},\"n\":22}");
+    xf_worker_free(w);
+    xf_stage_free(s);
+}
+
+TEST(values_survive_flushes)
+{
+    /* A string read from the record is renamed 80 times: with 64 edits per
+     * splice it crosses flushes of both alternating buffers. */
+    struct buf conf = BUF_INIT;
+    for (int i = 0; i < 80; i++)
+        (void)buf_printf(&conf, "[transform.r%d]\ntype = rename\nfrom = f%d\nto = f%d\n"
+                                "[transform.s%d]\ntype = set\nfield = g%d\nvalue = upper(substr(f%d, 0, 3)) + k\n",
+                         i, i, i + 1, i, i % 7, i + 1);
+    struct conf_diag d = { .echo = stderr };
+    struct xf_stage *s = stage_of(conf.data, &d);
+    buf_free(&conf);
+    CHECK(s);
+    if (!s)
+        return;
+    struct xf_worker *w = xf_worker_new();
+    for (int round = 0; round < 3; round++)
+        CHECK_STR(run(s, w, "{\"k\": \"\\\"q\", \"f0\": \"abc\\ndef\"}"),
+                  "{\"k\":\"\\\"q\",\"g0\":\"ABC\\\"q\",\"g1\":\"ABC\\\"q\",\"g2\":\"ABC\\\"q\","
+                  "\"g3\":\"ABC\\\"q\",\"g4\":\"ABC\\\"q\",\"g5\":\"ABC\\\"q\",\"g6\":\"ABC\\\"q\","
+                  "\"f80\":\"abc\\ndef\"}");
+    xf_worker_free(w);
+    xf_stage_free(s);
+}
+
 TEST(lookup_defaults_reload)
 {
     write_file("t.csv", "code,name,risk\nDE,Germany,1\nNG,Nigeria,7\n\"X,Y\",\"Comma, Land\",3\n");
