@@ -635,7 +635,9 @@ int expr_compile(const char *src, struct expr **out, size_t *err_off, char *err,
     struct parser p = { .s = src, .e = e, .msg = err ? err : dummy, .msglen = err ? errlen : sizeof(dummy) };
     if (parse_expr(&p, &e->root) == 0) {
         skip_ws(&p);
-        if (src[p.pos])
+        if (src[p.pos] == '=')
+            fail(&p, p.pos, "unexpected '=' (comparison is ==)");
+        else if (src[p.pos])
             fail(&p, p.pos, "unexpected '%c'", src[p.pos]);
     }
     if (!p.err) {

@@ -201,6 +201,7 @@ TEST(compile_errors)
     CHECK_STR(ev("a < b < c"), "COMPILE@6: comparisons do not chain (a < b < c); use 'and'");
     CHECK_STR(ev("n in 1"), "COMPILE@5: expected '[' after 'in'");
     CHECK_STR(ev("1 2"), "COMPILE@2: unexpected '2'");
+    CHECK_STR(ev("status = 500"), "COMPILE@7: unexpected '=' (comparison is ==)");
     CHECK_STR(ev("a and"), "COMPILE@5: expected a value at the end");
     CHECK_STR(ev("items[x]"), "COMPILE@5: bad field path step");
     CHECK_STR(ev("parse_time(s, s)"), "COMPILE@11: parse_time(): the format must be a string literal");
