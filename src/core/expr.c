@@ -70,6 +70,7 @@ struct parser {
 };
 
 #define MAX_DEPTH 64
+#define EXPR_MAX_HEIGHT 256
 
 _printf_(3, 4) static int fail(struct parser *p, size_t off, const char *fmt, ...)
 {
@@ -236,7 +237,8 @@ static int parse_string(struct parser *p, struct rw_str *out)
             free(o);
             return fail(p, p->pos, "unknown escape \\%c", x ? x : ' ');
         }
-        size_t l = utf8_seq((const unsigned char *)s + p->pos, strlen(s + p->pos));
+        /* 4 is a safe bound: the terminating NUL fails the continuation check. */
+        size_t l = utf8_seq((const unsigned char *)s + p->pos, 4);
         if (!l) {
             free(o);
             return fail(p, p->pos, "invalid UTF-8 in string");
@@ -639,6 +641,39 @@ int expr_compile(const char *src, struct expr **out, size_t *err_off, char *err,
             fail(&p, p.pos, "unexpected '=' (comparison is ==)");
         else if (src[p.pos])
             fail(&p, p.pos, "unexpected '%c'", src[p.pos]);
+    }
+    if (!p.err) {
+        /* Evaluation recurses once per tree level, and a long chain such as
+         * 1+1+1+... is deep without any parentheses: bound the height so a
+         * worker's stack is never at risk. Children precede their parents
+         * in the node array, so one forward pass computes every height. */
+        uint16_t *h = calloc(e->nn, sizeof(*h));
+        if (!h) {
+            expr_free(e);
+            return -ENOMEM;
+        }
+        for (uint32_t i = 0; i < e->nn && !p.err; i++) {
+            const struct enode *n = &e->n[i];
+            uint16_t m = 0;
+            switch ((enum op)n->op) {
+            case E_CONST: case E_PATH: break;
+            case E_NEG: case E_NOT: case E_MATCH: m = h[n->a]; break;
+            case E_IN:
+                m = h[(uint32_t)n->k.num];
+                for (uint32_t k = 0; k < n->b; k++)
+                    m = MAX(m, h[e->args[n->a + k]]);
+                break;
+            case E_CALL:
+                for (uint32_t k = 0; k < n->b; k++)
+                    m = MAX(m, h[e->args[n->a + k]]);
+                break;
+            default: m = MAX(h[n->a], h[n->b]); break;
+            }
+            h[i] = (uint16_t)(m + 1);
+            if (h[i] > EXPR_MAX_HEIGHT)
+                fail(&p, 0, "expression too long: more than %d nested operations", EXPR_MAX_HEIGHT);
+        }
+        free(h);
     }
     if (!p.err) {
         /* Bounds the backtracking of a pathological regex on a hostile record. */

@@ -209,6 +209,16 @@ TEST(compile_errors)
     memset(deep, '(', 300);
     strcpy(deep + 300, "1");
     CHECK_CONTAINS(ev(deep), "nested too deeply");
+    /* A flat chain is deep as a tree: 255 additions evaluate, 300 do not compile. */
+    struct buf chain = BUF_INIT;
+    (void)buf_puts(&chain, "1");
+    for (int i = 0; i < 255; i++)
+        (void)buf_puts(&chain, " + 1");
+    CHECK_STR(ev(chain.data), "256");
+    for (int i = 0; i < 45; i++)
+        (void)buf_puts(&chain, " + 1");
+    CHECK_STR(ev(chain.data), "COMPILE@0: expression too long: more than 256 nested operations");
+    buf_free(&chain);
 }
 
 TEST(conf_diag_columns)
