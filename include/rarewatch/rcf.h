@@ -21,10 +21,13 @@ struct rcf_params {
     unsigned sample_size;  /* 0 = 256; >= 2 */
     unsigned dims;         /* fields per input point, >= 1 */
     unsigned shingle_size; /* consecutive points concatenated, 0 = 1 */
-    /* lambda of the sampler weights log(-log(u)) - lambda * n: newer points
-     * are kept preferentially. 0 = plain reservoir over the whole stream;
-     * AWS's default is 1/(10 * sample_size). */
+    /* lambda of the sampler weights: a point of age a is kept with weight
+     * ~exp(-lambda a). 0 = plain reservoir over the whole stream; AWS's
+     * default is 1/(10 * sample_size); KDA's "timeDecay window" W is 1/W. */
     double time_decay;
+    /* Samplers accept every point until this fraction is full, then less
+     * often, so trees do not all hold the same first points. 0 = 0.125. */
+    double initial_accept_fraction;
     uint64_t seed;
 };
 
@@ -45,16 +48,22 @@ double rcf_update(struct rcf *f, const double *point, double *attribution);
 double rcf_score(const struct rcf *f, const double *point, double *attribution);
 /* Insert without scoring (after rcf_score() of the same point). */
 void rcf_insert(struct rcf *f, const double *point);
+/* As rcf_update, with DiVector-like directional attribution: high[j] is the
+ * part due to field j being above what the trees hold, low[j] below. */
+double rcf_update_di(struct rcf *f, const double *point, double *high, double *low);
 
 /* Points seen so far (not capped by the sample size). */
 uint64_t rcf_points_seen(const struct rcf *f);
 /* Bytes of memory the forest holds. */
 size_t rcf_memory(const struct rcf *f);
+/* Check every invariant (sample counts == leaf masses, boxes == union of
+ * their points, cuts route every point to its leaf, point refcounts);
+ * 0 or -EUCLEAN. For tests and after rcf_load. */
+int rcf_check(const struct rcf *f);
 
 /* Serialise the whole state (samples, trees, shingle, RNG) so a restored
  * forest gives bit-identical scores to one that never stopped. */
 int rcf_save(const struct rcf *f, struct buf *out);
 /* Returns a new forest, or NULL with *err set to a negative errno
- * (-EBADMSG for malformed data or a structure that is not a sound forest,
- * -EINVAL for bad parameters). */
+ * (-EBADMSG for malformed data, -ENOMEM). */
 struct rcf *rcf_load(const void *data, size_t len, int *err);

@@ -796,9 +796,6 @@ double rcf_update_di(struct rcf *f, const double *point, double *high, double *l
 
 double rcf_score(const struct rcf *f, const double *point, double *attribution)
 {
-    for (unsigned d = 0; d < f->p.dims; d++)
-        if (!isfinite(point[d]))
-            return NAN;
     if (!finite_point(point, f->p.dims))
         return NAN;
     if (f->shingle_fill + 1 < f->p.shingle_size) {
