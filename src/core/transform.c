@@ -170,7 +170,38 @@ static int table_index(struct table *t)
     return 0;
 }
 
-/* A CSV cell or default_ value: numbers and true/false/null as such. */
+/* Exactly the JSON number grammar: "01234" (a postcode) or "+1" stay strings. */
+static bool json_number_text(const char *s)
+{
+    if (*s == '-')
+        s++;
+    if (*s == '0')
+        s++;
+    else if (*s >= '1' && *s <= '9')
+        while (*s >= '0' && *s <= '9')
+            s++;
+    else
+        return false;
+    if (*s == '.') {
+        s++;
+        if (!(*s >= '0' && *s <= '9'))
+            return false;
+        while (*s >= '0' && *s <= '9')
+            s++;
+    }
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        if (*s == '+' || *s == '-')
+            s++;
+        if (!(*s >= '0' && *s <= '9'))
+            return false;
+        while (*s >= '0' && *s <= '9')
+            s++;
+    }
+    return *s == 0;
+}
+
+/* A CSV cell or default_ value: JSON numbers and true/false/null as such. */
 static int scalar_from_text(struct table *t, const char *s, struct rw_value *out)
 {
     double d;
@@ -178,7 +209,7 @@ static int scalar_from_text(struct table *t, const char *s, struct rw_value *out
         *out = RW_VALUE_BOOL(s[0] == 't');
     else if (streq(s, "null"))
         *out = RW_VALUE_NULL;
-    else if (s[0] && parse_double(s, &d) == 0 && isfinite(d))
+    else if (json_number_text(s) && parse_double(s, &d) == 0 && isfinite(d))
         *out = RW_VALUE_NUM(d);
     else {
         char *c = pool_dup(t, s, strlen(s));

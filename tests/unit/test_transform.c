@@ -266,7 +266,7 @@ TEST(values_survive_flushes)
 
 TEST(lookup_defaults_reload)
 {
-    write_file("t.csv", "code,name,risk\nDE,Germany,1\nNG,Nigeria,7\n\"X,Y\",\"Comma, Land\",3\n");
+    write_file("t.csv", "code,name,risk\nDE,Germany,1\nNG,Nigeria,7\n\"X,Y\",\"Comma, Land\",3\nZZ,0123,+1\n");
     char conf[1024];
     snprintf(conf, sizeof(conf),
              "[transform.geo]\ntype = lookup\nfile = %s/t.csv\nkey = code\non = user.cc\n"
@@ -281,6 +281,8 @@ TEST(lookup_defaults_reload)
     CHECK_STR(run(s, w, "{\"user\":{\"cc\":\"X,Y\"}}"), "{\"user\":{\"cc\":\"X,Y\"},\"name\":\"Comma, Land\",\"risk\":3}");
     CHECK_STR(run(s, w, "{\"user\":{\"cc\":\"FR\"}}"), "{\"user\":{\"cc\":\"FR\"},\"risk\":5}");
     CHECK_STR(run(s, w, "{}"), "{\"risk\":5}");
+    /* Cells that are not JSON numbers stay strings (a postcode keeps its 0). */
+    CHECK_STR(run(s, w, "{\"user\":{\"cc\":\"ZZ\"}}"), "{\"user\":{\"cc\":\"ZZ\"},\"name\":\"0123\",\"risk\":\"+1\"}");
     xf_stage_free(s);
 
     /* Reload = a new stage over the changed file. */
