@@ -21,6 +21,14 @@ int csv_read_row(struct csv_reader *r, char ***fields, size_t *n);
 /* Line number (1-based) where the last row started. */
 unsigned long long csv_reader_line(const struct csv_reader *r);
 
+struct buf;
+/* Append the row as a JSON object keyed by names (fields past the last name
+ * are ignored, missing ones omitted). Cells in JSON number grammar become
+ * numbers (so detectors can use them); everything else, "0123" included,
+ * stays a string. */
+int csv_row_to_json(struct buf *b, char *const *names, size_t n_names, char *const *fields,
+                    size_t n_fields);
+
 /* Parse one complete CSV text held in memory (fuzzing, tests). Calls fn
  * per row; stops at the first error. */
 int csv_parse_buffer(const char *text, size_t len,

@@ -77,6 +77,11 @@ int rw_output_deadletter(struct rw_output *o, int32_t input, enum rw_stage stage
 struct rw_line_meta *rw_output_begin_line(struct rw_output *o, int32_t input);
 void rw_output_end_line(struct rw_output *o, struct rw_line_meta *m);
 
+/* A field value as an event time, epoch seconds: numbers are epoch seconds,
+ * or milliseconds above 1e11; strings are parsed by parse_timestamp().
+ * -EINVAL for anything else. */
+int rw_value_timestamp(const struct rw_value *v, double *epoch);
+
 /* Append `"_kinesis":{...}` (no leading comma) for p to b; arrival_time in
  * ISO 8601 UTC with milliseconds. */
 int rw_provenance_append_json(struct buf *b, const struct rw_provenance *p);

@@ -43,6 +43,10 @@ uint64_t now_realtime_usec(void);
 uint64_t now_monotonic_usec(void);
 /* ISO 8601 UTC with milliseconds: "2026-11-28T05:10:00.123Z" (buf >= 32). */
 const char *format_iso8601_ms(char *buf, size_t n, uint64_t usec_since_epoch);
+/* Exactly the JSON number grammar: "01234" (a postcode), "+1", "1." and
+ * "inf" are not numbers and stay strings when text becomes JSON. */
+bool is_json_number(const char *s);
+
 /* A timestamp as records carry it: ISO 8601 / RFC 3339 ("2026-11-28T05:10:00Z",
  * "2026-11-28 05:10:00.25+01:00", a date alone) or epoch seconds or
  * milliseconds (numbers above 1e11 are taken as milliseconds). Result in

@@ -10,14 +10,13 @@
 #include <unistd.h>
 
 #include "rarewatch/aws.h"
-#include "rarewatch/base64.h"
 #include "rarewatch/ckpt.h"
 #include "rarewatch/conf_schema.h"
 #include "rarewatch/consumer.h"
 #include "rarewatch/deadletter.h"
 #include "rarewatch/detect_stage.h"
 #include "rarewatch/fsutil.h"
-#include "rarewatch/json_scan.h"
+#include "rarewatch/record_stage.h"
 #include "rarewatch/log.h"
 #include "rarewatch/sink_cloudwatch.h"
 #include "rarewatch/sink_file.h"
@@ -93,144 +92,45 @@ struct app *app_free(struct app *a)
     return NULL;
 }
 
-/* ---- the record stage until the analytics stage is wired: decode the
- * payload per [input] format and add the provenance. ---- */
+/* ---- the record stage on the shard workers (record_stage.c, shared with
+ * `rarewatch replay`) ---- */
 
-struct passthrough {
+struct stage_worker {
     struct app *app;
-    int format; /* index in json|csv|text|binary */
-    struct json_doc doc;
-    struct json_path *ts_path;
-    struct xf_worker *xw;
+    struct rs_worker *rs;
 };
 
-static void *pt_new(void *ud)
+static void *stage_worker_new(void *ud)
 {
     struct app *a = ud;
-    struct passthrough *p = calloc(1, sizeof(*p));
-    if (!p)
+    struct stage_worker *w = calloc(1, sizeof(*w));
+    if (!w)
         return NULL;
-    p->app = a;
-    p->format = conf_enum(a->cfg, RWK_input_format);
-    json_doc_init(&p->doc, NULL);
-    const char *tsf = conf_str(a->cfg, RWK_input_timestamp_field);
-    if ((tsf && json_path_compile(tsf, &p->ts_path) < 0) || !(p->xw = xf_worker_new())) {
-        json_doc_free(&p->doc);
-        json_path_free(p->ts_path);
-        free(p);
+    w->app = a;
+    if (!(w->rs = rs_worker_new(a->cfg, NULL))) {
+        free(w);
         return NULL;
     }
-    return p;
+    return w;
 }
 
-static void pt_free(void *w)
+static void stage_worker_free(void *p)
 {
-    struct passthrough *p = w;
-    json_doc_free(&p->doc);
-    json_path_free(p->ts_path);
-    xf_worker_free(p->xw);
-    free(p);
+    struct stage_worker *w = p;
+    rs_worker_free(w->rs);
+    free(w);
 }
 
-static int pt_process_locked(struct passthrough *p, const struct rw_input_record *in, size_t n,
-                             struct rw_output *out);
-
-static int pt_process(void *w, const struct rw_input_record *in, size_t n, struct rw_output *out)
+static int stage_process(void *p, const struct rw_input_record *in, size_t n, struct rw_output *out)
 {
-    struct passthrough *p = w;
-    pthread_rwlock_rdlock(&p->app->det_lock);
-    int r = pt_process_locked(p, in, n, out);
-    pthread_rwlock_unlock(&p->app->det_lock);
+    struct stage_worker *w = p;
+    int r = 0;
+    /* The stages are swapped by a reload under the write lock. */
+    pthread_rwlock_rdlock(&w->app->det_lock);
+    for (size_t i = 0; i < n && r >= 0; i++)
+        r = rs_process(w->rs, w->app->xf, w->app->det, (int32_t)i, in[i].data, in[i].len, &in[i].prov, out);
+    pthread_rwlock_unlock(&w->app->det_lock);
     return r;
-}
-
-static int pt_process_locked(struct passthrough *p, const struct rw_input_record *in, size_t n,
-                             struct rw_output *out)
-{
-    for (size_t i = 0; i < n; i++) {
-        const struct rw_input_record *r = &in[i];
-        if (p->format == 0) {
-            if (json_scan(&p->doc, r->data, r->len) < 0 || p->doc.nodes[0].type != JSON_T_OBJECT) {
-                rw_output_deadletter(out, (int32_t)i, RW_STAGE_PARSE, "input",
-                                     "payload is not a JSON object: %s at byte %zu",
-                                     p->doc.err_msg ? p->doc.err_msg : "not an object",
-                                     p->doc.err_off);
-                continue;
-            }
-            double t = r->prov.arrival_time;
-            struct rw_value tv;
-            if (p->ts_path && json_lookup(&p->doc, p->ts_path, &tv) == 0) {
-                double et;
-                if (tv.type == RW_NUM)
-                    t = tv.num > 1e11 ? tv.num / 1000 : tv.num;
-                else if (tv.type == RW_STR && parse_timestamp(tv.s.p, tv.s.len, &et) == 0)
-                    t = et;
-            }
-            /* The transforms; from here on `doc` is the record they made. */
-            struct json_doc *doc = &p->doc;
-            bool xf = xf_stage_count(p->app->xf) || xf_stage_has_where(p->app->xf);
-            if (xf) {
-                struct xf_record xr = { .doc = &p->doc, .event_time = t, .arrival_time = r->prov.arrival_time };
-                int xr_r = xf_apply(p->app->xf, p->xw, &xr, &doc);
-                if (xr_r < 0)
-                    return xr_r;
-                if (xr_r == XF_FAIL)
-                    rw_output_deadletter(out, (int32_t)i, RW_STAGE_TRANSFORM, xr.failed_transform, "%s", xr.reason);
-                if (xr_r != XF_KEEP)
-                    continue; /* dropped by a filter: no line */
-            }
-            struct rw_line_meta *m = rw_output_begin_line(out, (int32_t)i);
-            if (!m)
-                return -ENOMEM;
-            const struct json_node *root = &doc->nodes[0];
-            /* Splice the detectors' fields and the provenance before the
-             * closing brace: the record's own bytes are copied, not rebuilt. */
-            size_t close = root->end - 1;
-            int rr = buf_append(&out->lines, doc->text + root->start, close - root->start);
-            bool empty = json_first_child(doc, 0) == JSON_NONE;
-            struct detect_verdict v = { 0 };
-            if (rr == 0 && p->app->det) {
-                size_t mark = out->lines.len;
-                struct detect_record dr = { .doc = doc, .event_time = t,
-                                            .where = xf ? xf_detector_where : NULL, .ud = p->xw };
-                rr = detect_stage_eval(p->app->det, &dr, &out->lines, &v);
-                if (rr == 0 && empty && out->lines.len > mark) {
-                    out->lines.data[mark] = ' '; /* "{" needs no comma before the first field */
-                    empty = false;
-                }
-            }
-            rr = rr ?: (empty ? 0 : buf_putc(&out->lines, ','));
-            rr = rr ?: rw_provenance_append_json(&out->lines, &r->prov);
-            rr = rr ?: buf_puts(&out->lines, "}\n");
-            if (rr < 0)
-                return rr;
-            m->event_time = t;
-            m->is_anomaly = v.is_anomaly;
-            m->anomaly_score = v.score;
-            rw_output_end_line(out, m);
-        } else {
-            struct rw_line_meta *m = rw_output_begin_line(out, (int32_t)i);
-            if (!m)
-                return -ENOMEM;
-            int rr;
-            if (p->format == 3) {
-                rr = buf_puts(&out->lines, "{\"data_base64\":\"");
-                rr = rr ?: buf_put_base64(&out->lines, r->data, r->len);
-                rr = rr ?: buf_puts(&out->lines, "\",");
-            } else {
-                rr = buf_puts(&out->lines, "{\"message\":");
-                rr = rr ?: buf_put_json_string(&out->lines, r->data, r->len);
-                rr = rr ?: buf_putc(&out->lines, ',');
-            }
-            rr = rr ?: rw_provenance_append_json(&out->lines, &r->prov);
-            rr = rr ?: buf_puts(&out->lines, "}\n");
-            if (rr < 0)
-                return rr;
-            m->event_time = r->prov.arrival_time;
-            rw_output_end_line(out, m);
-        }
-    }
-    return 0;
 }
 
 /* ---- lifecycle ---- */
@@ -380,7 +280,7 @@ static int app_start(void *ud, struct rw_config *cfg)
         .sinks = a->sinks,
         .n_sinks = a->n_sinks,
         .deadletter = a->dl,
-        .stage = { .worker_new = pt_new, .worker_free = pt_free, .process = pt_process, .ud = a },
+        .stage = { .worker_new = stage_worker_new, .worker_free = stage_worker_free, .process = stage_process, .ud = a },
     };
     if ((r = consumer_new(&co, &a->consumer)) < 0 || (r = consumer_start(a->consumer)) < 0)
         return log_error_errno(r, "cannot start the consumer: %m");

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "rarewatch/buf.h"
+#include "rarewatch/strutil.h"
 
 struct csv_reader {
     FILE *in;
@@ -153,4 +154,21 @@ int csv_parse_buffer(const char *text, size_t len, int (*fn)(char **fields, size
     free(r.offsets);
     free(r.fields);
     return ret;
+}
+
+int csv_row_to_json(struct buf *b, char *const *names, size_t n_names, char *const *fields,
+                    size_t n_fields)
+{
+    int r = buf_putc(b, '{');
+    size_t n = MIN(n_names, n_fields);
+    for (size_t i = 0; i < n && r >= 0; i++) {
+        if (i)
+            r = buf_putc(b, ',');
+        r = r ?: buf_put_json_string(b, names[i], strlen(names[i]));
+        r = r ?: buf_putc(b, ':');
+        if (r >= 0)
+            r = is_json_number(fields[i]) ? buf_puts(b, fields[i])
+                                          : buf_put_json_string(b, fields[i], strlen(fields[i]));
+    }
+    return r ?: buf_putc(b, '}');
 }

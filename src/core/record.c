@@ -97,3 +97,14 @@ int rw_provenance_append_json(struct buf *b, const struct rw_provenance *p)
     r = r ?: buf_printf(b, ",\"arrival_time\":\"%s\"}", ts);
     return r;
 }
+
+int rw_value_timestamp(const struct rw_value *v, double *epoch)
+{
+    if (v->type == RW_NUM && isfinite(v->num)) {
+        *epoch = fabs(v->num) > 1e11 ? v->num / 1000 : v->num;
+        return 0;
+    }
+    if (v->type == RW_STR)
+        return parse_timestamp(v->s.p, v->s.len, epoch);
+    return -EINVAL;
+}

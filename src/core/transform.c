@@ -11,6 +11,7 @@
 #include "rarewatch/csv.h"
 #include "rarewatch/expr.h"
 #include "rarewatch/json_out.h"
+#include "rarewatch/record.h"
 #include "rarewatch/strutil.h"
 
 enum xf_type { T_FILTER, T_SET, T_RENAME, T_REMOVE, T_KEEP, T_CAST, T_DEFAULT, T_LOOKUP };
@@ -170,37 +171,6 @@ static int table_index(struct table *t)
     return 0;
 }
 
-/* Exactly the JSON number grammar: "01234" (a postcode) or "+1" stay strings. */
-static bool json_number_text(const char *s)
-{
-    if (*s == '-')
-        s++;
-    if (*s == '0')
-        s++;
-    else if (*s >= '1' && *s <= '9')
-        while (*s >= '0' && *s <= '9')
-            s++;
-    else
-        return false;
-    if (*s == '.') {
-        s++;
-        if (!(*s >= '0' && *s <= '9'))
-            return false;
-        while (*s >= '0' && *s <= '9')
-            s++;
-    }
-    if (*s == 'e' || *s == 'E') {
-        s++;
-        if (*s == '+' || *s == '-')
-            s++;
-        if (!(*s >= '0' && *s <= '9'))
-            return false;
-        while (*s >= '0' && *s <= '9')
-            s++;
-    }
-    return *s == 0;
-}
-
 /* A CSV cell or default_ value: JSON numbers and true/false/null as such. */
 static int scalar_from_text(struct table *t, const char *s, struct rw_value *out)
 {
@@ -209,7 +179,7 @@ static int scalar_from_text(struct table *t, const char *s, struct rw_value *out
         *out = RW_VALUE_BOOL(s[0] == 't');
     else if (streq(s, "null"))
         *out = RW_VALUE_NULL;
-    else if (json_number_text(s) && parse_double(s, &d) == 0 && isfinite(d))
+    else if (is_json_number(s) && parse_double(s, &d) == 0 && isfinite(d))
         *out = RW_VALUE_NUM(d);
     else {
         char *c = pool_dup(t, s, strlen(s));
@@ -874,9 +844,7 @@ static int cast(struct xf_worker *w, struct xf_record *rec, const struct xf *x)
         break;
     case C_TIMESTAMP: {
         double t;
-        if (v.type == RW_NUM)
-            o = RW_VALUE_NUM(fabs(v.num) > 1e11 ? v.num / 1000 : v.num);
-        else if (v.type == RW_STR && parse_timestamp(v.s.p, v.s.len, &t) == 0)
+        if (rw_value_timestamp(&v, &t) == 0)
             o = RW_VALUE_NUM(t);
         else
             ok = false;

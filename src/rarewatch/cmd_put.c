@@ -187,19 +187,9 @@ static int put_csv(struct put_state *s, FILE *in, const char *name)
             s->bad++;
             continue;
         }
-        json_object *o = json_object_new_object();
-        for (size_t i = 0; i < nf; i++) {
-            double d;
-            json_object *v;
-            /* Numbers stay numbers so detectors can use them directly. */
-            if (row[i][0] && parse_double(row[i], &d) == 0)
-                v = json_object_new_double_s(d, row[i]);
-            else
-                v = json_object_new_string(row[i]);
-            json_object_object_add(o, hcopy[i], v);
-        }
         buf_reset(&b);
-        buf_puts(&b, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        csv_row_to_json(&b, hcopy, nh, row, nf);
+        json_object *o = json_tokener_parse(b.data);
         r = send_json(s, b.data, b.len, o);
         json_object_put(o);
         if (r < 0)

@@ -11,7 +11,7 @@
 #include "rarewatch/conf_schema.h"
 #include "rarewatch/csv.h"
 #include "rarewatch/detect_stage.h"
-#include "rarewatch/json_scan.h"
+#include "rarewatch/record_stage.h"
 #include "rarewatch/strutil.h"
 #include "rarewatch/transform.h"
 
@@ -20,29 +20,26 @@ static void usage(FILE *f)
     fprintf(f,
             "Usage: rarewatch replay -c CONFIG [--format ndjson|csv] [--state FILE] [--all] [FILE]\n"
             "\n"
-            "Run records from FILE (or standard input) through the configured detectors\n"
-            "exactly as rarewatchd does, and write one NDJSON line per output record to\n"
+            "Run records from FILE (or standard input) through the configured transforms and\n"
+            "detectors exactly as rarewatchd does, and write one NDJSON line per output record to\n"
             "standard output, in input order. Event time comes from [input] timestamp_field.\n"
             "No AWS access. A summary goes to standard error.\n"
             "\n"
             "  -c, --config PATH     configuration file (required)\n"
             "  -f, --format F        ndjson (default) or csv (with a header line)\n"
             "  -s, --state FILE      load detector state from FILE if it exists, save it at the end\n"
-            "  -a, --all             also emit records that no detector scored or a filter dropped\n"
+            "  -a, --all             also emit the records a filter dropped (unmarked)\n"
             "  -q, --quiet           no summary\n");
 }
 
 struct replay {
     struct detect_stage *det;
     struct xf_stage *xf;
-    struct xf_worker *xw;
-    struct json_path *ts_path;
-    struct json_doc doc;
-    struct buf line;
+    struct rs_worker *rs;
+    struct rw_output out;
     struct rw_output derived;
-    uint64_t records, emitted, bad, anomalies, dropped, failed;
+    uint64_t emitted, bad;
     double last_tick;
-    bool all;
 };
 
 static void tick(struct replay *rp, double t)
@@ -58,69 +55,25 @@ static void tick(struct replay *rp, double t)
     rp->last_tick = t;
 }
 
+/* One record through the same stage code as the daemon's shard workers. */
 static int one(struct replay *rp, const char *text, size_t len, const char *name, unsigned long long lineno)
 {
-    rp->records++;
-    if (json_scan(&rp->doc, text, len) < 0 || rp->doc.nodes[0].type != JSON_T_OBJECT) {
-        fprintf(stderr, "%s:%llu: not a JSON object (%s); skipped\n", name, lineno,
-                rp->doc.err_msg ? rp->doc.err_msg : "wrong type");
-        rp->bad++;
-        return 0;
-    }
-    double t = NAN;
-    struct rw_value tv;
-    if (rp->ts_path && json_lookup(&rp->doc, rp->ts_path, &tv) == 0) {
-        if (tv.type == RW_NUM)
-            t = tv.num > 1e11 ? tv.num / 1000 : tv.num;
-        else if (tv.type == RW_STR && parse_timestamp(tv.s.p, tv.s.len, &t) < 0)
-            t = NAN;
-    }
-    /* The transforms, as the daemon runs them; `doc` is their result. */
-    struct json_doc *doc = &rp->doc;
-    bool xf = xf_stage_count(rp->xf) || xf_stage_has_where(rp->xf);
-    if (xf) {
-        struct xf_record xr = { .doc = &rp->doc, .event_time = t, .arrival_time = NAN };
-        int xr_r = xf_apply(rp->xf, rp->xw, &xr, &doc);
-        if (xr_r < 0)
-            return xr_r;
-        if (xr_r == XF_FAIL) {
-            fprintf(stderr, "%s:%llu: transform %s: %s; the daemon dead-letters this record\n", name,
-                    lineno, xr.failed_transform, xr.reason);
-            rp->failed++;
-        } else if (xr_r == XF_DROP) {
-            rp->dropped++;
-            if (rp->all) {
-                const struct json_node *root = &doc->nodes[0];
-                fwrite(doc->text + root->start, 1, root->end - root->start, stdout);
-                fputc('\n', stdout);
-                rp->emitted++;
-            }
-        }
-        if (xr_r != XF_KEEP) {
-            if (isfinite(t))
-                tick(rp, t);
-            return 0;
-        }
-    }
-    struct detect_record dr = { .doc = doc, .event_time = t, .where = xf ? xf_detector_where : NULL,
-                                .ud = rp->xw };
-    struct detect_verdict v;
-    buf_reset(&rp->line);
-    const struct json_node *root = &doc->nodes[0];
-    buf_append(&rp->line, doc->text + root->start, root->end - 1 - root->start);
-    size_t before = rp->line.len;
-    int r = detect_stage_eval(rp->det, &dr, &rp->line, &v);
+    rw_output_reset(&rp->out);
+    int r = rs_process(rp->rs, rp->xf, rp->det, 0, text, len, NULL, &rp->out);
     if (r < 0)
         return r;
-    if (json_first_child(doc, 0) == JSON_NONE && rp->line.len > before)
-        rp->line.data[before] = ' '; /* "{" then ',"anomaly_score"...': drop the comma */
-    if (v.is_anomaly)
-        rp->anomalies++;
-    if (v.scored || rp->all) {
-        buf_puts(&rp->line, "}\n");
-        fwrite(rp->line.data, 1, rp->line.len, stdout);
-        rp->emitted++;
+    if (rp->out.lines.len)
+        fwrite(rp->out.lines.data, 1, rp->out.lines.len, stdout);
+    rp->emitted += rp->out.n;
+    for (size_t i = 0; i < rp->out.n_dl; i++) {
+        const struct rw_deadletter_entry *e = &rp->out.dl[i];
+        bool parse = e->stage == RW_STAGE_PARSE;
+        fprintf(stderr, "%s:%llu: %s%s%s%s; %s\n", name, lineno, parse ? "" : "transform ",
+                parse ? "" : e->component, parse ? "" : ": ", e->reason,
+                parse ? "skipped" : "the daemon dead-letters this record");
+        rp->bad += parse;
     }
+    double t = rs_last_event_time(rp->rs);
     if (isfinite(t))
         tick(rp, t);
     return 0;
@@ -140,6 +93,7 @@ int cmd_replay(int argc, char **argv)
     const char *config = NULL, *format = "ndjson", *state = NULL;
     bool quiet = false;
     struct replay rp = { .last_tick = -INFINITY };
+    bool all = false;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:f:s:aqh", opts, NULL)) != -1) {
@@ -147,7 +101,7 @@ int cmd_replay(int argc, char **argv)
         case 'c': config = optarg; break;
         case 'f': format = optarg; break;
         case 's': state = optarg; break;
-        case 'a': rp.all = true; break;
+        case 'a': all = true; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 64;
@@ -168,15 +122,10 @@ int cmd_replay(int argc, char **argv)
         detect_stage_free(rp.det);
         return 78;
     }
-    if (!(rp.xw = xf_worker_new())) {
+    conf_diag_clear(&d);
+    if (!(rp.rs = rs_worker_new(cfg, &(struct rs_options){ .keep_dropped = all, .json_objects = true }))) {
         fprintf(stderr, "rarewatch replay: out of memory\n");
         return 1;
-    }
-    conf_diag_clear(&d);
-    const char *tsf = conf_str(cfg, RWK_input_timestamp_field);
-    if (tsf && json_path_compile(tsf, &rp.ts_path) < 0) {
-        fprintf(stderr, "%s: [input] timestamp_field is not a field path\n", config);
-        return 78;
     }
     if (state) {
         int r = detect_stage_load(rp.det, state);
@@ -185,7 +134,6 @@ int cmd_replay(int argc, char **argv)
             return 1;
         }
     }
-    json_doc_init(&rp.doc, NULL);
     const char *file = optind < argc ? argv[optind] : "-";
     FILE *in = streq(file, "-") ? stdin : fopen(file, "re");
     if (!in) {
@@ -206,19 +154,7 @@ int cmd_replay(int argc, char **argv)
                 continue;
             }
             buf_reset(&obj);
-            buf_putc(&obj, '{');
-            for (size_t i = 0; i < nf && i < nh; i++) {
-                double x;
-                if (i)
-                    buf_putc(&obj, ',');
-                buf_put_json_string(&obj, hdr[i], strlen(hdr[i]));
-                buf_putc(&obj, ':');
-                if (f[i][0] && parse_double(f[i], &x) == 0)
-                    buf_puts(&obj, f[i]);
-                else
-                    buf_put_json_string(&obj, f[i], strlen(f[i]));
-            }
-            buf_putc(&obj, '}');
+            csv_row_to_json(&obj, hdr, nh, f, nf);
             if ((r = one(&rp, obj.data, obj.len, file, csv_reader_line(cr))) < 0)
                 break;
         }
@@ -252,11 +188,12 @@ int cmd_replay(int argc, char **argv)
             r = rs;
         }
     }
+    struct rs_counts cnt = rs_worker_counts(rp.rs);
     if (!quiet) {
         fprintf(stderr, "replay: %llu records, %llu emitted, %llu anomalies, %llu invalid, %.0f records/s\n",
-                (unsigned long long)rp.records, (unsigned long long)rp.emitted,
-                (unsigned long long)rp.anomalies, (unsigned long long)rp.bad,
-                secs > 0 ? (double)rp.records / secs : 0);
+                (unsigned long long)cnt.records, (unsigned long long)rp.emitted,
+                (unsigned long long)cnt.anomalies, (unsigned long long)rp.bad,
+                secs > 0 ? (double)cnt.records / secs : 0);
         for (size_t i = 0; i < xf_stage_count(rp.xf); i++) {
             struct xf_stats st;
             xf_stage_stats(rp.xf, i, &st);
@@ -272,12 +209,10 @@ int cmd_replay(int argc, char **argv)
                     st.keys, (unsigned long long)st.evictions);
         }
     }
-    json_doc_free(&rp.doc);
-    buf_free(&rp.line);
+    rw_output_free(&rp.out);
     rw_output_free(&rp.derived);
-    json_path_free(rp.ts_path);
+    rs_worker_free(rp.rs);
     detect_stage_free(rp.det);
     xf_stage_free(rp.xf);
-    xf_worker_free(rp.xw);
     return r < 0 ? 1 : (rp.bad ? 1 : 0);
 }

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/*
+ * One record through the stages, the same way for the daemon and for
+ * `rarewatch replay`: decode the payload per [input] format (a JSON object,
+ * NDJSON lines with [input] ndjson, a CSV row keyed by csv_columns, text as
+ * {"message"}, bytes as {"data_base64"}), take the event time from
+ * [input] timestamp_field, apply the transforms, run the detectors, and
+ * write the output line: the record's own bytes with the detectors' fields
+ * (and the Kinesis provenance) spliced before its closing brace.
+ *
+ * A worker belongs to one thread; the transform and detector stages are
+ * shared (the caller keeps them alive for the call).
+ */
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rarewatch/conf.h"
+#include "rarewatch/detect_stage.h"
+#include "rarewatch/record.h"
+#include "rarewatch/transform.h"
+
+struct rs_worker;
+
+struct rs_options {
+    bool keep_dropped; /* emit records a filter dropped, unmarked (replay --all) */
+    bool json_objects; /* payloads are JSON objects whatever [input] format says (replay) */
+};
+
+/* [input] settings from cfg. NULL on -ENOMEM or an invalid timestamp_field
+ * (rw_config_validate rejects that earlier). */
+struct rs_worker *rs_worker_new(const struct rw_config *cfg, const struct rs_options *o);
+struct rs_worker *rs_worker_free(struct rs_worker *w);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct rs_worker *, rs_worker_free)
+
+/* Process one payload (data[len] == 0) into out: zero or more lines (meta
+ * input = `input`), and dead-letter entries for what cannot be processed.
+ * prov, when not NULL, is added as "_kinesis" and gives the arrival time. */
+int rs_process(struct rs_worker *w, const struct xf_stage *xf, struct detect_stage *det,
+               int32_t input, const char *data, size_t len, const struct rw_provenance *prov,
+               struct rw_output *out);
+
+struct rs_counts {
+    uint64_t records, dropped, failed, anomalies;
+};
+struct rs_counts rs_worker_counts(const struct rs_worker *w);
+/* Event time of the last record processed (NaN: none known). */
+double rs_last_event_time(const struct rs_worker *w);
