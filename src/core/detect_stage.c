@@ -479,6 +479,74 @@ static void put_num(struct buf *b, double v)
         buf_puts(b, "null");
 }
 
+/* {"field":value,...} over an rcf detector's fields. */
+static void put_field_map(struct buf *b, const struct detector *d, const double *v)
+{
+    buf_putc(b, '{');
+    for (unsigned k = 0; k < d->dims; k++) {
+        if (k)
+            buf_putc(b, ',');
+        buf_put_json_string(b, d->field_names[k], strlen(d->field_names[k]));
+        buf_putc(b, ':');
+        put_num(b, v[k]);
+    }
+    buf_putc(b, '}');
+}
+
+/* One element of "anomalies": {"detector","key","score","value",
+ * "expected","reason"} (+ "attribution" for rcf). category: the value of a
+ * rare_category detector; attrib: rcf's attribution (dims values) followed,
+ * at RCF_MAX_DIMS, by the point. */
+static void put_anomaly(struct buf *b, const struct detector *d, const char *key, size_t klen,
+                        const struct det_result *r, const char *category, const double *attrib)
+{
+    buf_puts(b, "{\"detector\":");
+    buf_put_json_string(b, d->name, strlen(d->name));
+    buf_puts(b, ",\"key\":");
+    if (d->key)
+        buf_put_json_string(b, key, klen);
+    else
+        buf_puts(b, "null");
+    buf_puts(b, ",\"score\":");
+    put_num(b, r->score);
+    buf_puts(b, ",\"value\":");
+    if (d->kind == K_CATEGORY)
+        buf_put_json_string(b, category, strlen(category));
+    else if (d->kind == K_RCF)
+        put_field_map(b, d, attrib + RCF_MAX_DIMS);
+    else
+        put_num(b, r->value);
+    buf_puts(b, ",\"expected\":");
+    if (d->kind == K_RCF || d->kind == K_CATEGORY)
+        buf_puts(b, "null");
+    else
+        put_num(b, r->expected);
+    buf_puts(b, ",\"reason\":");
+    struct buf reason = BUF_INIT;
+    if (d->kind == K_RCF) {
+        double total = 0;
+        unsigned top = 0;
+        for (unsigned k = 0; k < d->dims; k++) {
+            total += attrib[k];
+            if (attrib[k] > attrib[top])
+                top = k;
+        }
+        buf_printf(&reason, "random cut forest score %.2f is rarer than %.4g%% of this key's history; "
+                   "%s contributed most (%.0f%%)", r->raw, 100.0 * r->score, d->field_names[top],
+                   total > 0 ? 100.0 * attrib[top] / total : 100.0);
+        if (d->key)
+            buf_printf(&reason, " for %s", key);
+    } else
+        det_reason(&reason, d->dtype, r, d->key ? key : NULL, d->field_name, category);
+    buf_put_json_string(b, reason.data ? reason.data : "", reason.len);
+    buf_free(&reason);
+    if (d->kind == K_RCF) {
+        buf_puts(b, ",\"attribution\":");
+        put_field_map(b, d, attrib);
+    }
+    buf_putc(b, '}');
+}
+
 int detect_stage_eval(struct detect_stage *s, const struct detect_record *rec, struct buf *out,
                       struct detect_verdict *v)
 {
@@ -519,66 +587,9 @@ int detect_stage_eval(struct detect_stage *s, const struct detect_record *rec, s
             continue;
         atomic_fetch_add(&d->anomalies, 1);
         v->is_anomaly = true;
-        buf_puts(&fired, n_fired++ ? ",{\"detector\":" : "{\"detector\":");
-        buf_put_json_string(&fired, d->name, strlen(d->name));
-        buf_puts(&fired, ",\"key\":");
-        if (d->key)
-            buf_put_json_string(&fired, key, klen);
-        else
-            buf_puts(&fired, "null");
-        buf_puts(&fired, ",\"score\":");
-        put_num(&fired, r.score);
-        buf_puts(&fired, ",\"value\":");
-        if (d->kind == K_CATEGORY)
-            buf_put_json_string(&fired, category, strlen(category));
-        else if (d->kind == K_RCF) {
-            buf_putc(&fired, '{');
-            for (unsigned k = 0; k < d->dims; k++) {
-                if (k)
-                    buf_putc(&fired, ',');
-                buf_put_json_string(&fired, d->field_names[k], strlen(d->field_names[k]));
-                buf_putc(&fired, ':');
-                put_num(&fired, attrib[RCF_MAX_DIMS + k]);
-            }
-            buf_putc(&fired, '}');
-        } else
-            put_num(&fired, r.value);
-        buf_puts(&fired, ",\"expected\":");
-        if (d->kind == K_RCF || d->kind == K_CATEGORY)
-            buf_puts(&fired, "null");
-        else
-            put_num(&fired, r.expected);
-        buf_puts(&fired, ",\"reason\":");
-        struct buf reason = BUF_INIT;
-        if (d->kind == K_RCF) {
-            double total = 0;
-            unsigned top = 0;
-            for (unsigned k = 0; k < d->dims; k++) {
-                total += attrib[k];
-                if (attrib[k] > attrib[top])
-                    top = k;
-            }
-            buf_printf(&reason, "random cut forest score %.2f is rarer than %.4g%% of this key's history; "
-                       "%s contributed most (%.0f%%)", r.raw, 100.0 * r.score, d->field_names[top],
-                       total > 0 ? 100.0 * attrib[top] / total : 100.0);
-            if (d->key)
-                buf_printf(&reason, " for %s", key);
-        } else
-            det_reason(&reason, d->dtype, &r, d->key ? key : NULL, d->field_name, category);
-        buf_put_json_string(&fired, reason.data ? reason.data : "", reason.len);
-        buf_free(&reason);
-        if (d->kind == K_RCF) {
-            buf_puts(&fired, ",\"attribution\":{");
-            for (unsigned k = 0; k < d->dims; k++) {
-                if (k)
-                    buf_putc(&fired, ',');
-                buf_put_json_string(&fired, d->field_names[k], strlen(d->field_names[k]));
-                buf_putc(&fired, ':');
-                put_num(&fired, attrib[k]);
-            }
-            buf_putc(&fired, '}');
-        }
-        buf_putc(&fired, '}');
+        if (n_fired++)
+            buf_putc(&fired, ',');
+        put_anomaly(&fired, d, key, klen, &r, category, attrib);
     }
     int r = 0;
     if (v->scored) {
@@ -632,25 +643,9 @@ int detect_stage_tick(struct detect_stage *s, double now, struct rw_output *out)
                 buf_put_json_string(&out->lines, d->name, strlen(d->name));
                 buf_printf(&out->lines, ",\"time\":\"%s\"},\"anomaly_score\":", tsb);
                 put_num(&out->lines, r.score);
-                buf_puts(&out->lines, ",\"is_anomaly\":true,\"anomalies\":[{\"detector\":");
-                buf_put_json_string(&out->lines, d->name, strlen(d->name));
-                buf_puts(&out->lines, ",\"key\":");
-                if (d->key)
-                    buf_put_json_string(&out->lines, key, klen);
-                else
-                    buf_puts(&out->lines, "null");
-                buf_puts(&out->lines, ",\"score\":");
-                put_num(&out->lines, r.score);
-                buf_puts(&out->lines, ",\"value\":");
-                put_num(&out->lines, r.value);
-                buf_puts(&out->lines, ",\"expected\":");
-                put_num(&out->lines, r.expected);
-                buf_puts(&out->lines, ",\"reason\":");
-                struct buf reason = BUF_INIT;
-                det_reason(&reason, DET_RATE, &r, d->key ? key : NULL, d->field_name, NULL);
-                buf_put_json_string(&out->lines, reason.data ? reason.data : "", reason.len);
-                buf_free(&reason);
-                buf_puts(&out->lines, "}]}\n");
+                buf_puts(&out->lines, ",\"is_anomaly\":true,\"anomalies\":[");
+                put_anomaly(&out->lines, d, key, klen, &r, NULL, NULL);
+                buf_puts(&out->lines, "]}\n");
                 m->is_anomaly = true;
                 m->anomaly_score = r.score;
                 m->event_time = now;
