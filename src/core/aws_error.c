@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "rarewatch/aws_error.h"
+#include "rarewatch/xml_extract.h"
 
 #include <ctype.h>
 #include <json-c/json.h>
@@ -95,44 +96,6 @@ void aws_error_classify(struct aws_error *e)
     }
 }
 
-/* Text of the first <tag>...</tag>, entities decoded (the five predefined
- * ones); enough for the Query protocol's error documents. */
-static bool xml_text(const char *body, size_t len, const char *tag, char *out, size_t n)
-{
-    char open[64], close[64];
-    snprintf(open, sizeof(open), "<%s>", tag);
-    snprintf(close, sizeof(close), "</%s>", tag);
-    const char *s = memmem(body, len, open, strlen(open));
-    if (!s)
-        return false;
-    s += strlen(open);
-    const char *e = memmem(s, len - (size_t)(s - body), close, strlen(close));
-    if (!e)
-        return false;
-    static const struct {
-        const char *ent;
-        char c;
-    } ents[] = { { "&amp;", '&' }, { "&lt;", '<' }, { "&gt;", '>' }, { "&quot;", '"' }, { "&apos;", '\'' } };
-    size_t o = 0;
-    while (s < e && o + 1 < n) {
-        bool done = false;
-        if (*s == '&')
-            for (size_t i = 0; i < ELEMENTSOF(ents); i++) {
-                size_t l = strlen(ents[i].ent);
-                if ((size_t)(e - s) >= l && memcmp(s, ents[i].ent, l) == 0) {
-                    out[o++] = ents[i].c;
-                    s += l;
-                    done = true;
-                    break;
-                }
-            }
-        if (!done)
-            out[o++] = *s++;
-    }
-    out[o] = 0;
-    return true;
-}
-
 static void sanitize(char *s)
 {
     for (; *s; s++)
@@ -175,10 +138,11 @@ void aws_error_from_response(struct aws_error *e, int status, const char *conten
         }
         json_object_put(o);
     } else if (len && body && memmem(body, len, "<Code>", 6)) {
-        parsed = xml_text(body, len, "Code", e->code, sizeof(e->code));
-        xml_text(body, len, "Message", e->message, sizeof(e->message));
-        if (!e->request_id[0])
-            xml_text(body, len, "RequestId", e->request_id, sizeof(e->request_id));
+        parsed = xml_extract_to(body, len, "Error/Code", e->code, sizeof(e->code)) >= 0;
+        if (parsed)
+            xml_extract_to(body, len, "Error/Message", e->message, sizeof(e->message));
+        if (parsed && !e->request_id[0])
+            xml_extract_to(body, len, "RequestId", e->request_id, sizeof(e->request_id));
     }
     if (!parsed) {
         /* Not an AWS error document: a proxy's HTML page, an empty or

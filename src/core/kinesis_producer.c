@@ -141,13 +141,14 @@ static int failed_entries(struct kinesis_producer *p, const size_t *idx, size_t 
     return 0;
 }
 
+/* The standard retry mode's capped full jitter, at a 100 ms base: entries
+ * that failed inside an accepted request need no 1 s wait. */
 static void jitter_sleep(struct kinesis_producer *p, unsigned attempt)
 {
     p->rng ^= p->rng << 13;
     p->rng ^= p->rng >> 7;
     p->rng ^= p->rng << 17;
-    uint64_t cap = MIN(20 * USEC_PER_SEC, (uint64_t)100000 << MIN(attempt, 20u));
-    uint64_t d = p->rng % (cap + 1);
+    uint64_t d = aws_retry_backoff(attempt, 20 * USEC_PER_SEC, (double)(p->rng >> 11) * 0x1.0p-53) / 10;
     struct timespec ts = { (time_t)(d / USEC_PER_SEC), (long)(d % USEC_PER_SEC) * 1000 };
     nanosleep(&ts, NULL);
 }
