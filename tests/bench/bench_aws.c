@@ -10,82 +10,21 @@
  * The server runs in a thread of this process; on 2 cores both threads get
  * one. Median of 5 runs of 2 s each.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "rarewatch/aws.h"
 #include "rarewatch/base64.h"
 #include "rarewatch/conf_schema.h"
 #include "rarewatch/strutil.h"
+#include "http_stub.h"
 
-static int listen_fd;
-static int port;
-
-static void *conn_main(void *arg);
-
-/* One thread per connection: the signed and the unsigned client each keep
- * their connection open. */
-static void *server(void *arg)
+static void on_request(const char *body, size_t len, struct buf *resp, void *ud)
 {
-    for (;;) {
-        int fd = accept(listen_fd, NULL, NULL);
-        if (fd < 0)
-            continue;
-        pthread_t t;
-        pthread_create(&t, NULL, conn_main, (void *)(intptr_t)fd);
-        pthread_detach(t);
-    }
-    return NULL;
-}
-
-static void *conn_main(void *arg)
-{
-    int fd = (int)(intptr_t)arg;
-    static const char body[] = "{\"FailedRecordCount\":0,\"Records\":[{\"SequenceNumber\":\"1\",\"ShardId\":\"shardId-000000000000\"}]}";
-    char resp[512];
-    int rl = snprintf(resp, sizeof(resp),
-                      "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\n"
-                      "x-amzn-RequestId: bench\r\nContent-Length: %zu\r\n\r\n%s",
-                      sizeof(body) - 1, body);
-    {
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        char *buf = malloc(1 << 20);
-        size_t have = 0;
-        for (;;) {
-            ssize_t n = read(fd, buf + have, (1 << 20) - have);
-            if (n <= 0)
-                break;
-            have += (size_t)n;
-            for (;;) {
-                buf[have < (1 << 20) ? have : (1 << 20) - 1] = 0;
-                char *eoh = strstr(buf, "\r\n\r\n");
-                if (!eoh)
-                    break;
-                size_t cl = 0;
-                char *c = strcasestr(buf, "\r\ncontent-length:");
-                if (c && c < eoh)
-                    cl = strtoul(c + 17, NULL, 10);
-                size_t total = (size_t)(eoh + 4 - buf) + cl;
-                if (have < total)
-                    break;
-                if (write(fd, resp, (size_t)rl) != rl)
-                    break;
-                memmove(buf, buf + total, have - total);
-                have -= total;
-            }
-        }
-        free(buf);
-        close(fd);
-    }
-    return NULL;
+    buf_puts(resp, "{\"FailedRecordCount\":0,\"Records\":[{\"SequenceNumber\":\"1\","
+                   "\"ShardId\":\"shardId-000000000000\"}]}");
 }
 
 static int cmp(const void *a, const void *b)
@@ -123,16 +62,9 @@ static double run(struct aws_client *c, struct http_client *h, const char *url, 
 
 int main(void)
 {
-    listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t al = sizeof(a);
-    if (bind(listen_fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(listen_fd, 16) < 0 ||
-        getsockname(listen_fd, (struct sockaddr *)&a, &al) < 0)
+    int port = http_stub_start(on_request, NULL);
+    if (port < 0)
         return 1;
-    port = ntohs(a.sin_port);
-    pthread_t t;
-    pthread_create(&t, NULL, server, NULL);
-
     char url[64];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
     setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE", 1);

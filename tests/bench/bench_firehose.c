@@ -8,15 +8,11 @@
  * per-core figure is a lower bound). Baseline in the same run: the packed
  * mode (5,000-byte records), which sends 20x fewer Firehose records.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "rarewatch/aws.h"
@@ -24,81 +20,11 @@
 #include "rarewatch/sink_cloudwatch.h"
 #include "rarewatch/sink_firehose.h"
 #include "rarewatch/strutil.h"
+#include "http_stub.h"
 
-static int listen_fd;
-
-static void *conn_main(void *arg)
+static void on_request(const char *body, size_t len, struct buf *resp, void *ud)
 {
-    int fd = (int)(intptr_t)arg;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    size_t cap = 16 << 20, have = 0;
-    char *buf = malloc(cap + 1);
-    struct buf resp = BUF_INIT, body = BUF_INIT;
-    bool continued = false;
-    for (;;) {
-        ssize_t n = read(fd, buf + have, cap - have);
-        if (n <= 0)
-            break;
-        have += (size_t)n;
-        for (;;) {
-            buf[have] = 0;
-            char *eoh = strstr(buf, "\r\n\r\n");
-            if (!eoh)
-                break;
-            size_t cl = 0;
-            char *c = strcasestr(buf, "\r\ncontent-length:");
-            if (c && c < eoh)
-                cl = strtoul(c + 17, NULL, 10);
-            size_t total = (size_t)(eoh + 4 - buf) + cl;
-            if (have < total) {
-                /* curl asks before sending a large body, as AWS answers. */
-                char *e = strcasestr(buf, "\r\nexpect: 100-continue");
-                if (e && e < eoh && !continued) {
-                    continued = true;
-                    if (write(fd, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 25)
-                        goto out;
-                }
-                break;
-            }
-            continued = false;
-            size_t recs = 0;
-            for (const char *p = eoh + 4; (p = memmem(p, buf + total - p, "{\"Data\":", 8)); p += 8)
-                recs++;
-            buf_reset(&body);
-            buf_puts(&body, "{\"FailedPutCount\":0,\"Encrypted\":false,\"RequestResponses\":[");
-            for (size_t i = 0; i < recs; i++)
-                buf_puts(&body, i ? ",{\"RecordId\":\"r\"}" : "{\"RecordId\":\"r\"}");
-            buf_puts(&body, "]}");
-            buf_reset(&resp);
-            buf_printf(&resp, "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\n"
-                              "x-amzn-RequestId: bench\r\nContent-Length: %zu\r\n\r\n", body.len);
-            buf_append(&resp, body.data, body.len);
-            if (write(fd, resp.data, resp.len) != (ssize_t)resp.len)
-                goto out;
-            memmove(buf, buf + total, have - total);
-            have -= total;
-        }
-    }
-out:
-    buf_free(&resp);
-    buf_free(&body);
-    free(buf);
-    close(fd);
-    return NULL;
-}
-
-static void *server(void *arg)
-{
-    for (;;) {
-        int fd = accept(listen_fd, NULL, NULL);
-        if (fd < 0)
-            continue;
-        pthread_t t;
-        pthread_create(&t, NULL, conn_main, (void *)(intptr_t)fd);
-        pthread_detach(t);
-    }
-    return NULL;
+    http_stub_firehose_ok(body, len, resp);
 }
 
 static double cpu_sec(void)
@@ -224,16 +150,11 @@ static void run_cloudwatch(struct aws_settings *s, size_t seconds)
 int main(int argc, char **argv)
 {
     size_t seconds = argc > 1 ? strtoul(argv[1], NULL, 10) : 3;
-    listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t al = sizeof(a);
-    if (bind(listen_fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(listen_fd, 16) < 0 ||
-        getsockname(listen_fd, (struct sockaddr *)&a, &al) < 0)
+    int port = http_stub_start(on_request, NULL);
+    if (port < 0)
         return 1;
-    pthread_t t;
-    pthread_create(&t, NULL, server, NULL);
     char url[64];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d", ntohs(a.sin_port));
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
     setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE", 1);
     setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", 1);
     setenv("AWS_REGION", "eu-west-1", 1);

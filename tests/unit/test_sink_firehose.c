@@ -2,91 +2,33 @@
 /* The Firehose sink against an in-process loopback stub: forward modes,
  * the anomalies stream, oversize lines dead-lettered, each batch
  * acknowledged exactly once. (Faults: tests/integration/test_sinks.py.) */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "rarewatch/conf_schema.h"
 #include "rarewatch/deadletter.h"
 #include "rarewatch/sink_firehose.h"
 #include "rarewatch/strutil.h"
+#include "http_stub.h"
 #include "tap.h"
 
-static int listen_fd;
 static pthread_mutex_t seen_lock = PTHREAD_MUTEX_INITIALIZER;
 static size_t recs_main, recs_anom, requests;
 
-static void *conn_main(void *arg)
+/* Count what each delivery stream received. */
+static void on_request(const char *body, size_t len, struct buf *resp, void *ud)
 {
-    int fd = (int)(intptr_t)arg;
-    size_t cap = 8 << 20, have = 0;
-    char *buf = malloc(cap + 1);
-    struct buf resp = BUF_INIT, body = BUF_INIT;
-    for (;;) {
-        ssize_t n = read(fd, buf + have, cap - have);
-        if (n <= 0)
-            break;
-        have += (size_t)n;
-        for (;;) {
-            buf[have] = 0;
-            char *eoh = strstr(buf, "\r\n\r\n");
-            if (!eoh)
-                break;
-            size_t cl = 0;
-            char *c = strcasestr(buf, "\r\ncontent-length:");
-            if (c && c < eoh)
-                cl = strtoul(c + 17, NULL, 10);
-            size_t total = (size_t)(eoh + 4 - buf) + cl;
-            if (have < total)
-                break;
-            size_t recs = 0;
-            for (const char *p = eoh + 4; (p = memmem(p, buf + total - p, "{\"Data\":", 8)); p += 8)
-                recs++;
-            pthread_mutex_lock(&seen_lock);
-            requests++;
-            if (memmem(eoh, total - (size_t)(eoh - buf), "\"anom\"", 6))
-                recs_anom += recs;
-            else
-                recs_main += recs;
-            pthread_mutex_unlock(&seen_lock);
-            buf_reset(&body);
-            buf_puts(&body, "{\"FailedPutCount\":0,\"Encrypted\":false,\"RequestResponses\":[");
-            for (size_t i = 0; i < recs; i++)
-                buf_puts(&body, i ? ",{\"RecordId\":\"r\"}" : "{\"RecordId\":\"r\"}");
-            buf_puts(&body, "]}");
-            buf_reset(&resp);
-            buf_printf(&resp, "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\n"
-                              "x-amzn-RequestId: t\r\nContent-Length: %zu\r\n\r\n", body.len);
-            buf_append(&resp, body.data, body.len);
-            if (write(fd, resp.data, resp.len) != (ssize_t)resp.len)
-                goto out;
-            memmove(buf, buf + total, have - total);
-            have -= total;
-        }
-    }
-out:
-    buf_free(&resp);
-    buf_free(&body);
-    free(buf);
-    close(fd);
-    return NULL;
-}
-
-static void *server(void *arg)
-{
-    for (;;) {
-        int fd = accept(listen_fd, NULL, NULL);
-        if (fd < 0)
-            return NULL;
-        pthread_t t;
-        pthread_create(&t, NULL, conn_main, (void *)(intptr_t)fd);
-        pthread_detach(t);
-    }
+    size_t recs = http_stub_firehose_ok(body, len, resp);
+    pthread_mutex_lock(&seen_lock);
+    requests++;
+    if (memmem(body, len, "\"anom\"", 6))
+        recs_anom += recs;
+    else
+        recs_main += recs;
+    pthread_mutex_unlock(&seen_lock);
 }
 
 static struct aws_settings *settings;
@@ -94,17 +36,11 @@ static struct rw_config *cfg;
 
 static void setup(void)
 {
-    listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t al = sizeof(a);
-    if (bind(listen_fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(listen_fd, 16) < 0 ||
-        getsockname(listen_fd, (struct sockaddr *)&a, &al) < 0)
+    int port = http_stub_start(on_request, NULL);
+    if (port < 0)
         abort();
-    pthread_t t;
-    pthread_create(&t, NULL, server, NULL);
-    pthread_detach(t);
     char url[64];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d", ntohs(a.sin_port));
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
     setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE", 1);
     setenv("AWS_SECRET_ACCESS_KEY", "secret", 1);
     setenv("AWS_REGION", "eu-west-1", 1);
