@@ -21,11 +21,12 @@
 #define HLL_P 8
 #define HLL_M (1u << HLL_P)
 /* Log-bucket quantile sketch (DDSketch-like): relative accuracy 2 %
- * (gamma = 1.02/0.98), 128 buckets cover a factor of about 160 between the
- * smallest and the largest value; beyond that the lowest buckets collapse
- * into one, which keeps the high quantiles exact to 2 %. */
+ * (gamma = 1.02/0.98), 256 buckets cover a factor of about 27,000 (4.4
+ * decades) between the smallest and the largest value; beyond that the
+ * lowest buckets collapse into one, which keeps the quantiles above the
+ * collapsed values within 2 %. */
 #define DD_ALPHA 0.02
-#define DD_BUCKETS 128
+#define DD_BUCKETS 256
 #define DD_MIN_VALUE 1e-9
 #define KEY_MAX 128
 #define MAX_FIELDS 32
