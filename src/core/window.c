@@ -179,6 +179,8 @@ static int add_field(struct wdef *d, const char *spec, size_t len, int *out)
     if (d->nf == MAX_FIELDS)
         return -E2BIG;
     struct wfield *f = &d->f[d->nf];
+    /* Counted in nf (and freed with the set) from the first allocation. */
+    d->nf++;
     if (!(f->spec = strndup(spec, len)) || !(f->col = strdup(f->spec)))
         return -ENOMEM;
     int r = json_path_compile(f->spec, &f->path);
@@ -187,7 +189,7 @@ static int add_field(struct wdef *d, const char *spec, size_t len, int *out)
     for (char *c = f->col; *c; c++)
         if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9')))
             *c = '_';
-    *out = (int)d->nf++;
+    *out = (int)d->nf - 1;
     return 0;
 }
 
