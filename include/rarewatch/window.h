@@ -55,7 +55,9 @@ size_t win_set_count(const struct win_set *s);
 
 /* One record, after the transforms. event_time: the record stage's event
  * time (NaN unknown); arrival_time: Kinesis arrival (NaN: none, then the
- * wall clock now is used). Closed windows are emitted through fn. */
+ * wall clock is used); now: the wall clock, or NaN to spare the clock read
+ * per record (then the next win_tick()'s time counts as the record's for
+ * idle_timeout). Closed windows are emitted through fn. */
 int win_observe(struct win_set *s, struct json_doc *doc, double event_time, double arrival_time,
                 double now, win_emit_fn fn, void *ud);
 /* The periodic tick (wall clock now, epoch seconds): idle and arrival-time

@@ -261,14 +261,14 @@ static int emit_window(void *ud, const char *json, size_t len, double end)
     struct win_ctx *c = ud;
     struct rs_worker *w = c->w;
     struct rw_output *out = c->out;
-    if (json_scan(&w->wdoc, json, len) < 0)
-        return -EINVAL; /* our own output: cannot happen */
     struct rw_line_meta *m = rw_output_begin_line(out, -1);
     if (!m)
         return -ENOMEM;
     int r = buf_append(&out->lines, json, len - 1);
     struct detect_verdict v = { 0 };
-    if (r == 0 && c->det) {
+    if (r == 0 && c->det && detect_stage_count(c->det)) {
+        if (json_scan(&w->wdoc, json, len) < 0)
+            return -EINVAL; /* our own output: cannot happen */
         xf_set_view(c->xf, w->xw, &w->wdoc, end);
         struct detect_record dr = { .doc = &w->wdoc, .event_time = end, .where = derived_where, .ud = c };
         r = detect_stage_eval(c->det, &dr, &out->lines, &v);
@@ -284,13 +284,12 @@ static int emit_window(void *ud, const char *json, size_t len, double end)
     return 0;
 }
 
-static double wall_now(void) { return (double)now_realtime_usec() / 1e6; }
-
 static int windows_observe(struct rs_worker *w, const struct xf_stage *xf, struct detect_stage *det,
                            struct json_doc *doc, double t, double arrival, struct rw_output *out)
 {
     struct win_ctx c = { w, xf, det, out };
-    return win_observe(w->win, doc, t, arrival, wall_now(), emit_window, &c);
+    /* No clock read per record: idle_timeout counts from the next tick. */
+    return win_observe(w->win, doc, t, arrival, NAN, emit_window, &c);
 }
 
 int rs_tick(struct rs_worker *w, const struct xf_stage *xf, struct detect_stage *det, double now,

@@ -88,6 +88,7 @@ struct wdef {
     struct keytab *kt;
     int64_t maxt, wm, next_close;
     double last_wall; /* wall clock of the last record, NaN: none yet */
+    bool seen;        /* a record came without a wall clock: the next tick's is it */
     struct win_stats st;
 };
 
@@ -470,7 +471,11 @@ static double hll_estimate(const uint8_t *reg)
     double sum = 0;
     unsigned zeros = 0;
     for (unsigned i = 0; i < HLL_M; i++) {
-        sum += ldexp(1.0, -reg[i]);
+        /* 2^-r by its exponent bits (r <= 57): no libm call per register. */
+        uint64_t bits = (uint64_t)(1023 - reg[i]) << 52;
+        double p;
+        memcpy(&p, &bits, sizeof(p));
+        sum += p;
         zeros += reg[i] == 0;
     }
     double m = HLL_M, e = 0.7213 / (1 + 1.079 / m) * m * m / sum;
@@ -527,11 +532,13 @@ static int emit(struct win_set *s, struct wdef *d, const char *key, size_t klen,
     r = r ?: buf_putc(b, '}');
     for (size_t i = 0; i < d->na && r == 0; i++) {
         const struct wagg *a = &d->a[i];
-        r = buf_printf(b, ",\"%s\":", a->col);
+        r = buf_puts(b, ",\"");
+        r = r ?: buf_puts(b, a->col);
+        r = r ?: buf_puts(b, "\":");
         if (r < 0)
             break;
         if (a->fn == A_COUNT) {
-            r = buf_printf(b, "%llu", (unsigned long long)w->count);
+            r = buf_put_json_number(b, (double)w->count);
             continue;
         }
         const struct wfield *f = &d->f[a->field];
@@ -683,7 +690,9 @@ static int observe_one(struct win_set *s, struct wdef *d, struct expr_env *env, 
     arena_reset(&s->scratch);
     if (d->where && !expr_test(d->where, env))
         return 0;
-    double t = d->arrival ? (isnan(arrival_time) ? now : arrival_time) : event_time;
+    double t = event_time;
+    if (d->arrival)
+        t = !isnan(arrival_time) ? arrival_time : !isnan(now) ? now : (double)now_realtime_usec() / 1e6;
     if (d->time_path) {
         struct rw_value tv;
         t = NAN;
@@ -697,7 +706,10 @@ static int observe_one(struct win_set *s, struct wdef *d, struct expr_env *env, 
         return 0;
     }
     int64_t tu = (int64_t)floor(t * 1e6);
-    d->last_wall = now;
+    if (isnan(now))
+        d->seen = true;
+    else
+        d->last_wall = now;
     if (tu < d->wm) {
         d->st.late++;
         return 0;
@@ -783,6 +795,11 @@ int win_tick(struct win_set *s, double now, win_emit_fn fn, void *ud)
 {
     for (size_t i = 0; s && i < s->n; i++) {
         struct wdef *d = &s->d[i];
+        if (d->seen) {
+            d->seen = false;
+            d->last_wall = now;
+            continue;
+        }
         if (d->idle <= 0 || isnan(d->last_wall) || d->maxt == NO_TIME)
             continue;
         double quiet = (now - d->last_wall) * 1e6;

@@ -23,6 +23,7 @@ static void usage(FILE *f)
             "Run records from FILE (or standard input) through the configured transforms and\n"
             "detectors exactly as rarewatchd does, and write one NDJSON line per output record to\n"
             "standard output, in input order. Event time comes from [input] timestamp_field.\n"
+            "Windows ([window.NAME]) still open at the end of the input are emitted then.\n"
             "No AWS access. A summary goes to standard error.\n"
             "\n"
             "  -c, --config PATH     configuration file (required)\n"

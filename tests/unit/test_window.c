@@ -376,6 +376,18 @@ TEST(idle_tick_closes_quiet_windows)
     CHECK_UINT(stats(s, 0).late, 1);
     buf_free(&k.all);
     win_set_free(s);
+    /* Without a wall clock per record (the record stage), the next tick's
+     * time is the record's. */
+    s = wset("[window.m]\nsize = 1m\nidle_timeout = 30s\n");
+    k = (struct sink){ 0 };
+    CHECK_INT(win_observe(s, &doc, T0 + 10, NAN, NAN, collect, &k), 0);
+    CHECK_INT(win_tick(s, wall, collect, &k), 0);
+    CHECK_INT(win_tick(s, wall + 45, collect, &k), 0); /* watermark T0+55 */
+    CHECK_UINT(k.n, 0);
+    CHECK_INT(win_tick(s, wall + 51, collect, &k), 0); /* T0+61 */
+    CHECK_UINT(k.n, 1);
+    buf_free(&k.all);
+    win_set_free(s);
     /* Arrival time: the arrival, or the wall clock without one. */
     k = (struct sink){ 0 };
     s = wset("[window.m]\nsize = 1m\ntime = arrival\n");
