@@ -81,6 +81,22 @@ struct rs_worker *rs_worker_free(struct rs_worker *w)
 struct rs_counts rs_worker_counts(const struct rs_worker *w) { return w->c; }
 double rs_last_event_time(const struct rs_worker *w) { return w->last_t; }
 
+/* Finish a line begun with rw_output_begin_line() whose bytes so far are
+ * the object without its closing brace (r: how appending them went). */
+static int end_line(struct rs_worker *w, struct rw_output *out, struct rw_line_meta *m, int r, double t,
+                    const struct detect_verdict *v)
+{
+    r = r ?: buf_puts(&out->lines, "}\n");
+    if (r < 0)
+        return r;
+    w->c.anomalies += v->is_anomaly;
+    m->event_time = t;
+    m->is_anomaly = v->is_anomaly;
+    m->anomaly_score = v->score;
+    rw_output_end_line(out, m);
+    return 0;
+}
+
 /* One JSON object text (text[len] == 0). */
 static int process_object(struct rs_worker *w, const struct xf_stage *xf, struct detect_stage *det,
                           int32_t input, const char *text, size_t len,
@@ -153,14 +169,8 @@ static int process_object(struct rs_worker *w, const struct xf_stage *xf, struct
         r = r ?: (empty ? 0 : buf_putc(&out->lines, ','));
         r = r ?: rw_provenance_append_json(&out->lines, prov);
     }
-    r = r ?: buf_puts(&out->lines, "}\n");
-    if (r < 0)
+    if ((r = end_line(w, out, m, r, t, &v)) < 0)
         return r;
-    w->c.anomalies += v.is_anomaly;
-    m->event_time = t;
-    m->is_anomaly = v.is_anomaly;
-    m->anomaly_score = v.score;
-    rw_output_end_line(out, m);
     return win_set_count(w->win) ? windows_observe(w, xf, det, doc, t, arrival, out) : 0;
 }
 
@@ -273,15 +283,7 @@ static int emit_window(void *ud, const char *json, size_t len, double end)
         struct detect_record dr = { .doc = &w->wdoc, .event_time = end, .where = derived_where, .ud = c };
         r = detect_stage_eval(c->det, &dr, &out->lines, &v);
     }
-    r = r ?: buf_puts(&out->lines, "}\n");
-    if (r < 0)
-        return r;
-    w->c.anomalies += v.is_anomaly;
-    m->event_time = end;
-    m->is_anomaly = v.is_anomaly;
-    m->anomaly_score = v.score;
-    rw_output_end_line(out, m);
-    return 0;
+    return end_line(w, out, m, r, end, &v);
 }
 
 static int windows_observe(struct rs_worker *w, const struct xf_stage *xf, struct detect_stage *det,

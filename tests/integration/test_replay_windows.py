@@ -20,14 +20,12 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from consumer_common import Results  # noqa: E402
+
 RW = os.path.join(sys.argv[1], "src", "rarewatch", "rarewatch")
-results = []
-
-
-def check(name, cond, detail=""):
-    results.append(bool(cond))
-    print(("ok" if cond else "FAIL") + " - " + name + ("" if cond else ": " + str(detail)), flush=True)
-
+t = Results()
+check = t.check
 
 CONF = """[input]
 timestamp_field = ts
@@ -126,8 +124,7 @@ def main():
         check("check-config: bad aggregate at FILE:LINE:COL, exit 78",
               r.returncode == 78 and f"{conf}:{lines + 3}:21: [window.bad] aggregates: unknown aggregate 'p42'" in r.stderr,
               (r.returncode, r.stderr))
-    print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
-    return 0 if all(results) else 1
+    return t.finish()
 
 
 if __name__ == "__main__":
