@@ -56,7 +56,7 @@ DUMMY_CREDS = ("AKIDRAREWATCHTEST", "rarewatch-test-secret")
 
 __all__ = [
     "free_port", "wait_for", "port_open", "Moto", "KinesisLocal", "Dynalite",
-    "FaultProxy", "read_firehose_s3_objects", "HarnessError", "REGION", "aws_client",
+    "FaultProxy", "read_firehose_s3_objects", "parse_ndjson_objects", "HarnessError", "REGION", "aws_client",
     "DUMMY_CREDS",
 ]
 
@@ -395,6 +395,24 @@ def read_firehose_s3_objects(moto: Moto, bucket: str | None = None,
                 out.append((b, obj["Key"], body))
     out.sort(key=lambda t: (t[0], t[1]))
     return out
+
+
+def parse_ndjson_objects(objects) -> tuple[list, list]:
+    """The JSON lines of delivered objects, given as (key, body) pairs, and the
+    problems: (key, "object does not end with a newline") or (key, the first
+    bytes of a line that is not JSON)."""
+    out, bad = [], []
+    for key, body in objects:
+        if body and not body.endswith(b"\n"):
+            bad.append((key, "object does not end with a newline"))
+        for raw in body.split(b"\n"):
+            if not raw:
+                continue
+            try:
+                out.append(json.loads(raw))
+            except ValueError:
+                bad.append((key, raw[:120]))
+    return out, bad
 
 
 # --------------------------------------------------------------------------- kinesis-local

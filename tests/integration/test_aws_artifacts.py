@@ -57,25 +57,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "harness"))
 from consumer_common import Daemon, WorkDir, binaries, clean_env, run, wait_for  # noqa: E402
-from rwharness import DUMMY_CREDS, REGION, FaultProxy, Moto, aws_client, read_firehose_s3_objects  # noqa: E402
+from rwharness import REGION, FaultProxy, Moto, aws_client, parse_ndjson_objects, read_firehose_s3_objects  # noqa: E402
+import test_e2e  # noqa: E402
 
 AWS_DIR = HERE.parent.parent / "packaging" / "aws"
 N = 2000
-DETECTORS = """
-[input]
-timestamp_field = ts
-[detector.amount_spike]
-type = zscore
-field = amount
-key = card
-min_samples = 20
-[detector.new_country]
-type = rare_category
-field = country
-key = card
-min_samples = 30
-alpha = 0.05
-alert_threshold = 0.99
+# The end-to-end test's two detectors, and an rcf one (its anomalies carry
+# "attribution", a column of athena.sql).
+DETECTORS = test_e2e.DETECTORS + """
 [detector.amount_shape]
 type = rcf
 fields = amount
@@ -329,18 +318,9 @@ def sample_input(path, n, seed=11):
 
 
 def s3_lines(moto, bucket, prefix):
-    out, keys, bad = [], [], []
-    for _, key, body in read_firehose_s3_objects(moto, bucket, prefix):
-        keys.append(key)
-        if body and not body.endswith(b"\n"):
-            bad.append(key)
-        for raw in body.split(b"\n"):
-            if raw:
-                try:
-                    out.append(json.loads(raw))
-                except ValueError:
-                    bad.append(raw[:80])
-    return out, keys, bad
+    objs = [(key, body) for _, key, body in read_firehose_s3_objects(moto, bucket, prefix)]
+    lines, bad = parse_ndjson_objects(objs)
+    return lines, [k for k, _ in objs], bad
 
 
 def metric_dims(cw, ns):

@@ -40,7 +40,7 @@ from datetime import datetime, timedelta, timezone
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from consumer_common import (WorkDir, Daemon, Results, binaries, clean_env, put,  # noqa: E402
                              wait_for, write_input)
-from rwharness import FaultProxy, Moto, read_firehose_s3_objects  # noqa: E402
+from rwharness import FaultProxy, Moto, parse_ndjson_objects, read_firehose_s3_objects  # noqa: E402
 
 STREAM = "rw-sinks-in"
 FH = "rw-sinks-out"
@@ -71,18 +71,7 @@ class S3Lines:
         return self.seen
 
     def lines(self):
-        out, bad = [], []
-        for key, body in sorted(self.read().items()):
-            if body and not body.endswith(b"\n"):
-                bad.append((key, "object does not end with a newline"))
-            for raw in body.split(b"\n"):
-                if not raw:
-                    continue
-                try:
-                    out.append(json.loads(raw))
-                except ValueError:
-                    bad.append((key, raw[:120]))
-        return out, bad
+        return parse_ndjson_objects(sorted(self.read().items()))
 
 
 def prov(o):
