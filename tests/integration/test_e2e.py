@@ -15,7 +15,8 @@ metrics go to moto CloudWatch.
 
 CloudWatch runs on a second moto without IAM auth: moto 5.2.1 cannot check
 the signature of a gzip-compressed body (it rejects botocore's own), and
-the sink always compresses PutMetricData.
+the sink compresses PutMetricData by default (compress = false, for such
+emulators, runs under IAM auth in test_aws_artifacts.py).
 
 Usage: test_e2e.py BUILD_DIR
 """

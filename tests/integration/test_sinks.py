@@ -20,7 +20,9 @@ CloudWatch, all with IAM auth on.
    the number of records put; health metrics are published. CloudWatch is a
    second moto without IAM auth: moto 5.2 rejects the signature of every
    gzip-encoded request body under IAM auth (a botocore-signed gzip
-   PutMetricData fails the same way), and the sink sends gzip bodies.
+   PutMetricData fails the same way), and the sink sends gzip bodies by
+   default ([cloudwatch] compress = false runs under IAM auth in
+   test_aws_artifacts.py).
 5. Dead letters: a non-JSON payload and a line over the 1,000 KiB Firehose
    record limit are dead-lettered (stages parse / oversize), the entries
    are also delivered to [deadletter] delivery_stream, `rarewatch
