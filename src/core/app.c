@@ -178,6 +178,7 @@ static int start_aws_sinks(struct app *a, struct rw_config *cfg)
             .namespace_ = ns,
             .flush_interval_usec = conf_usec(cfg, RWK_cloudwatch_flush_interval),
             .high_resolution = conf_bool(cfg, RWK_cloudwatch_high_resolution),
+            .uncompressed = !conf_bool(cfg, RWK_cloudwatch_compress),
             .key_field = conf_str(cfg, RWK_cloudwatch_key_field),
             .key_dimension_max = (size_t)conf_int(cfg, RWK_cloudwatch_key_dimension_max),
         };
