@@ -32,8 +32,9 @@ cloudformation: cloudformation.yaml passes cfn-lint (AWS's resource
   the role it creates holds exactly iam-policy.json (less CreateTable: the
   stack makes the table), and rarewatchd runs against what it created: the
   records arrive in the bucket under YYYY/MM/DD/HH/ as athena.sql projects
-  them, the metrics the two alarms query exist with the dimensions they
-  group by, and the alarms are as declared.  moto without IAM auth here:
+  them (and quicksight-manifest.json names), the metrics the two alarms
+  query exist with the dimensions they group by, and the alarms are as
+  declared.  moto without IAM auth here:
   moto stores a CloudFormation inline role policy as a Python repr, which
   its own IAM evaluation cannot parse (the policy itself is proven by 'iam').
 """
@@ -573,6 +574,10 @@ def test_cloudformation(t, build):
                 loc.replace("<BUCKET>", bucket) == outputs["OutputLocation"] ==
                 f"s3://{dest['DeliveryStreamName']['BucketARN'].split(':')[-1]}/{dest['DeliveryStreamName']['Prefix']}",
                 (loc, outputs["OutputLocation"], dest))
+        qs = json.loads((AWS_DIR / "quicksight-manifest.json").read_text().replace("<BUCKET>", bucket))
+        t.check("quicksight-manifest.json: the stack's OutputLocation, format JSON",
+                [u for f in qs["fileLocations"] for u in f.get("URIPrefixes", [])] == [outputs["OutputLocation"]]
+                and qs["globalUploadSettings"]["format"] == "JSON", qs)
         t.check("athena.sql projects dt over LOCATION/yyyy/MM/dd/HH/",
                 props.get("projection.enabled") == "true" and props.get(f"projection.{part}.format") == "yyyy/MM/dd/HH"
                 and props.get("storage.location.template") == loc + "${" + part + "}/", props)
