@@ -239,6 +239,13 @@ static int app_start(void *ud, struct rw_config *cfg)
     if (asprintf(&a->det_state_path, "%s/detectors.state", conf_str(cfg, RWK_checkpoint_directory)) < 0)
         return -ENOMEM;
     if (detect_stage_count(a->det)) {
+        /* The state file sits beside the file checkpoints; with the DynamoDB
+         * store nothing else creates the directory (systemd's StateDirectory=
+         * does, a foreground run does not). */
+        int rm = mkdir_p(conf_str(cfg, RWK_checkpoint_directory), 0750);
+        if (rm < 0)
+            log_warning_errno(rm, "cannot create %s for the detector state: %m",
+                              conf_str(cfg, RWK_checkpoint_directory));
         int rl = detect_stage_load(a->det, a->det_state_path);
         if (rl == 0)
             log_info("detector state restored from %s", a->det_state_path);
