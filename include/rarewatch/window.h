@@ -80,3 +80,8 @@ struct win_stats {
     size_t bytes_per_key;     /* keytab slot, index share included */
 };
 void win_set_stats(const struct win_set *s, size_t i, struct win_stats *out);
+
+/* Window sections differ between two configurations (added, removed,
+ * changed, reordered): each is added to diag. The daemon rejects such a
+ * reload: the shard workers build their windows once. */
+unsigned win_config_changes(const struct rw_config *old, const struct rw_config *nc, struct conf_diag *diag);
