@@ -610,7 +610,10 @@ static int sweep(struct win_set *s, struct wdef *d, int64_t upto, win_emit_fn fn
     size_t klen;
     void *v;
     int r = 0;
-    while (keytab_next(d->kt, &pos, &key, &klen, &v, NULL)) {
+    struct keytab_stats ks;
+    keytab_stats(d->kt, &ks);
+    /* Stop at the last key rather than at the end of the slab. */
+    for (uint32_t left = ks.count; left && keytab_next(d->kt, &pos, &key, &klen, &v, NULL); left--) {
         struct key_hdr *h = v;
         if ((r = close_key(s, d, key, klen, h, upto, &next, fn, ud)) < 0)
             break;
