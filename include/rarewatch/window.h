@@ -13,10 +13,12 @@
  * watermark is that minus allowed_lateness and never goes back. A record
  * older than the watermark is late (counted, not aggregated); a window
  * closes when the watermark reaches its end, so a closed window is never
- * reopened and time going backwards only makes records late. While no
- * record arrives for idle_timeout (wall clock), win_tick() moves the
- * watermark on with the wall clock, so a quiet stream still closes its
- * windows; arrival-time windows follow the wall clock on every tick.
+ * reopened and time going backwards only makes records late. Once no
+ * record arrived for idle_timeout (wall clock), win_tick() moves the
+ * watermark on by the quiet time (max time - lateness + quiet), so a quiet
+ * stream still closes its windows; this holds for arrival-time windows
+ * too (Kinesis arrival times lag the wall clock when the consumer is
+ * behind, so they are not compared with it directly).
  *
  * Memory: per definition one keytab (max_keys keys, LRU eviction), each key
  * a fixed slot holding a ring of the windows that can be open at once
@@ -80,3 +82,8 @@ struct win_stats {
     size_t bytes_per_key;     /* keytab slot, index share included */
 };
 void win_set_stats(const struct win_set *s, size_t i, struct win_stats *out);
+
+/* Window sections differ between two configurations (added, removed,
+ * changed, reordered): each is added to diag. The daemon rejects such a
+ * reload: the shard workers build their windows once. */
+unsigned win_config_changes(const struct rw_config *old, const struct rw_config *nc, struct conf_diag *diag);

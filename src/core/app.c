@@ -331,6 +331,8 @@ static int app_start(void *ud, struct rw_config *cfg)
 static int app_reload(void *ud, struct rw_config *old, struct rw_config *nc, struct conf_diag *d)
 {
     struct app *a = ud;
+    if (win_config_changes(old, nc, d))
+        return -EINVAL;
     a->det_next = detect_stage_free(a->det_next);
     a->xf_next = xf_stage_free(a->xf_next);
     /* Recompiling the transforms also re-reads their lookup tables. */

@@ -610,7 +610,10 @@ static int sweep(struct win_set *s, struct wdef *d, int64_t upto, win_emit_fn fn
     size_t klen;
     void *v;
     int r = 0;
-    while (keytab_next(d->kt, &pos, &key, &klen, &v, NULL)) {
+    struct keytab_stats ks;
+    keytab_stats(d->kt, &ks);
+    /* Stop at the last key rather than at the end of the slab. */
+    for (uint32_t left = ks.count; left && keytab_next(d->kt, &pos, &key, &klen, &v, NULL); left--) {
         struct key_hdr *h = v;
         if ((r = close_key(s, d, key, klen, h, upto, &next, fn, ud)) < 0)
             break;
@@ -839,4 +842,24 @@ void win_set_stats(const struct win_set *s, size_t i, struct win_stats *out)
     out->evicted = ks.evictions;
     out->keys = ks.count;
     out->bytes_per_key = keytab_bytes_per_key(d->kt);
+}
+
+unsigned win_config_changes(const struct rw_config *old, const struct rw_config *nc, struct conf_diag *diag)
+{
+    unsigned n = 0;
+    size_t no = conf_named_count(old, "window"), nn = conf_named_count(nc, "window");
+    for (size_t i = 0; i < MAX(no, nn); i++) {
+        const struct conf_section *a = i < no ? conf_named_nth(old, "window", i) : NULL;
+        const struct conf_section *b = i < nn ? conf_named_nth(nc, "window", i) : NULL;
+        if (a && b && streq(a->name, b->name) && conf_section_equal(old, a, nc, b))
+            continue;
+        const struct conf_section *at = b ? b : a;
+        if (!at)
+            continue;
+        conf_diag_add(diag, at->file, at->line, "[window.%s] %s, which needs a restart (systemctl restart "
+                      "rarewatch): window state lives in the shard workers", at->name,
+                      !a ? "was added" : !b ? "was removed" : "changed (or moved)");
+        n++;
+    }
+    return n;
 }

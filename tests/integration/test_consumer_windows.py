@@ -11,6 +11,9 @@ per-minute window per key delivers to the file sink.
   (idle_timeout = 1s) closes them;
 - derived records carry no _kinesis provenance, and the checkpoints are the
   shards' last input records (derived lines do not move or hold them);
+- the status line (STATUS= to a NOTIFY_SOCKET the test owns) counts the
+  windows emitted;
+- SIGHUP with a changed window: the reload is rejected naming the window;
 - SIGTERM: exit 0.
 
 Usage: test_consumer_windows.py BUILD_DIR
@@ -19,6 +22,8 @@ import calendar
 import collections
 import json
 import os
+import signal
+import socket
 import sys
 import time
 
@@ -31,6 +36,8 @@ N = 900
 STREAM = "rw-windows"
 T0 = 1795003200
 WINDOWS = """
+[daemon]
+status_interval = 100ms
 [input]
 timestamp_field = ts
 [window.per_minute]
@@ -59,7 +66,23 @@ def main(t):
                 f.write(json.dumps(rec) + "\n")
                 expected[(int(i * 0.4) // 60, rec["k"])] += 1
                 sums[(int(i * 0.4) // 60, rec["k"])] += i
-        d = Daemon(rarewatchd, os.path.join(workdir, "d"), env, STREAM, extra=WINDOWS)
+        sock_path = os.path.join(workdir, "notify")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(sock_path)
+        sock.setblocking(False)
+        statuses = []
+
+        def last_status():
+            while True:
+                try:
+                    msg = sock.recv(65536).decode()
+                except BlockingIOError:
+                    break
+                statuses.extend(ln[7:] for ln in msg.splitlines() if ln.startswith("STATUS="))
+            return statuses[-1] if statuses else ""
+
+        d = Daemon(rarewatchd, os.path.join(workdir, "d"), dict(env, NOTIFY_SOCKET=sock_path), STREAM,
+                   extra=WINDOWS)
         with d:
             d.start()
             d.wait_log(r"shard .*: worker started", 60, "a shard worker")
@@ -71,6 +94,20 @@ def main(t):
                 wait_for(lambda: d.alive() and count() >= total, 120, f"{total} output lines")
             except Exception as exc:  # noqa: BLE001
                 t.check(f"{total} lines delivered", False, f"{exc}; {count()} lines")
+            want = f"windows: {len(expected)} emitted, 0 late records, 0 keys evicted"
+            try:
+                wait_for(lambda: want in last_status(), 30, "the status line")
+            except Exception:  # noqa: BLE001
+                pass
+            t.check("the status line counts the windows", want in last_status(), last_status())
+            d.conf_path.write_text(d.conf_path.read_text().replace("size = 1m", "size = 2m"))
+            d.proc.send_signal(signal.SIGHUP)
+            try:
+                d.wait_log(r"reload rejected.*\[window\.per_minute\] changed", 30, "the reload rejected")
+                rejected = True
+            except Exception:  # noqa: BLE001
+                rejected = False
+            t.check("SIGHUP with a changed window: reload rejected, naming it", rejected, d.log(True)[-1500:])
             rc = d.terminate(60)
             t.check("SIGTERM: exit 0", rc == 0, d.log(True)[-2000:])
             lines, torn = read_output(d.out_dir)
@@ -93,6 +130,7 @@ def main(t):
             wrong = {s: cp for s, cp in cps.items()
                      if not cp or int(cp.get("sequence_number", "0")) != last.get(s, (None,))[0]}
             t.check("checkpoints are the shards' last input records", cps and not wrong, wrong)
+        sock.close()
 
 
 if __name__ == "__main__":

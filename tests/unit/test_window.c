@@ -458,6 +458,27 @@ TEST(bad_definitions_are_rejected_with_position)
     free(m);
 }
 
+/* Window state lives in the shard workers, built once: a change needs a
+ * restart, and a reload saying so is rejected. */
+TEST(window_changes_need_a_restart)
+{
+    struct conf_diag d = { 0 };
+    struct rw_config *a = config("[window.m]\nsize = 1m\n", &d);
+    struct rw_config *b = config("[window.m]\nsize = 2m\n", &d);
+    struct rw_config *c = config("[window.m]\nsize = 1m\n[window.n]\nsize = 1m\n", &d);
+    CHECK(a && b && c);
+    CHECK_UINT(win_config_changes(a, b, &d), 1);
+    CHECK_UINT(win_config_changes(a, c, &d), 1);
+    CHECK_UINT(win_config_changes(c, a, &d), 1);
+    CHECK_UINT(win_config_changes(a, a, &d), 0);
+    CHECK(d.n == 3 && strstr(d.msgs[0], "t.conf:1: [window.m] changed (or moved), which needs a restart") &&
+          strstr(d.msgs[1], "[window.n] was added") && strstr(d.msgs[2], "[window.n] was removed"));
+    conf_unref(a);
+    conf_unref(b);
+    conf_unref(c);
+    conf_diag_clear(&d);
+}
+
 /* The record stage: derived lines after the record, input -1, seen by the
  * detectors with a `where` only. */
 TEST(record_stage_emits_derived_lines)
