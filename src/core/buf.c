@@ -23,7 +23,7 @@ int buf_reserve(struct buf *b, size_t extra)
     return 0;
 }
 
-int buf_append(struct buf *b, const void *p, size_t n)
+int buf_append_grow(struct buf *b, const void *p, size_t n)
 {
     int r = buf_reserve(b, n);
     if (r < 0)
@@ -35,9 +35,6 @@ int buf_append(struct buf *b, const void *p, size_t n)
     return 0;
 }
 
-int buf_puts(struct buf *b, const char *s) { return buf_append(b, s, strlen(s)); }
-
-int buf_putc(struct buf *b, char c) { return buf_append(b, &c, 1); }
 
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 {
