@@ -29,9 +29,26 @@ struct buf {
 #define BUF_INIT { NULL, 0, 0 }
 
 int buf_reserve(struct buf *b, size_t extra);
-int buf_append(struct buf *b, const void *p, size_t n);
-int buf_puts(struct buf *b, const char *s);
-int buf_putc(struct buf *b, char c);
+/* The growing path of buf_append. */
+int buf_append_grow(struct buf *b, const void *p, size_t n);
+
+/* Inline: the output lines are built from many short appends (a dozen per
+ * record on the shard workers), where a call, a capacity check in
+ * buf_reserve and, for buf_puts, strlen of a literal cost more than the
+ * copy. Here the room check is one compare and a literal's length is a
+ * constant. */
+static inline int buf_append(struct buf *b, const void *p, size_t n)
+{
+    if (_likely_(n && n < b->cap - b->len)) { /* cap == 0 (no data yet): never taken */
+        __builtin_memcpy(b->data + b->len, p, n);
+        b->len += n;
+        b->data[b->len] = 0;
+        return 0;
+    }
+    return buf_append_grow(b, p, n);
+}
+static inline int buf_puts(struct buf *b, const char *s) { return buf_append(b, s, __builtin_strlen(s)); }
+static inline int buf_putc(struct buf *b, char c) { return buf_append(b, &c, 1); }
 int buf_printf(struct buf *b, const char *fmt, ...) _printf_(2, 3);
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap) _printf_(2, 0);
 /* Append s as a JSON string literal, quotes included, escaping as RFC 8259

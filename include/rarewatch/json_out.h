@@ -60,3 +60,8 @@ int json_splice(struct buf *out, const struct json_doc *d, const struct json_edi
 /* Encoders for single values, also used for building NDJSON by hand. */
 int buf_put_json_number(struct buf *b, double x);
 int buf_put_json_value(struct buf *b, const struct rw_value *v);
+/* Exactly the text of printf("%.17g", x) in the C locale (non-finite: null),
+ * without printf's cost on the common range (integers below 1e17 and
+ * 1e-4 <= |x| < 1e17: exact 128-bit arithmetic); printf elsewhere. For
+ * output whose established format is %.17g (the detectors' scores). */
+int buf_put_json_g17(struct buf *b, double x);

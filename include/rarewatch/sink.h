@@ -51,6 +51,16 @@ struct rw_batch *rw_batch_new(struct rw_ack_queue *acks);
 struct rw_batch *rw_batch_ref(struct rw_batch *b);
 struct rw_batch *rw_batch_unref(struct rw_batch *b);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct rw_batch *, rw_batch_unref)
+/* Output buffers recycled by a batch's owner (the shard worker), so that a
+ * response allocates only the batch itself in steady state, not its lines
+ * grown again from empty (~2 KB per record). The owner holds a spare:
+ * rw_batch_keep_output() moves b's output into an empty spare when the
+ * caller's reference is the last one (no sink can still read the lines;
+ * only the owner adds references), and is a no-op otherwise; call it just
+ * before dropping that reference. rw_batch_use_output() gives a new batch
+ * the spare, emptied. Free the spare with rw_output_free(). */
+void rw_batch_keep_output(struct rw_batch *b, struct rw_output *spare);
+void rw_batch_use_output(struct rw_batch *b, struct rw_output *spare);
 /* A sink is done with b (delivered or dead-lettered). Wakes the owner when
  * it was the last. Does not drop the sink's reference. */
 void rw_batch_ack(struct rw_batch *b);

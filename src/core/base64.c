@@ -110,12 +110,41 @@ int base64_decode(const char *in, size_t n, uint8_t *out, size_t *outlen)
     return 0;
 }
 
+/*
+ * Encoding, two characters per lookup: pair[v] for a 12-bit group v holds
+ * both characters, the first in the low byte (a little-endian 16-bit store
+ * puts it first). 6 input bytes, read as one big-endian 64-bit word, become
+ * 8 characters with four lookups and one 8-byte store: about a third of the
+ * instructions of a character at a time, and the table (8 KiB) stays in L1
+ * on the record path. Also a constant expression, like the decode tables.
+ */
+#define B64C(v) ((v) < 26 ? 'A' + (v) : (v) < 52 ? 'a' + (v) - 26 : (v) < 62 ? '0' + (v) - 52 : (v) == 62 ? '+' : '/')
+#define PAIR(v) ((uint16_t)(B64C(((v) >> 6) & 63) | B64C((v) & 63) << 8))
+#define P4(b) PAIR(b), PAIR((b) + 1), PAIR((b) + 2), PAIR((b) + 3)
+#define P16(b) P4(b), P4((b) + 4), P4((b) + 8), P4((b) + 12)
+#define P64(b) P16(b), P16((b) + 16), P16((b) + 32), P16((b) + 48)
+#define P256(b) P64(b), P64((b) + 64), P64((b) + 128), P64((b) + 192)
+#define P1024(b) P256(b), P256((b) + 256), P256((b) + 512), P256((b) + 768)
+static const uint16_t pair[4096] = { P1024(0), P1024(1024), P1024(2048), P1024(3072) };
+
 size_t base64_encode(const void *in, size_t n, char *out)
 {
     static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     const unsigned char *s = in;
     char *o = out;
     size_t i = 0;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* The 8-byte load reads 2 bytes past the 6 it encodes: only while they
+     * are inside the input. */
+    for (; i + 8 <= n; i += 6, s += 6, o += 8) {
+        uint64_t v;
+        memcpy(&v, s, 8);
+        v = __builtin_bswap64(v);
+        uint64_t w = (uint64_t)pair[v >> 52] | (uint64_t)pair[(v >> 40) & 0xFFF] << 16 |
+                     (uint64_t)pair[(v >> 28) & 0xFFF] << 32 | (uint64_t)pair[(v >> 16) & 0xFFF] << 48;
+        memcpy(o, &w, 8);
+    }
+#endif
     for (; i + 3 <= n; i += 3, s += 3, o += 4) {
         uint32_t v = (uint32_t)s[0] << 16 | (uint32_t)s[1] << 8 | s[2];
         o[0] = alphabet[v >> 18];

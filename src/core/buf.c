@@ -23,7 +23,7 @@ int buf_reserve(struct buf *b, size_t extra)
     return 0;
 }
 
-int buf_append(struct buf *b, const void *p, size_t n)
+int buf_append_grow(struct buf *b, const void *p, size_t n)
 {
     int r = buf_reserve(b, n);
     if (r < 0)
@@ -35,9 +35,6 @@ int buf_append(struct buf *b, const void *p, size_t n)
     return 0;
 }
 
-int buf_puts(struct buf *b, const char *s) { return buf_append(b, s, strlen(s)); }
-
-int buf_putc(struct buf *b, char c) { return buf_append(b, &c, 1); }
 
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 {
@@ -110,7 +107,24 @@ int buf_put_json_string(struct buf *b, const char *s, size_t n)
     char *o = b->data + b->len;
     *o++ = '"';
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    /* Eight bytes at a time while none needs care (SWAR: a control byte
+     * borrows into, and a non-ASCII byte has, its top bit; '"' and '\\'
+     * become zero bytes under the XOR). A false alarm only sends one byte
+     * down the exact path below. */
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
     while (p < end) {
+        if (end - p >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+            uint64_t bad = ((w - ones * 0x20) | w | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & highs;
+            if (!bad) {
+                memcpy(o, p, 8);
+                o += 8;
+                p += 8;
+                continue;
+            }
+        }
         unsigned char c = *p;
         if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
             *o++ = (char)c;

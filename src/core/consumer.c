@@ -222,6 +222,7 @@ struct wstate {
     struct arena arena;
     struct rw_input_record *in;
     size_t in_cap;
+    struct rw_output spare; /* a delivered batch's output buffers, for the next */
     struct buf req;
     struct http_response resp;
     struct rw_config *cfg;
@@ -283,6 +284,7 @@ static int reap(struct wstate *ws, bool force)
             ws->acked_dirty = true;
         }
         pthread_mutex_unlock(&s->acks.lock);
+        rw_batch_keep_output(b, &ws->spare);
         rw_batch_unref(b);
         pthread_mutex_lock(&s->acks.lock);
     }
@@ -384,6 +386,7 @@ static int process_response(struct wstate *ws)
     _cleanup_(rw_batch_unrefp) struct rw_batch *b = rw_batch_new(&ws->s->acks);
     if (!b)
         return -ENOMEM;
+    rw_batch_use_output(b, &ws->spare);
     struct rw_provenance base = {
         .stream = { c->stream_name, (uint32_t)strlen(c->stream_name) },
         .shard_id = { ws->s->id, (uint32_t)strlen(ws->s->id) },
@@ -750,6 +753,7 @@ out_noflush:
     aws_client_free(ws.cl);
     kinesis_records_free(&ws.kr);
     arena_free(&ws.arena);
+    rw_output_free(&ws.spare);
     free(ws.in);
     free(ws.iterator);
     buf_free(&ws.req);

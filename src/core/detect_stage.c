@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "rarewatch/detect_stage.h"
+#include "rarewatch/json_out.h"
 
 #include <errno.h>
 #include <math.h>
@@ -471,12 +472,9 @@ static int run_one(struct detector *d, const struct detect_record *rec, const ch
     return ret;
 }
 
-static void put_num(struct buf *b, double v)
+static int put_num(struct buf *b, double v)
 {
-    if (isfinite(v))
-        buf_printf(b, "%.17g", v);
-    else
-        buf_puts(b, "null");
+    return buf_put_json_g17(b, v);
 }
 
 /* {"field":value,...} over an rcf detector's fields. */
@@ -595,10 +593,8 @@ int detect_stage_eval(struct detect_stage *s, const struct detect_record *rec, s
     if (v->scored) {
         v->score = best;
         r = buf_puts(out, ",\"anomaly_score\":");
-        if (r == 0) {
-            put_num(out, best);
-            r = buf_printf(out, ",\"is_anomaly\":%s,\"anomalies\":[", v->is_anomaly ? "true" : "false");
-        }
+        r = r ?: put_num(out, best);
+        r = r ?: buf_puts(out, v->is_anomaly ? ",\"is_anomaly\":true,\"anomalies\":[" : ",\"is_anomaly\":false,\"anomalies\":[");
         if (r == 0 && fired.len)
             r = buf_append(out, fired.data, fired.len);
         if (r == 0)

@@ -75,6 +75,125 @@ int buf_put_json_number(struct buf *b, double x)
     return buf_append(b, tmp, (size_t)n);
 }
 
+/* 10^k as a 128-bit integer, k <= 38. */
+static unsigned __int128 pow10_u128(int k)
+{
+    unsigned __int128 v = 1;
+    while (k-- > 0)
+        v *= 10;
+    return v;
+}
+
+/* "%.17g" of a finite x into out (at least 32 bytes); the length, or -1
+ * where the caller should ask printf. */
+static int g17(double x, char *out)
+{
+    char *o = out;
+    double ax = fabs(x);
+    if (signbit(x))
+        *o++ = '-';
+    if (ax < 1e17 && ax == floor(ax)) {
+        /* At most 17 digits: %.17g prints the integer itself. */
+        char t[24], *e = t + sizeof(t), *p = put_u64(e, (uint64_t)ax);
+        memcpy(o, p, (size_t)(e - p));
+        return (int)(o - out + (e - p));
+    }
+    if (!(ax >= 1e-4 && ax < 1e17))
+        return -1;
+    /* ax = m / 2^sh exactly; not an integer, so ax < 2^52 and sh >= 1, and
+     * ax >= 1e-4 bounds sh by 66. */
+    int e2;
+    double f = frexp(ax, &e2);
+    uint64_t m = (uint64_t)ldexp(f, 53);
+    int sh = 53 - e2;
+    /* Seventeen significant digits: N = round(ax * 10^(16 - E)) in
+     * [10^16, 10^17), rounded half to even on the exact value as glibc
+     * does. m * 10^k < 2^53 * 10^21 < 2^123 fits; log10 gives E to within
+     * one, corrected by the range check. */
+    const uint64_t lo = 10000000000000000ull, hi = 100000000000000000ull;
+    int E = (int)floor(log10(ax));
+    uint64_t N = 0;
+    for (int tries = 0;; tries++) {
+        int k = 16 - E;
+        if (tries == 3 || k < 0 || k > 21)
+            return -1;
+        unsigned __int128 num = (unsigned __int128)m * pow10_u128(k);
+        unsigned __int128 q = num >> sh, rem = num & (((unsigned __int128)1 << sh) - 1);
+        unsigned __int128 half = (unsigned __int128)1 << (sh - 1);
+        if (q >= hi) {
+            E++;
+            continue;
+        }
+        if (q < lo) {
+            E--;
+            continue;
+        }
+        N = (uint64_t)q;
+        if (rem > half || (rem == half && (N & 1)))
+            N++;
+        if (N == hi) {
+            N = lo;
+            E++;
+        }
+        break;
+    }
+    char dg[17];
+    for (int i = 16; i >= 0; i--, N /= 10)
+        dg[i] = (char)('0' + N % 10);
+    int nd = 17;
+    while (nd > 1 && dg[nd - 1] == '0')
+        nd--; /* %g drops trailing zeros (and then a bare point) */
+    if (E < -4 || E >= 17) {
+        *o++ = dg[0];
+        if (nd > 1) {
+            *o++ = '.';
+            memcpy(o, dg + 1, (size_t)nd - 1);
+            o += nd - 1;
+        }
+        int ae = E < 0 ? -E : E;
+        *o++ = 'e';
+        *o++ = E < 0 ? '-' : '+';
+        if (ae >= 100)
+            *o++ = (char)('0' + ae / 100);
+        *o++ = (char)('0' + ae / 10 % 10);
+        *o++ = (char)('0' + ae % 10);
+    } else if (E >= 0) {
+        memcpy(o, dg, (size_t)E + 1);
+        o += E + 1;
+        if (nd > E + 1) {
+            *o++ = '.';
+            memcpy(o, dg + E + 1, (size_t)(nd - E - 1));
+            o += nd - E - 1;
+        }
+    } else {
+        *o++ = '0';
+        *o++ = '.';
+        for (int i = 0; i < -E - 1; i++)
+            *o++ = '0';
+        memcpy(o, dg, (size_t)nd);
+        o += nd;
+    }
+    return (int)(o - out);
+}
+
+int buf_put_json_g17(struct buf *b, double x)
+{
+    if (!isfinite(x))
+        return buf_append(b, "null", 4);
+    char tmp[48];
+    int n = g17(x, tmp);
+    if (n < 0) {
+        n = snprintf(tmp, sizeof(tmp), "%.17g", x);
+        if (n < 0 || (size_t)n >= sizeof(tmp))
+            return -EINVAL;
+        /* printf follows LC_NUMERIC; JSON needs '.' whatever the locale. */
+        for (char *c = tmp; *c; c++)
+            if (*c == ',')
+                *c = '.';
+    }
+    return buf_append(b, tmp, (size_t)n);
+}
+
 int buf_put_json_value(struct buf *b, const struct rw_value *v)
 {
     switch (v->type) {

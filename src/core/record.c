@@ -91,10 +91,18 @@ int rw_provenance_append_json(struct buf *b, const struct rw_provenance *p)
     r = r ?: buf_put_json_string(b, p->shard_id.p ? p->shard_id.p : "", p->shard_id.len);
     r = r ?: buf_puts(b, ",\"sequence_number\":");
     r = r ?: buf_put_json_string(b, p->sequence_number.p ? p->sequence_number.p : "", p->sequence_number.len);
-    r = r ?: buf_printf(b, ",\"sub_sequence_number\":%llu,\"partition_key\":",
-                        (unsigned long long)p->sub_sequence_number);
+    r = r ?: buf_puts(b, ",\"sub_sequence_number\":");
+    char num[24], *ne = num + sizeof(num), *np = ne;
+    uint64_t v = p->sub_sequence_number;
+    do
+        *--np = (char)('0' + v % 10);
+    while (v /= 10);
+    r = r ?: buf_append(b, np, (size_t)(ne - np));
+    r = r ?: buf_puts(b, ",\"partition_key\":");
     r = r ?: buf_put_json_string(b, p->partition_key.p ? p->partition_key.p : "", p->partition_key.len);
-    r = r ?: buf_printf(b, ",\"arrival_time\":\"%s\"}", ts);
+    r = r ?: buf_puts(b, ",\"arrival_time\":\"");
+    r = r ?: buf_puts(b, ts);
+    r = r ?: buf_puts(b, "\"}");
     return r;
 }
 

@@ -52,6 +52,24 @@ struct rw_batch *rw_batch_unref(struct rw_batch *b)
     return NULL;
 }
 
+void rw_batch_keep_output(struct rw_batch *b, struct rw_output *spare)
+{
+    if (!b || spare->lines.data || atomic_load(&b->refs) != 1)
+        return;
+    *spare = b->out;
+    b->out = (struct rw_output){ 0 };
+}
+
+void rw_batch_use_output(struct rw_batch *b, struct rw_output *spare)
+{
+    if (!spare->lines.data)
+        return;
+    rw_output_free(&b->out);
+    b->out = *spare;
+    *spare = (struct rw_output){ 0 };
+    rw_output_reset(&b->out);
+}
+
 void rw_batch_ack(struct rw_batch *b)
 {
     if (atomic_fetch_sub(&b->pending, 1) != 1)

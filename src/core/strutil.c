@@ -318,12 +318,45 @@ uint64_t now_monotonic_usec(void) { return clock_usec(CLOCK_MONOTONIC); }
 
 const char *format_iso8601_ms(char *buf, size_t n, uint64_t usec)
 {
-    time_t t = (time_t)(usec / USEC_PER_SEC);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    snprintf(buf, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (unsigned)((usec % USEC_PER_SEC) / USEC_PER_MSEC));
+    /* Every output line carries one (the "_kinesis" arrival time): the
+     * civil date by arithmetic (H. Hinnant's days_from_civil inverse)
+     * instead of gmtime_r + snprintf, several times cheaper; the same text. */
+    uint64_t secs = usec / USEC_PER_SEC, days = secs / 86400, sod = secs % 86400;
+    uint64_t z = days + 719468, era = z / 146097, doe = z - era * 146097;
+    uint64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    uint64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+    unsigned day = (unsigned)(doy - (153 * mp + 2) / 5 + 1), mon = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+    uint64_t year = yoe + era * 400 + (mon <= 2);
+    unsigned ms = (unsigned)((usec % USEC_PER_SEC) / USEC_PER_MSEC);
+    if (year > 9999 || n < 25) {
+        time_t t = (time_t)secs;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        snprintf(buf, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+        return buf;
+    }
+    unsigned y = (unsigned)year, hh = (unsigned)(sod / 3600), mi = (unsigned)(sod / 60 % 60), ss = (unsigned)(sod % 60);
+    char *o = buf;
+#define D2(v) (*o++ = (char)('0' + (v) / 10), *o++ = (char)('0' + (v) % 10))
+    D2(y / 100);
+    D2(y % 100);
+    *o++ = '-';
+    D2(mon);
+    *o++ = '-';
+    D2(day);
+    *o++ = 'T';
+    D2(hh);
+    *o++ = ':';
+    D2(mi);
+    *o++ = ':';
+    D2(ss);
+    *o++ = '.';
+    *o++ = (char)('0' + ms / 100);
+    D2(ms % 100);
+#undef D2
+    *o++ = 'Z';
+    *o = 0;
     return buf;
 }
 

@@ -66,6 +66,40 @@ TEST(roundtrip_all_lengths_and_bytes)
     }
 }
 
+/* The pair-table fast loop (6 bytes at a time) against the definition, one
+ * sextet at a time, for every length around the loop's boundaries, and no
+ * byte written past base64_encoded_len. */
+TEST(encode_matches_reference_and_stays_in_bounds)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    uint8_t in[200];
+    char ref[280], enc[280 + 8];
+    uint32_t x = 777;
+    for (size_t len = 0; len <= sizeof(in); len++) {
+        for (size_t i = 0; i < len; i++) {
+            x = x * 1103515245 + 12345;
+            in[i] = (uint8_t)(x >> 16);
+        }
+        size_t k = 0;
+        for (size_t bit = 0; bit < len * 8; bit += 6) {
+            unsigned v = 0;
+            for (size_t b = bit; b < bit + 6; b++)
+                v = v << 1 | (b < len * 8 ? (in[b / 8] >> (7 - b % 8)) & 1u : 0u);
+            ref[k++] = abc[v];
+        }
+        while (k % 4)
+            ref[k++] = '=';
+        memset(enc, '#', sizeof(enc));
+        size_t n = base64_encode(in, len, enc);
+        CHECK_UINT(n, k);
+        if (memcmp(enc, ref, k) != 0)
+            TAP_FAIL_("encoding of %zu bytes differs from the reference", len);
+        for (size_t i = n; i < n + 8; i++)
+            if (enc[i] != '#')
+                TAP_FAIL_("len %zu: byte %zu past the output was written", len, i);
+    }
+}
+
 TEST(decode_writes_nothing_past_its_output)
 {
     /* The 8-byte stores of the fast loop must stay inside decoded_max. */

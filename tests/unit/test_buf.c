@@ -34,6 +34,40 @@ TEST(json_strings_escape_and_repair_utf8)
     CHECK_STR(b.data, "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\"");
 }
 
+/* The eight-bytes-at-a-time path: a byte that needs care at every position
+ * of strings up to 40 bytes is escaped exactly as on its own. */
+TEST(json_strings_fast_path_positions)
+{
+    const char special[] = { '"', '\\', '\n', 0x01, 0x1f, (char)0x80, (char)0xc3, (char)0xff, 0x7f, ' ', '~', '!', '#', '[', ']' };
+    struct buf got = BUF_INIT, want = BUF_INIT, one = BUF_INIT;
+    for (size_t len = 1; len <= 40; len++)
+        for (size_t pos = 0; pos < len; pos++)
+            for (size_t k = 0; k < sizeof(special); k++) {
+                char s[41];
+                memset(s, 'a' + (int)(len % 26), len);
+                s[pos] = special[k];
+                buf_reset(&got);
+                CHECK_INT(buf_put_json_string(&got, s, len), 0);
+                buf_reset(&one);
+                CHECK_INT(buf_put_json_string(&one, &s[pos], 1), 0);
+                buf_reset(&want);
+                buf_putc(&want, '"');
+                buf_append(&want, s, pos);
+                buf_append(&want, one.data + 1, one.len - 2);
+                buf_append(&want, s + pos + 1, len - pos - 1);
+                buf_putc(&want, '"');
+                if (got.len != want.len || memcmp(got.data, want.data, got.len) != 0) {
+                    TAP_FAIL_("len %zu, byte 0x%02x at %zu: %s, want %s", len, (unsigned char)special[k], pos,
+                              got.data, want.data);
+                    goto out;
+                }
+            }
+out:
+    buf_free(&got);
+    buf_free(&want);
+    buf_free(&one);
+}
+
 TEST(arena_reuses_memory)
 {
     struct arena a = ARENA_INIT;

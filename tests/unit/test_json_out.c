@@ -181,6 +181,55 @@ TEST(numbers_shortest_and_exact)
     json_doc_free(&d);
 }
 
+/* buf_put_json_g17 is printf's %.17g, byte for byte: random bit patterns
+ * (every exponent), decimal-looking values, powers of ten and their
+ * neighbours, integers around 1e17, the exponent-form edges. */
+TEST(g17_is_printf)
+{
+    struct buf b = BUF_INIT;
+    char want[64];
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    unsigned bad = 0;
+    for (int i = 0; i < 400000 && bad < 5; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        double v;
+        switch (i % 5) {
+        case 0: memcpy(&v, &x, sizeof(v)); break;
+        case 1: v = (double)(int64_t)(x % 100000000) / (double)(1 + (x >> 60) * 1000); break;
+        case 2: v = ldexp((double)(x >> 11), (int)(x % 120) - 100); break;
+        case 3: v = pow(10, (int)(x % 44) - 22) * (1 + ((int)(x >> 40) % 3 - 1) * 2.220446049250313e-16); break;
+        default: v = 1e17 + (double)((int64_t)(x % 2001) - 1000) * 16; break;
+        }
+        if (x & (1ull << 33))
+            v = -v;
+        buf_reset(&b);
+        CHECK_INT(buf_put_json_g17(&b, v), 0);
+        if (isfinite(v))
+            snprintf(want, sizeof(want), "%.17g", v);
+        else
+            strcpy(want, "null");
+        if (strcmp(b.data, want) != 0) {
+            TAP_FAIL_("%s printed as %s", want, b.data);
+            bad++;
+        }
+    }
+    const double edge[] = { 0.0, -0.0, 1.0, 0.1, 0.5, 1e-4, 9.9999999999999991e-05, 1e-5, 0.3, 2.0 / 3,
+                            99999999999999984.0, 1e16 + 2, 4503599627370495.5, 0.99999999999999989, 1e17,
+                            123456.789, NAN, INFINITY };
+    for (size_t i = 0; i < ELEMENTSOF(edge); i++) {
+        buf_reset(&b);
+        CHECK_INT(buf_put_json_g17(&b, edge[i]), 0);
+        if (isfinite(edge[i]))
+            snprintf(want, sizeof(want), "%.17g", edge[i]);
+        else
+            strcpy(want, "null");
+        CHECK_STR(b.data, want);
+    }
+    buf_free(&b);
+}
+
 TEST(values)
 {
     struct buf b = BUF_INIT;

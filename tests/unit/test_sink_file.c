@@ -122,4 +122,41 @@ TEST(deadletter_bounded_never_drops_silently)
     CHECK_INT(system(cmd), 0);
 }
 
+/* The owner's spare: kept only from a batch nobody else references, handed
+ * to the next batch empty, with its allocations. */
+TEST(batch_output_recycled_only_when_last_reference)
+{
+    struct rw_ack_queue q;
+    rw_ack_queue_init(&q);
+    struct rw_output spare = { 0 };
+    struct rw_batch *b = rw_batch_new(&q);
+    CHECK(b != NULL);
+    struct rw_line_meta *m = rw_output_begin_line(&b->out, 0);
+    CHECK(m != NULL);
+    CHECK_INT(buf_puts(&b->out.lines, "{\"a\":1}\n"), 0);
+    rw_output_end_line(&b->out, m);
+    char *lines = b->out.lines.data;
+    rw_batch_ref(b); /* a sink still holds it */
+    rw_batch_keep_output(b, &spare);
+    CHECK(spare.lines.data == NULL);
+    CHECK(b->out.lines.data == lines);
+    rw_batch_unref(b);
+    rw_batch_keep_output(b, &spare); /* the owner's is the last reference */
+    CHECK(spare.lines.data == lines);
+    CHECK(b->out.lines.data == NULL);
+    rw_batch_unref(b);
+    struct rw_batch *c = rw_batch_new(&q);
+    CHECK(c != NULL);
+    rw_batch_use_output(c, &spare);
+    CHECK(c->out.lines.data == lines);
+    CHECK_UINT(c->out.lines.len, 0);
+    CHECK_UINT(c->out.n, 0);
+    CHECK(spare.lines.data == NULL);
+    rw_batch_use_output(c, &spare); /* no spare: unchanged */
+    CHECK(c->out.lines.data == lines);
+    rw_batch_unref(c);
+    rw_output_free(&spare);
+    rw_ack_queue_destroy(&q);
+}
+
 TAP_MAIN

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "tap.h"
 
@@ -63,6 +64,31 @@ TEST(formatting_round_trips)
     CHECK_STR(format_size(b, sizeof(b), 4 * 1024 * 1024), "4MiB");
     CHECK_STR(format_size(b, sizeof(b), 1000), "1000");
     CHECK_STR(format_iso8601_ms(b, sizeof(b), 1764306600123456ULL), "2025-11-28T05:10:00.123Z");
+}
+
+/* The arithmetic civil date against gmtime_r + snprintf: days across
+ * leap years and centuries (1970..2400), every millisecond digit. */
+TEST(iso8601_is_gmtime)
+{
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        uint64_t usec = i < 1000 ? (uint64_t)i * 86400 * 1000000ull * 146 + (uint64_t)i * 999
+                                 : x % (13569465600ull * 1000000ull);
+        time_t t = (time_t)(usec / 1000000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        char want[96], got[40];
+        snprintf(want, sizeof(want), "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(usec % 1000000 / 1000));
+        format_iso8601_ms(got, sizeof(got), usec);
+        if (strcmp(got, want) != 0) {
+            TAP_FAIL_("%s formatted as %s", want, got);
+            break;
+        }
+    }
 }
 
 TEST(bools_and_ints)
