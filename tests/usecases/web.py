@@ -29,8 +29,8 @@ def generate(rnd, scale=1.0, start=T0):
     base = {e: rnd.uniform(20, 200) for e in eps}
     method = {e: ("POST" if e.endswith(("orders", "pay", "login", "cart")) else "GET") for e in eps}
     shift, burst = {}, {}
-    n = int(80000 * scale)
-    warm = int(30000 * scale)
+    n = round(80000 * scale)
+    warm = round(30000 * scale)
     t = start
     next_health = start
     for i in range(n):
