@@ -181,9 +181,11 @@ def main():
                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                   preexec_fn=rwharness._die_with_parent)
         print(f"==> rarewatchd -c {conf} (pid {daemon.pid}); log {run}/rarewatchd.log")
+        put_log = open(run / "put.log", "wb")
         put = subprocess.Popen([str(rw), "put", "--stream", stream, "--partition-key", mod.KEY, "--rate",
-                                str(rate), "-q", str(sample)], env=env, stdin=subprocess.DEVNULL,
-                               start_new_session=True, preexec_fn=rwharness._die_with_parent)
+                                str(rate), str(sample)], env=env, stdin=subprocess.DEVNULL, stdout=put_log,
+                               stderr=subprocess.STDOUT, start_new_session=True,
+                               preexec_fn=rwharness._die_with_parent)
         print(f"==> rarewatch put --stream {stream} --rate {rate} {sample}  (about {len(records) / rate:.0f} s)")
         if verbose:
             print(f"{'event time':15} {'key':16} {'detector':18} reason")
@@ -228,6 +230,7 @@ def main():
             put.send_signal(signal.SIGINT)
             put.wait(10)
         put = None
+        print("==> rarewatch put: " + (run / "put.log").read_text(errors="replace").strip().splitlines()[-1])
         # SIGTERM: rarewatchd drains, publishes its last metrics and checkpoints.
         daemon.send_signal(signal.SIGTERM)
         daemon_rc = daemon.wait(60)
@@ -313,6 +316,8 @@ def summary(a, run, records, incidents, dropped, delivered, anomalies, detectors
             print(f"  {m['MetricName']:20} {dims:28} Sum {s:.0f}")
         else:
             print(f"  {m['MetricName']:20} {dims:28} Maximum {mx:.4g} {unit if unit != 'None' else ''}")
+    print("  (DetectionLatency runs from a record's event time: the sample's hours of event time are\n"
+          "   replayed in about a minute, so it shows their age, not rarewatchd's delay.)")
     print("\nalarms (AnomalyCount Sum >= 1 in a minute, per detector):")
     states = {x["AlarmName"]: x["StateValue"] for x in cw.describe_alarms(AlarmNames=list(alarms.values()))
               ["MetricAlarms"]}
