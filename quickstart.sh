@@ -24,24 +24,14 @@ PY=python3
 
 say() { printf '==> %s\n' "$*"; }
 
-# 1. Debian packages to build rarewatch (a subset of tests/setup.sh: no test-only tools).
-APT_PACKAGES=(build-essential pkg-config meson ninja-build libcurl4-openssl-dev libssl-dev
-  libjson-c-dev libsystemd-dev libinih-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev
-  libpcre2-dev python3 python3-boto3)
+# 1. Debian packages to build rarewatch (tests/setup.sh's build subset: no test tools,
+#    no Node emulators), and python3-venv when moto has to come from pip.
 have_moto() { "$1" -c 'import moto.server, boto3' 2>/dev/null; }
 VENV=${XDG_CACHE_HOME:-$HOME/.cache}/rarewatch-quickstart/venv
-if ! have_moto python3 && ! have_moto "$VENV/bin/python3"; then APT_PACKAGES+=(python3-venv); fi
-missing=()
+extra=()
+if ! have_moto python3 && ! have_moto "$VENV/bin/python3"; then extra+=(python3-venv); fi
 if command -v dpkg-query >/dev/null; then
-  for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-fi
-if ((${#missing[@]})); then
-  say "installing Debian packages: ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  tests/setup.sh --build-only "${extra[@]}"
 fi
 
 # 2. moto (the local AWS): python3's own if it has one, else a virtual environment.
