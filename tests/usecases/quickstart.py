@@ -60,6 +60,11 @@ class Stop(Exception):
     """SIGTERM/SIGHUP: end the run like Ctrl-C (summary, then clean up)."""
 
 
+# Set by SIGTERM/SIGHUP and checked by the display loop: raising from the handler could
+# land inside botocore, which wraps any Exception from a request in its own error.
+stop_requested = False
+
+
 def hms(t):
     return datetime.fromtimestamp(t, timezone.utc).strftime("%m-%d %H:%M:%S") if t else "--"
 
@@ -133,7 +138,8 @@ def main():
     verbose = not a.check
 
     def on_signal(*_):
-        raise Stop()
+        global stop_requested
+        stop_requested = True
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
 
@@ -245,6 +251,8 @@ def main():
                 first_line = first_line or (new[0] if new else None)
                 delivered += len(new)
                 order.update(new)
+                if stop_requested:
+                    raise Stop()
                 if daemon.poll() is not None:
                     sys.exit(f"quickstart: rarewatchd exited ({daemon.returncode}); see {run}/rarewatchd.log")
                 if put.poll() is not None and delivered >= want:
@@ -254,7 +262,7 @@ def main():
                     print(f"==> {a.duration:.0f} s are up")
                     break
                 if verbose and now >= next_progress:
-                    print(f"    ... {delivered} of {len(records)} records delivered to S3", flush=True)
+                    print(f"    ... {delivered} of {want} records delivered to S3", flush=True)
                     next_progress = now + 15
                 time.sleep(0.5)  # the live display's refresh, not a synchronisation
         except (KeyboardInterrupt, Stop):
@@ -285,8 +293,6 @@ def main():
         if a.check and (not ok or put_rc != 0 or interrupted):
             return 1
         return 0
-    except Stop:
-        return 1
     finally:
         for p in (put, daemon):
             if p and p.poll() is None:
