@@ -23,6 +23,7 @@ Usage: test_e2e.py BUILD_DIR
 import collections
 import json
 import os
+import random
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -30,6 +31,10 @@ from datetime import datetime, timedelta, timezone
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from consumer_common import Daemon, Results, WorkDir, binaries, clean_env, wait_for  # noqa: E402
 from rwharness import Moto, parse_ndjson_objects, read_firehose_s3_objects  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "usecases"))
+import common as usecases  # noqa: E402
+import fraud  # noqa: E402
 
 N = 20000
 STREAM, FH, BUCKET, NS = "e2e-in", "e2e-out", "e2e-bucket", "RarewatchE2E"
@@ -55,7 +60,6 @@ def main():
     build = sys.argv[1]
     t = Results()
     rarewatch, rarewatchd = binaries(build)
-    here = os.path.dirname(os.path.abspath(__file__))
     with WorkDir("rw-e2e-", t) as workdir, Moto(iam_auth=True) as moto, Moto(iam_auth=False) as cwmoto:
         kin = moto.client("kinesis")
         kin.create_stream(StreamName=STREAM, ShardCount=4)
@@ -64,12 +68,13 @@ def main():
         cw = cwmoto.client("cloudwatch")
         env = clean_env(dict(moto.env(), AWS_ENDPOINT_URL_CLOUDWATCH=cwmoto.endpoint))
 
+        # The quickstart's fraud stream; these two detectors look for its spikes and new countries.
+        inputs, incidents = fraud.generate(random.Random(11), N / 60000)
+        incidents = [e for e in incidents if e["kind"] in ("spike", "country")]
+        injected = len(incidents)
         src = os.path.join(workdir, "in.ndjson")
         with open(src, "w") as f:
-            subprocess.run([sys.executable, os.path.join(here, "..", "demo", "sample.py"), "-n", str(N),
-                            "--seed", "11"], stdout=f, check=True)
-        inputs = [json.loads(x) for x in open(src)]
-        injected = sum(1 for r in inputs if "injected" in r)
+            f.writelines(json.dumps(r) + "\n" for r in inputs)
 
         extra = DETECTORS + (f"[firehose]\ndelivery_stream = {FH}\nflush_interval = 200ms\n"
                              f"[cloudwatch]\nnamespace = {NS}\nflush_interval = 1s\n")
@@ -103,7 +108,7 @@ def main():
             for o in lines:
                 for a in o.get("anomalies", []):
                     flagged[a["detector"]] += 1
-            found = sum(1 for o in lines if o.get("injected") and o.get("is_anomaly"))
+            found = len({h for h in usecases.match(usecases.flags(lines), incidents) if h is not None})
             print(f"# injected {injected}, found {found}; flagged per detector {dict(flagged)}", flush=True)
             t.check("the injected anomalies are found (>= 90%)", found >= 0.9 * injected, (found, injected))
 

@@ -33,7 +33,8 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "usecases"))
-import fraud  # noqa: E402  (the generators are shared with ./quickstart.sh)
+import common as usecases  # noqa: E402  (the generators are shared with ./quickstart.sh)
+import fraud  # noqa: E402
 import sales  # noqa: E402
 import social  # noqa: E402
 import web  # noqa: E402
@@ -42,25 +43,10 @@ CASES = {m.__name__: m for m in (fraud, web, social, sales)}
 
 
 def evaluate(out_lines, events):
-    flags = []
-    for line in out_lines:
-        r = json.loads(line)
-        if not r.get("is_anomaly"):
-            continue
-        for a in r["anomalies"]:
-            t = r.get("ts")
-            if t is None and "_alert" in r:
-                from datetime import datetime, timezone
-                t = datetime.strptime(r["_alert"]["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
-            flags.append((t, a["key"]))
+    found = usecases.flags(out_lines)
     detected, delays = set(), []
     fp_groups = {}
-    for t, key in flags:
-        hit = None
-        for i, e in enumerate(events):
-            if e["key"] == key and e["start"] - 1 <= t <= e["end"] + 600:
-                hit = i
-                break
+    for (t, key, _, _), hit in zip(found, usecases.match(found, events)):
         if hit is not None:
             if hit not in detected:
                 detected.add(hit)

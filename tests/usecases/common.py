@@ -18,6 +18,7 @@ import math
 import os
 import random
 import time
+from datetime import datetime, timezone
 
 T0 = 1790000000  # the synthetic suite's origin; cycles are relative to `start`
 
@@ -41,6 +42,39 @@ def side_rng(rnd):
     fields and incidents added later do not change the stream the original draws make
     (tests/quality/synthetic.py's data stays comparable across versions)."""
     return random.Random(repr(rnd.getstate()))
+
+
+def flags(lines):
+    """The anomalies in rarewatch output lines (NDJSON strings or parsed objects):
+    (event time, key, anomaly object, line) for each detector that fired. A derived
+    alert (a rate detector's tick for an idle key) has no `ts`: its `_alert.time`."""
+    out = []
+    for line in lines:
+        r = json.loads(line) if isinstance(line, (str, bytes)) else line
+        if not r.get("is_anomaly"):
+            continue
+        t = r.get("ts")
+        if t is None and "_alert" in r:
+            t = datetime.strptime(r["_alert"]["time"], "%Y-%m-%dT%H:%M:%S.%fZ") \
+                .replace(tzinfo=timezone.utc).timestamp()
+        for a in r.get("anomalies", []):
+            out.append((t, a.get("key"), a, r))
+    return out
+
+
+def match(flag_list, incidents, grace=600):
+    """Which incident each flag belongs to: the first incident of the flag's key whose
+    window [start - 1, end + grace] holds the flag's time, else None."""
+    out = []
+    for f in flag_list:
+        t, key = f[0], f[1]
+        hit = None
+        for i, e in enumerate(incidents):
+            if e["key"] == key and t is not None and e["start"] - 1 <= t <= e["end"] + grace:
+                hit = i
+                break
+        out.append(hit)
+    return out
 
 
 def write(outdir, name, records, incidents):

@@ -41,7 +41,7 @@ def generate(rnd, scale=1.0, start=T0):
              for i in range(150)]
     for c in cards:
         c["cats"] = side.sample(EVERYDAY, 3)
-    n = int(60000 * scale)
+    n = round(60000 * scale)
     warm = n // 3
     t = start
     for i in range(n):

@@ -15,12 +15,15 @@ KEY = "store"
 
 def generate(rnd, scale=1.0, start=T0):
     recs, events = [], []
-    stores = [f"store-{i:02d}" for i in range(12)]
+    # A smaller stream has fewer stores, not fewer days: the hour-of-day profile
+    # needs days of history. The drop probability keeps the expected incidents.
+    n_stores = 12 if scale >= 1 else max(3, round(12 * scale))
+    stores = [f"store-{i:02d}" for i in range(n_stores)]
     rate = {s: rnd.uniform(0.02, 0.05) for s in stores}
     down = {}
-    days = 7 if scale >= 1 else max(2.0, 7 * scale)
-    warm = start + (3 if days == 7 else days / 2) * 86400
-    p = 0.000006 if days == 7 else 0.000006 * 4 / (days / 2)
+    days = 7
+    warm = start + 3 * 86400
+    p = 0.000006 if n_stores == 12 else 0.000006 * 12 / n_stores
     t = start
     end = start + days * 86400
     while t < end:

@@ -15,14 +15,17 @@ KEY = "hashtag"
 
 def generate(rnd, scale=1.0, start=T0):
     recs, events = [], []
-    tags = [f"#tag{i}" for i in range(30)]
+    # A smaller stream has fewer hashtags, not fewer days: the hour-of-day profile
+    # needs days of history. The burst probability keeps the expected incidents.
+    n_tags = 30 if scale >= 1 else max(5, round(30 * scale))
+    tags = [f"#tag{i}" for i in range(n_tags)]
     rate = {h: rnd.uniform(0.002, 0.01) for h in tags}
     burst = {}
-    days = 6 if scale >= 1 else max(2.0, 6 * scale)
-    warm = start + days / 3 * 86400
+    days = 6
+    warm = start + 2 * 86400
     t = start
     end = start + days * 86400
-    p = 0.00002 * 6 / days * 2 / 3 / (1 - 1 / 3) if days != 6 else 0.00002
+    p = 0.00002 if n_tags == 30 else 0.00002 * 30 / n_tags
     while t < end:
         t += 10
         for h in tags:
