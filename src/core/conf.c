@@ -994,7 +994,7 @@ static void man_page(const struct conf_schema *s, FILE *f)
                "(SIGHUP); a changed key marked \\fIrestart to change\\fR makes the daemon keep\n"
                "its running configuration until it is restarted.\n"
                "A configuration with any error is rejected as a whole; check edits with\n"
-               "\\fB\\%rarewatch check\\-config\\fR, which prints \\fIFILE\\fR:\\fILINE\\fR: problems.\n"
+               "\\fB\\%%rarewatch check\\-config\\fR, which prints \\fIFILE\\fR:\\fILINE\\fR: problems.\n"
                ".PP\n"
                "Every key is listed below with its default, as generated from the key table\n"
                "the programs are built from.\n",
