@@ -11,6 +11,7 @@ APT_PACKAGES=(
   clang libclang-rt-14-dev
   python3 python3-boto3
   systemd systemd-container debootstrap
+  debhelper dpkg-dev fakeroot lintian rpm man-db groff-base
 )
 # Node may come from elsewhere than Debian (with its own npm): take what is there.
 command -v node >/dev/null && command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
