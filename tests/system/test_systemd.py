@@ -385,6 +385,11 @@ def run_checks(c):
           c.wait_journal(lambda e: from_daemon(e) and msg(e) == "stopped cleanly", mark) is not None)
 
     # --- a broken configuration at start ---
+    # Through the unit's own ExecCondition= (drop-in removed): a broken
+    # configuration must not be skipped like a missing stream, rarewatchd
+    # has to start and say what is wrong.
+    c.run("rm", "-f", "/run/systemd/system/rarewatch.service.d/40-idle.conf")
+    c.run("systemctl", "daemon-reload")
     r = c.run("cp", CONF, CONF + ".orig")
     c.write(CONF, "[daemon]\nstop_timeout = 5s\nfrobnicate = 1\n")
     mark = mono_usec()
@@ -411,6 +416,7 @@ def run_checks(c):
           restarted is None, restarted)
     c.run("mv", CONF + ".orig", CONF)
     c.run("systemctl", "reset-failed", UNIT)
+    c.write("/run/systemd/system/rarewatch.service.d/40-idle.conf", "[Service]\nExecCondition=\n")
 
     # --- the watchdog ---
     c.write("/run/systemd/system/rarewatch.service.d/50-watchdog.conf",
