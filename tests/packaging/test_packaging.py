@@ -4,6 +4,7 @@
 
   test_packaging.py install --build BUILD        meson install --destdir layout
   test_packaging.py man --page FILE...           man pages render without warnings
+  test_packaging.py cli --cli RAREWATCH          check-config --has-stream / --reference=FMT
   test_packaging.py deb --src SRC --out DIR      build-deb.sh, lintian, conffiles, upgrade
   test_packaging.py rpm --src SRC --out DIR      build-rpm.sh, file list, %config(noreplace)
 
@@ -153,6 +154,38 @@ def test_man(args):
         text = open(conf5[0]).read() if conf5 else ""
         missing = [k for k in keys if "\\fB" + k.replace("-", "\\-") not in text]
         check(f"rarewatch.conf(5) names all {len(keys)} keys of the reference", keys and not missing, missing)
+
+
+# ---- check-config --has-stream (the unit's ExecCondition=) ----
+
+def test_cli(args):
+    cli = args.cli
+    shipped = os.path.join(args.src, "etc/rarewatch/rarewatch.conf")
+    with tempfile.TemporaryDirectory(prefix="rw-cli-") as d:
+        conf = os.path.join(d, "rarewatch.conf")
+        shutil.copy(shipped, conf)
+        r = run(cli, "check-config", "--has-stream", "-c", conf)
+        check("--has-stream: the shipped configuration (no stream) exits 1 and says why",
+              r.returncode == 1 and "no [kinesis] stream configured" in r.stdout, (r.returncode, r.stdout, r.stderr))
+        os.mkdir(os.path.join(d, "conf.d"))
+        with open(os.path.join(d, "conf.d/10-stream.conf"), "w") as f:
+            f.write("[kinesis]\nstream = payments\n")
+        r = run(cli, "check-config", "--has-stream", "-c", conf)
+        check("--has-stream: a stream set in a drop-in exits 0", r.returncode == 0, (r.returncode, r.stdout, r.stderr))
+        with open(os.path.join(d, "conf.d/20-broken.conf"), "w") as f:
+            f.write("[kinesis]\nstream =\n[daemon]\nstop_timeout = banana\n")
+        r = run(cli, "check-config", "--has-stream", "-c", conf)
+        check("--has-stream: an invalid configuration exits 0 (rarewatchd reports it)", r.returncode == 0,
+              (r.returncode, r.stdout, r.stderr))
+        r = run(cli, "check-config", "-c", conf)
+        check("check-config: that configuration is invalid (78)", r.returncode == 78, r.returncode)
+        r = run(cli, "check-config", "--has-stream", "-c", os.path.join(d, "missing.conf"))
+        check("--has-stream: a missing configuration exits 0 (rarewatchd reports it)", r.returncode == 0,
+              (r.returncode, r.stdout, r.stderr))
+    r = run(cli, "check-config", "--reference=conf")
+    check("--reference=conf is the shipped file", r.returncode == 0 and r.stdout == open(shipped).read())
+    r = run(cli, "check-config", "--reference=roff")
+    check("--reference=UNKNOWN exits 64", r.returncode == 64, (r.returncode, r.stderr))
 
 
 # ---- Debian ----
@@ -308,14 +341,14 @@ def test_rpm(args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=("install", "man", "deb", "rpm"))
+    ap.add_argument("what", choices=("install", "man", "cli", "deb", "rpm"))
     ap.add_argument("--src", default=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     ap.add_argument("--build")
     ap.add_argument("--out")
     ap.add_argument("--cli")
     ap.add_argument("--page", nargs="*", default=[])
     args = ap.parse_args()
-    {"install": test_install, "man": test_man, "deb": test_deb, "rpm": test_rpm}[args.what](args)
+    {"install": test_install, "man": test_man, "cli": test_cli, "deb": test_deb, "rpm": test_rpm}[args.what](args)
     return summary()
 
 
