@@ -8,9 +8,11 @@
 #     rarewatch (verify wants the binaries to exist).
 # systemd-analyze verify exits 0 on most complaints, so the output is checked.
 #
-#   check_unit.sh UNIT RAREWATCHD RAREWATCH
+#   check_unit.sh UNIT RAREWATCHD [RAREWATCH]
+# RAREWATCH defaults to the CLI of the same build directory.
 set -uo pipefail
-UNIT=$1 DAEMON=$(realpath -e "$2") CLI=$(realpath -e "$3") || exit 1
+UNIT=$1 DAEMON=$(realpath -e "$2") || exit 1
+CLI=$(realpath -e "${3:-$(dirname "$DAEMON")/../rarewatch/rarewatch}") || exit 1
 MAX_EXPOSURE=1.5
 command -v systemd-analyze >/dev/null || { echo "SKIP: systemd-analyze is not installed"; exit 77; }
 
