@@ -38,6 +38,9 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 log "tests (ASan+UBSan): unit, lifecycle, fuzz corpora"
 meson test -C "$ASAN" --print-errorlogs --num-processes 2 --suite unit --suite lifecycle --suite fuzz "$@"
 log "tests: all default suites"
+# The packaging suite builds the .deb once for these sources; the system
+# suite installs that same package instead of building it again.
+export RW_DEB_CACHE=$BUILD/deb-cache
 meson test -C "$BUILD" --print-errorlogs --num-processes 2 --no-suite bench --no-suite long "$@"
 # The long suite (10 minutes of instances churning over shared leases) runs
 # last, in CI too; RW_SKIP_LONG=1 skips it for a quick local run.

@@ -13,7 +13,8 @@ BUILD_PACKAGES=(
   libprotobuf-c-dev protobuf-c-compiler zlib1g-dev libpcre2-dev
   python3 python3-boto3
 )
-TEST_PACKAGES=(clang libclang-rt-14-dev systemd systemd-container debootstrap)
+TEST_PACKAGES=(clang libclang-rt-14-dev systemd systemd-container debootstrap
+  debhelper dpkg-dev fakeroot lintian rpm man-db groff-base)
 build_only=
 if [ "${1:-}" = --build-only ]; then
   build_only=1

@@ -168,8 +168,14 @@ const char *conf_stype(const struct rw_config *c, const struct conf_section *s);
 bool conf_section_equal(const struct rw_config *a, const struct conf_section *sa,
                         const struct rw_config *b, const struct conf_section *sb);
 
-/* Printing: the reference (every key with its default, commented, as the
- * shipped file) and the effective values. */
-void conf_print_reference(const struct conf_schema *s, FILE *f, bool markdown);
+/* Printing: the reference (every key with its default: commented, as the
+ * shipped file; a Markdown table, docs/configuration.md; or the man page
+ * rarewatch.conf(5), generated at build time) and the effective values. */
+enum conf_ref_format {
+    CONF_REF_CONF,
+    CONF_REF_MARKDOWN,
+    CONF_REF_MAN,
+};
+void conf_print_reference(const struct conf_schema *s, FILE *f, enum conf_ref_format fmt);
 void conf_print_effective(const struct rw_config *c, FILE *f);
 const char *conf_type_name(enum conf_type t);

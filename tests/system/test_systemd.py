@@ -286,6 +286,16 @@ def run_checks(c):
     # unit is garbage-collected and shows 0 again).
     r = c.run("systemctl", "enable", UNIT)
     check("systemctl enable", r.returncode == 0, r.stderr)
+    # No [kinesis] stream in the packaged configuration: ExecCondition= skips
+    # the start (inactive, not failed). The checks below are of the idle
+    # daemon, so a runtime drop-in empties ExecCondition= for them.
+    r = c.run("systemctl", "start", UNIT)
+    s = c.show("ActiveState", "ConditionResult", "ExecMainPID")
+    check("no stream configured: the start is skipped by ExecCondition= (inactive, not failed)",
+          s.get("ActiveState") == "inactive" and s.get("ConditionResult") == "no"
+          and s.get("ExecMainPID") == "0", (r.returncode, s))
+    c.write("/run/systemd/system/rarewatch.service.d/40-idle.conf", "[Service]\nExecCondition=\n")
+    c.run("systemctl", "daemon-reload")
     mark = mono_usec()
     r = c.run("systemctl", "start", UNIT)
     check("systemctl start succeeds", r.returncode == 0, r.stderr)
@@ -375,6 +385,11 @@ def run_checks(c):
           c.wait_journal(lambda e: from_daemon(e) and msg(e) == "stopped cleanly", mark) is not None)
 
     # --- a broken configuration at start ---
+    # Through the unit's own ExecCondition= (drop-in removed): a broken
+    # configuration must not be skipped like a missing stream, rarewatchd
+    # has to start and say what is wrong.
+    c.run("rm", "-f", "/run/systemd/system/rarewatch.service.d/40-idle.conf")
+    c.run("systemctl", "daemon-reload")
     r = c.run("cp", CONF, CONF + ".orig")
     c.write(CONF, "[daemon]\nstop_timeout = 5s\nfrobnicate = 1\n")
     mark = mono_usec()
@@ -401,6 +416,7 @@ def run_checks(c):
           restarted is None, restarted)
     c.run("mv", CONF + ".orig", CONF)
     c.run("systemctl", "reset-failed", UNIT)
+    c.write("/run/systemd/system/rarewatch.service.d/40-idle.conf", "[Service]\nExecCondition=\n")
 
     # --- the watchdog ---
     c.write("/run/systemd/system/rarewatch.service.d/50-watchdog.conf",
