@@ -53,6 +53,8 @@ SHARD = "shardId-000000000000"
 CKPT_FILE = f"/var/lib/rarewatch/checkpoints/{STREAM}/{SHARD}.json"
 PIPELINE_WATCHDOG_SEC = 5   # room for a slow emulator call on a loaded machine
 DROPIN_DIR = "/etc/rarewatch/conf.d"
+DEB_DIR = "/var/tmp/rarewatch-test"    # where the .deb is put into the container
+DEB_BUILD_DEADLINE = 900
 
 results = []
 
@@ -272,6 +274,66 @@ def stage_package(args, stage):
     put(args.unit, UNIT_PATH, 0o644)
     put(args.conf, CONF, 0o644)
     os.chmod(os.path.join(stage, "etc/rarewatch"), 0o755)
+
+
+def get_deb(args, workdir):
+    """The package to install: $RW_DEB, or one built now with
+    packaging/build-deb.sh. None when neither exists (the programs are
+    staged instead)."""
+    if os.environ.get("RW_DEB"):
+        deb = os.path.abspath(os.environ["RW_DEB"])
+        note(f"installing RW_DEB={deb}")
+        if not check("RW_DEB names a .deb", deb.endswith(".deb") and os.path.isfile(deb), deb):
+            raise RuntimeError("no package")
+        return deb
+    if not args.build_deb:
+        return None
+    out = os.path.join(workdir, "deb")
+    os.mkdir(out)
+    log = os.path.join(workdir, "build-deb.log")
+    t = time.monotonic()
+    with open(log, "wb") as f:
+        r = subprocess.run([args.build_deb, out], stdout=subprocess.PIPE, stderr=f, timeout=DEB_BUILD_DEADLINE)
+    lines = r.stdout.decode(errors="replace").strip().splitlines()
+    deb = lines[-1].strip() if lines else ""
+    if not check(f"{os.path.basename(args.build_deb)} builds the package", r.returncode == 0
+                 and deb.endswith(".deb") and os.path.isfile(deb), f"exit {r.returncode}, last line {deb!r}"):
+        with open(log, "rb") as f:
+            print(f.read()[-4000:].decode(errors="replace"), flush=True)
+        raise RuntimeError("no package")
+    note(f"built {os.path.basename(deb)} in {time.monotonic() - t:.0f}s (set RW_DEB to reuse one)")
+    return deb
+
+
+def stage_deb(deb, stage):
+    dst = os.path.join(stage, DEB_DIR.lstrip("/"), os.path.basename(deb))
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    shutil.copyfile(deb, dst)
+    return os.path.join(DEB_DIR, os.path.basename(deb))
+
+
+def install_deb(c, deb):
+    """dpkg -i in the running container, as an operator would (its
+    dependencies are already in the root: no network needed)."""
+    r = c.run("dpkg", "-i", deb, timeout=120)
+    check("dpkg -i installs the package", r.returncode == 0, (r.stdout + r.stderr)[-3000:])
+    r = c.run("dpkg-query", "-W", "-f", "${Status}|${Version}|${Conffiles}", "rarewatch")
+    status, _, rest = r.stdout.partition("|")
+    version, _, conffiles = rest.partition("|")
+    note(f"installed rarewatch {version}")
+    check("dpkg: rarewatch is 'install ok installed'", status == "install ok installed", r.stdout + r.stderr)
+    check("dpkg: the configuration is a conffile", CONF in conffiles.split(), conffiles)
+    files = set(c.run("dpkg", "-L", "rarewatch").stdout.split())
+    want = {"/usr/sbin/rarewatchd", "/usr/bin/rarewatch", CONF}
+    units = {"/lib/systemd/system/" + UNIT, UNIT_PATH}
+    check("dpkg: the programs, the configuration and the unit are where the package puts them",
+          want <= files and units & files, sorted(want - files) + ([] if units & files else sorted(units)))
+    r = c.run("systemctl", "is-enabled", UNIT)
+    check("the package enables the service (dh_installsystemd)", r.stdout.strip() == "enabled",
+          r.stdout + r.stderr)
+    r = c.run("systemctl", "is-active", UNIT)
+    check("the package does not start it while no stream is configured", r.stdout.strip() != "active",
+          r.stdout.strip())
 
 
 def run_checks(c):
@@ -544,10 +606,12 @@ def check_ip_filtering(c, port):
     """IPAddressDeny= is enforced in this container (the nspawn flags): a
     transient unit denied every address cannot reach the emulator on
     loopback, one allowed localhost can."""
+    # A dropped SYN is retried, not refused: the denied connect is bounded
+    # by timeout(1), the allowed one succeeds at once.
     probe = f"exec 3<>/dev/tcp/127.0.0.1/{port}"
     base = ["systemd-run", "--wait", "--quiet", "--pipe", "-p", "IPAddressDeny=any"]
-    denied = c.run(*base, "/bin/bash", "-c", probe)
-    allowed = c.run(*base, "-p", "IPAddressAllow=localhost", "/bin/bash", "-c", probe)
+    denied = c.run(*base, "timeout", "2", "/bin/bash", "-c", probe)
+    allowed = c.run(*base, "-p", "IPAddressAllow=localhost", "timeout", "10", "/bin/bash", "-c", probe)
     check("IPAddressDeny= applies in the container (loopback blocked unless IPAddressAllow=localhost)",
           denied.returncode != 0 and allowed.returncode == 0,
           (denied.returncode, denied.stderr.strip(), allowed.returncode, allowed.stderr.strip()))
@@ -760,6 +824,7 @@ def main():
     ap = argparse.ArgumentParser()
     for a in ("--rarewatchd", "--rarewatch", "--unit", "--conf", "--mkroot"):
         ap.add_argument(a, required=True)
+    ap.add_argument("--build-deb", help="packaging/build-deb.sh; RW_DEB=FILE installs that package instead")
     args = ap.parse_args()
 
     if os.geteuid() != 0:
@@ -787,7 +852,12 @@ def main():
     emulators = []
     try:
         stage = os.path.join(workdir, "stage")
-        stage_package(args, stage)
+        deb = get_deb(args, workdir)
+        if deb:
+            deb = stage_deb(deb, stage)
+        else:
+            note("no package (no packaging/build-deb.sh, no RW_DEB): the programs are staged")
+            stage_package(args, stage)
         c = Container(root, stage, workdir)
         t1 = time.monotonic()
         c.boot()
@@ -813,6 +883,8 @@ def main():
         if check("the container boots (is-system-running: running or degraded)", state is not None,
                  c.console_tail()):
             t2 = time.monotonic()
+            if deb:
+                install_deb(c, deb)
             run_checks(c)
             t3 = time.monotonic()
             note(f"unit, sandbox, journal, reload, watchdog checks: {t3 - t2:.1f}s")
@@ -830,10 +902,12 @@ def main():
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        t4 = time.monotonic()
         for emu in emulators:
             emu.stop()
         if c:
             c.teardown()
+        note(f"teardown {time.monotonic() - t4:.1f}s")
         if c is None or not c.mounted:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
