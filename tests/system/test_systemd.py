@@ -636,6 +636,9 @@ def run_pipeline(c, moto, kin):
     if r.returncode:
         raise RuntimeError("cannot write /etc/rarewatch/environment")
     c.run("rm", "-f", f"{DROPIN_DIR}/50-test.conf")    # debug logging from the checks above
+    # The unit as packaged from here on: its ExecCondition= (a stream must be
+    # configured) is no longer emptied.
+    c.run("rm", "-f", "/run/systemd/system/rarewatch.service.d/40-idle.conf")
     c.write(f"{DROPIN_DIR}/20-pipeline.conf", f"""\
 [daemon]
 status_interval = 500ms
@@ -669,7 +672,8 @@ above = 1000
     mark = mono_usec()
     r = c.run("systemctl", "start", UNIT)
     s = wait_running(c, lambda s: s.get("StatusText", "").startswith("1 shard,"))
-    check("pipeline: systemctl start -> active, STATUS '1 shard, ... (config generation 1)'",
+    check("pipeline: systemctl start (ExecCondition= passes: a stream is configured) -> active, "
+          "STATUS '1 shard, ... (config generation 1)'",
           r.returncode == 0 and s is not None and "config generation 1" in s["StatusText"],
           (r.stderr, s or c.show("ActiveState", "SubState", "StatusText")))
     pid = (s or {}).get("MainPID")
