@@ -317,10 +317,9 @@ def install_deb(c, deb):
     dependencies are already in the root: no network needed)."""
     r = c.run("dpkg", "-i", deb, timeout=120)
     check("dpkg -i installs the package", r.returncode == 0, (r.stdout + r.stderr)[-3000:])
-    r = c.run("dpkg-query", "-W", "-f", "${Status}|${Version}|${Conffiles}", "rarewatch")
-    status, _, rest = r.stdout.partition("|")
-    version, _, conffiles = rest.partition("|")
-    note(f"installed rarewatch {version}")
+    r = c.run("dpkg-query", "-W", "-f", "${Status}|${Version}|${Depends}|${Conffiles}", "rarewatch")
+    status, version, depends, conffiles = (r.stdout.split("|", 3) + ["", "", ""])[:4]
+    note(f"installed rarewatch {version}; Depends: {depends}")
     check("dpkg: rarewatch is 'install ok installed'", status == "install ok installed", r.stdout + r.stderr)
     check("dpkg: the configuration is a conffile", CONF in conffiles.split(), conffiles)
     files = set(c.run("dpkg", "-L", "rarewatch").stdout.split())
@@ -894,6 +893,9 @@ def main():
             note(f"unit, sandbox, journal, reload, watchdog checks: {t3 - t2:.1f}s")
             run_pipeline(c, moto, kin)
             note(f"pipeline checks: {time.monotonic() - t3:.1f}s")
+            if not all(ok for _, ok in results):
+                print("# the unit's journal:\n" + c.run("journalctl", "--unit", UNIT, "--no-pager",
+                                                        "-n", "150").stdout, flush=True)
     except Interrupted as e:
         check("not interrupted", False, e)
     except Exception as e:   # report, then tear down
