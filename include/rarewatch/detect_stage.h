@@ -38,6 +38,10 @@ struct detect_record {
     double event_time;      /* epoch seconds */
     bool (*where)(void *ud, size_t detector);
     void *ud;
+    /* Also log each anomaly (NOTICE, rate-limited per source line) with the
+     * DETECTOR field, on top of the calling thread's context (a shard
+     * worker's SHARD_ID): the daemon sets it, replay does not. */
+    bool log;
 };
 
 struct detect_verdict {

@@ -26,6 +26,7 @@ struct rs_worker;
 struct rs_options {
     bool keep_dropped; /* emit records a filter dropped, unmarked (replay --all) */
     bool json_objects; /* payloads are JSON objects whatever [input] format says (replay) */
+    bool log_anomalies; /* log each anomaly found (the daemon; see struct detect_record) */
 };
 
 /* [input] settings from cfg. NULL on -ENOMEM or an invalid timestamp_field

@@ -131,7 +131,7 @@ static void *stage_worker_new(void *ud)
     if (!w)
         return NULL;
     w->app = a;
-    if (!(w->rs = rs_worker_new(a->cfg, NULL))) {
+    if (!(w->rs = rs_worker_new(a->cfg, &(struct rs_options){ .log_anomalies = true }))) {
         free(w);
         return NULL;
     }

@@ -569,6 +569,22 @@ static void nap(struct wstate *ws, uint64_t usec)
     }
 }
 
+/* [daemon] test_stall_workers, the fault switch of the watchdog test: this
+ * worker neither reads nor reports progress (so the daemon withholds the
+ * watchdog ping) until the switch is reloaded off or the daemon stops. */
+static void stall(struct wstate *ws)
+{
+    log_warning("[daemon] test_stall_workers is set: this shard worker stops making progress");
+    while (!atomic_load(&ws->c->stopping)) {
+        refresh_config(ws);
+        if (!conf_bool(ws->cfg, RWK_daemon_test_stall_workers))
+            return;
+        /* Not wait_acks(): without reaping, a completed batch would make it
+         * return at once and this loop spin. */
+        nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
+    }
+}
+
 static void drain_and_finish(struct wstate *ws, bool shard_end)
 {
     struct consumer *c = ws->c;
@@ -651,6 +667,10 @@ static void *shard_main(void *arg)
 
     while (!atomic_load(&c->stopping)) {
         refresh_config(&ws);
+        if (conf_bool(ws.cfg, RWK_daemon_test_stall_workers)) {
+            stall(&ws);
+            continue;
+        }
         worker_progress(&ws.w);
         if (reap(&ws, false) == -ENOLCK || !c->o.store->ops->owns(c->o.store->impl, s->id)) {
             log_warning("lease lost: stopping this shard without checkpointing");

@@ -14,6 +14,7 @@
 #include "rarewatch/detect.h"
 #include "rarewatch/fsutil.h"
 #include "rarewatch/keytab.h"
+#include "rarewatch/log.h"
 #include "rarewatch/rcf.h"
 #include "rarewatch/strutil.h"
 
@@ -491,6 +492,27 @@ static void put_field_map(struct buf *b, const struct detector *d, const double 
     buf_putc(b, '}');
 }
 
+/* The "reason" sentence of an anomaly (key: NUL-terminated). */
+static void anomaly_reason(struct buf *reason, const struct detector *d, const char *key,
+                           const struct det_result *r, const char *category, const double *attrib)
+{
+    if (d->kind == K_RCF) {
+        double total = 0;
+        unsigned top = 0;
+        for (unsigned k = 0; k < d->dims; k++) {
+            total += attrib[k];
+            if (attrib[k] > attrib[top])
+                top = k;
+        }
+        buf_printf(reason, "random cut forest score %.2f is rarer than %.4g%% of this key's history; "
+                   "%s contributed most (%.0f%%)", r->raw, 100.0 * r->score, d->field_names[top],
+                   total > 0 ? 100.0 * attrib[top] / total : 100.0);
+        if (d->key)
+            buf_printf(reason, " for %s", key);
+    } else
+        det_reason(reason, d->dtype, r, d->key ? key : NULL, d->field_name, category);
+}
+
 /* One element of "anomalies": {"detector","key","score","value",
  * "expected","reason"} (+ "attribution" for rcf). category: the value of a
  * rare_category detector; attrib: rcf's attribution (dims values) followed,
@@ -521,21 +543,7 @@ static void put_anomaly(struct buf *b, const struct detector *d, const char *key
         put_num(b, r->expected);
     buf_puts(b, ",\"reason\":");
     struct buf reason = BUF_INIT;
-    if (d->kind == K_RCF) {
-        double total = 0;
-        unsigned top = 0;
-        for (unsigned k = 0; k < d->dims; k++) {
-            total += attrib[k];
-            if (attrib[k] > attrib[top])
-                top = k;
-        }
-        buf_printf(&reason, "random cut forest score %.2f is rarer than %.4g%% of this key's history; "
-                   "%s contributed most (%.0f%%)", r->raw, 100.0 * r->score, d->field_names[top],
-                   total > 0 ? 100.0 * attrib[top] / total : 100.0);
-        if (d->key)
-            buf_printf(&reason, " for %s", key);
-    } else
-        det_reason(&reason, d->dtype, r, d->key ? key : NULL, d->field_name, category);
+    anomaly_reason(&reason, d, key, r, category, attrib);
     buf_put_json_string(b, reason.data ? reason.data : "", reason.len);
     buf_free(&reason);
     if (d->kind == K_RCF) {
@@ -588,6 +596,13 @@ int detect_stage_eval(struct detect_stage *s, const struct detect_record *rec, s
         if (n_fired++)
             buf_putc(&fired, ',');
         put_anomaly(&fired, d, key, klen, &r, category, attrib);
+        if (rec->log && log_enabled(LOG_NOTICE)) {
+            struct buf reason = BUF_INIT;
+            anomaly_reason(&reason, d, key, &r, category, attrib);
+            log_fields(LOG_NOTICE, 0, (&(struct log_fields){ .detector = d->name }), "anomaly: %s",
+                       reason.data ? reason.data : "");
+            buf_free(&reason);
+        }
     }
     int r = 0;
     if (v->scored) {

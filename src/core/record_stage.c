@@ -158,7 +158,8 @@ static int process_object(struct rs_worker *w, const struct xf_stage *xf, struct
     if (r == 0 && det) {
         size_t mark = out->lines.len;
         struct detect_record dr = { .doc = doc, .event_time = t,
-                                    .where = xfs ? xf_detector_where : NULL, .ud = w->xw };
+                                    .where = xfs ? xf_detector_where : NULL, .ud = w->xw,
+                                    .log = w->o.log_anomalies };
         r = detect_stage_eval(det, &dr, &out->lines, &v);
         if (r == 0 && empty && out->lines.len > mark) {
             out->lines.data[mark] = ' '; /* "{" needs no comma before the first field */

@@ -22,7 +22,7 @@ CACHE=${RW_ROOTFS_CACHE:-/var/cache/rarewatch-test}
 # test re-checks with ldd inside the container), an init, and procps.
 PACKAGES=(
   systemd systemd-sysv dbus libnss-systemd
-  libcurl4 libjson-c5 libinih1 libprotobuf-c1 libssl3 zlib1g libsystemd0
+  libcurl4 libjson-c5 libinih1 libprotobuf-c1 libssl3 zlib1g libsystemd0 libpcre2-8-0
   procps
 )
 # Bump when the preparation below changes: old roots are then rebuilt.

@@ -19,6 +19,7 @@ Exit: 0 all passed, 1 a check failed, 77 (skip) when this machine cannot run
 systemd-nspawn (not root, or no systemd-nspawn).
 """
 import argparse
+import collections
 import ctypes
 import glob
 import json
@@ -30,7 +31,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
+from rwharness import KinesisLocal, Moto, read_firehose_s3_objects  # noqa: E402
 
 BOOT_DEADLINE = 120   # container boot to `is-system-running` answering
 STEP_DEADLINE = 30    # any one expected event inside the running container
@@ -41,6 +46,15 @@ UNIT_PATH = "/usr/lib/systemd/system/" + UNIT
 CONF = "/etc/rarewatch/rarewatch.conf"
 WATCHDOG_SEC = 2
 RESTART_SEC = 2       # the unit's RestartSec=
+# The pipeline part: a stream on kinesis-local, a delivery stream into a moto
+# S3 bucket, both on the host's loopback (the container shares its network).
+STREAM, DELIVERY, BUCKET = "rw-system-in", "rw-system-out", "rw-system-bucket"
+SHARD = "shardId-000000000000"
+CKPT_FILE = f"/var/lib/rarewatch/checkpoints/{STREAM}/{SHARD}.json"
+PIPELINE_WATCHDOG_SEC = 5   # room for a slow emulator call on a loaded machine
+DROPIN_DIR = "/etc/rarewatch/conf.d"
+DEB_DIR = "/var/tmp/rarewatch-test"    # where the .deb is put into the container
+DEB_BUILD_DEADLINE = 900
 
 results = []
 
@@ -103,6 +117,9 @@ class Container:
     def boot(self):
         cmd = ["systemd-nspawn", "--quiet", "--boot", "--register=no", "--keep-unit",
                "--link-journal=no", "--console=read-only", "--machine", self.name,
+               # systemd in the container attaches BPF programs for
+               # IPAddressDeny=/IPAddressAllow= only with these.
+               "--capability=CAP_BPF", "--system-call-filter=bpf",
                "--directory", self.merged]
         if os.path.isdir("/run/systemd/system") and shutil.which("systemd-run") and \
            subprocess.run(["systemd-run", "--quiet", "--scope", "--", "true"],
@@ -257,6 +274,65 @@ def stage_package(args, stage):
     put(args.unit, UNIT_PATH, 0o644)
     put(args.conf, CONF, 0o644)
     os.chmod(os.path.join(stage, "etc/rarewatch"), 0o755)
+
+
+def get_deb(args, workdir):
+    """The package to install: $RW_DEB, or one built now with
+    packaging/build-deb.sh. None when neither exists (the programs are
+    staged instead)."""
+    if os.environ.get("RW_DEB"):
+        deb = os.path.abspath(os.environ["RW_DEB"])
+        note(f"installing RW_DEB={deb}")
+        if not check("RW_DEB names a .deb", deb.endswith(".deb") and os.path.isfile(deb), deb):
+            raise RuntimeError("no package")
+        return deb
+    if not args.build_deb:
+        return None
+    out = os.path.join(workdir, "deb")
+    os.mkdir(out)
+    log = os.path.join(workdir, "build-deb.log")
+    t = time.monotonic()
+    with open(log, "wb") as f:
+        r = subprocess.run([args.build_deb, out], stdout=subprocess.PIPE, stderr=f, timeout=DEB_BUILD_DEADLINE)
+    lines = r.stdout.decode(errors="replace").strip().splitlines()
+    deb = lines[-1].strip() if lines else ""
+    if not check(f"{os.path.basename(args.build_deb)} builds the package", r.returncode == 0
+                 and deb.endswith(".deb") and os.path.isfile(deb), f"exit {r.returncode}, last line {deb!r}"):
+        with open(log, "rb") as f:
+            print(f.read()[-4000:].decode(errors="replace"), flush=True)
+        raise RuntimeError("no package")
+    note(f"built {os.path.basename(deb)} in {time.monotonic() - t:.0f}s (set RW_DEB to reuse one)")
+    return deb
+
+
+def stage_deb(deb, stage):
+    dst = os.path.join(stage, DEB_DIR.lstrip("/"), os.path.basename(deb))
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    shutil.copyfile(deb, dst)
+    return os.path.join(DEB_DIR, os.path.basename(deb))
+
+
+def install_deb(c, deb):
+    """dpkg -i in the running container, as an operator would (its
+    dependencies are already in the root: no network needed)."""
+    r = c.run("dpkg", "-i", deb, timeout=120)
+    check("dpkg -i installs the package", r.returncode == 0, (r.stdout + r.stderr)[-3000:])
+    r = c.run("dpkg-query", "-W", "-f", "${Status}|${Version}|${Depends}|${Conffiles}", "rarewatch")
+    status, version, depends, conffiles = (r.stdout.split("|", 3) + ["", "", ""])[:4]
+    note(f"installed rarewatch {version}; Depends: {depends}")
+    check("dpkg: rarewatch is 'install ok installed'", status == "install ok installed", r.stdout + r.stderr)
+    check("dpkg: the configuration is a conffile", CONF in conffiles.split(), conffiles)
+    files = set(c.run("dpkg", "-L", "rarewatch").stdout.split())
+    want = {"/usr/sbin/rarewatchd", "/usr/bin/rarewatch", CONF}
+    units = {"/lib/systemd/system/" + UNIT, UNIT_PATH}
+    check("dpkg: the programs, the configuration and the unit are where the package puts them",
+          want <= files and units & files, sorted(want - files) + ([] if units & files else sorted(units)))
+    r = c.run("systemctl", "is-enabled", UNIT)
+    check("the package enables the service (dh_installsystemd)", r.stdout.strip() == "enabled",
+          r.stdout + r.stderr)
+    r = c.run("systemctl", "is-active", UNIT)
+    check("the package does not start it while no stream is configured", r.stdout.strip() != "active",
+          r.stdout.strip())
 
 
 def run_checks(c):
@@ -463,10 +539,311 @@ def run_checks(c):
     c.run("systemctl", "stop", UNIT)
 
 
+# ---------------------------------------------------------------- the pipeline
+
+class Records:
+    """What went into the stream (by id) and what came out in S3."""
+
+    def __init__(self, moto, kin):
+        self.moto = moto
+        self.kinesis = kin.client()
+        self.put_ids = []
+        self.last_seq = None
+
+    def put(self, tag, amounts):
+        """One record per amount: {"id", "k", "amount"}; returns the ids. The
+        sequence number of the last one (one shard: the highest) is kept."""
+        recs = [{"id": f"{tag}-{i:03d}", "k": f"card-{i % 7}", "amount": a} for i, a in enumerate(amounts)]
+        res = self.kinesis.put_records(StreamName=STREAM, Records=[
+            {"Data": json.dumps(r).encode(), "PartitionKey": r["k"]} for r in recs])
+        if res.get("FailedRecordCount"):
+            raise RuntimeError(f"put_records: {res['FailedRecordCount']} failed")
+        self.last_seq = res["Records"][-1]["SequenceNumber"]
+        ids = [r["id"] for r in recs]
+        self.put_ids += ids
+        return ids
+
+    def lines(self):
+        out = []
+        for _, _, body in read_firehose_s3_objects(self.moto, BUCKET):
+            out += [json.loads(x) for x in body.split(b"\n") if x]
+        return out
+
+    def wait_delivered(self, ids, deadline=STEP_DEADLINE):
+        """Every line in S3 once each of ids is there (None at the deadline)."""
+        want = set(ids)
+
+        def there():
+            lines = self.lines()
+            return lines if want <= {o.get("id") for o in lines} else None
+        return poll(there, deadline, 0.2)
+
+    def duplicates(self, lines):
+        """Lines whose Kinesis position was delivered before: records read twice."""
+        seen = collections.Counter((o["_kinesis"]["shard_id"], o["_kinesis"]["sequence_number"],
+                                    o["_kinesis"]["sub_sequence_number"]) for o in lines)
+        return sum(n - 1 for n in seen.values())
+
+
+def flagged_by(lines, detector):
+    return {o["id"] for o in lines if any(a.get("detector") == detector for a in o.get("anomalies", []))}
+
+
+def checkpoint(c):
+    r = c.run("cat", CKPT_FILE)
+    try:
+        return json.loads(r.stdout) if r.returncode == 0 else None
+    except ValueError:
+        return None
+
+
+def wait_checkpoint(c, seq, deadline=STEP_DEADLINE):
+    return poll(lambda: (lambda cp: cp if cp and cp.get("sequence_number") == seq else None)(checkpoint(c)),
+                deadline, 0.2)
+
+
+def wait_running(c, pred=lambda s: True, deadline=STEP_DEADLINE):
+    props = ("ActiveState", "SubState", "StatusText", "MainPID", "NRestarts")
+    return poll(lambda: (lambda s: s if s.get("ActiveState") == "active" and s.get("SubState") == "running"
+                         and pred(s) else None)(c.show(*props)), deadline, 0.1)
+
+
+def reload_and_wait(c, generation):
+    """systemctl reload, then the daemon's own word (252 returns early)."""
+    mark = mono_usec()
+    r = c.run("systemctl", "reload", UNIT)
+    e = c.wait_journal(lambda e: from_daemon(e) and f"configuration reloaded (generation {generation}"
+                       in msg(e), mark)
+    return r, e, mark
+
+
+def check_ip_filtering(c, port):
+    """IPAddressDeny= is enforced in this container (the nspawn flags): a
+    transient unit denied every address cannot reach the emulator on
+    loopback, one allowed localhost can."""
+    # A dropped SYN is retried, not refused: the denied connect is bounded
+    # by timeout(1), the allowed one succeeds at once.
+    probe = f"exec 3<>/dev/tcp/127.0.0.1/{port}"
+    base = ["systemd-run", "--wait", "--quiet", "--pipe", "-p", "IPAddressDeny=any"]
+    denied = c.run(*base, "timeout", "2", "/bin/bash", "-c", probe)
+    allowed = c.run(*base, "-p", "IPAddressAllow=localhost", "timeout", "10", "/bin/bash", "-c", probe)
+    check("IPAddressDeny= applies in the container (loopback blocked unless IPAddressAllow=localhost)",
+          denied.returncode != 0 and allowed.returncode == 0,
+          (denied.returncode, denied.stderr.strip(), allowed.returncode, allowed.stderr.strip()))
+    s = c.show("IPAddressDeny", "IPAddressAllow")
+    if s.get("IPAddressDeny"):
+        note(f"the unit filters addresses: {s}")
+
+
+def run_pipeline(c, moto, kin):
+    """rarewatchd under systemd against the emulators: Kinesis in, Firehose
+    to S3 out, reload with a new detector, the watchdog on a stalled worker,
+    stop with a checkpoint and resume from it."""
+    check_ip_filtering(c, moto.port)
+    moto.create_firehose_to_s3(DELIVERY, BUCKET)
+    rec = Records(moto, kin)
+
+    # Secrets where the unit says they belong (EnvironmentFile=, 0600 root):
+    # systemd reads them, nothing here prints them.
+    env = (f"AWS_ACCESS_KEY_ID={moto.creds[0]}\nAWS_SECRET_ACCESS_KEY={moto.creds[1]}\n"
+           "AWS_EC2_METADATA_DISABLED=true\n")
+    r = c.sh("umask 077 && cat >/etc/rarewatch/environment", input=env)
+    if r.returncode:
+        raise RuntimeError("cannot write /etc/rarewatch/environment")
+    c.run("rm", "-f", f"{DROPIN_DIR}/50-test.conf")    # debug logging from the checks above
+    # The unit as packaged from here on: its ExecCondition= (a stream must be
+    # configured) is no longer emptied.
+    c.run("rm", "-f", "/run/systemd/system/rarewatch.service.d/40-idle.conf")
+    c.write(f"{DROPIN_DIR}/20-pipeline.conf", f"""\
+[daemon]
+status_interval = 500ms
+[log]
+rate_limit_interval = 0
+[aws]
+region = us-east-1
+kinesis_endpoint_url = {kin.endpoint}
+firehose_endpoint_url = {moto.endpoint}
+[kinesis]
+stream = {STREAM}
+poll_interval = 200ms
+[checkpoint]
+interval = 1s
+[firehose]
+delivery_stream = {DELIVERY}
+flush_interval = 200ms
+[detector.big]
+type = threshold
+field = amount
+above = 1000
+""")
+    c.write("/run/systemd/system/rarewatch.service.d/50-watchdog.conf",
+            f"[Service]\nWatchdogSec={PIPELINE_WATCHDOG_SEC}s\nLimitCORE=0\n")
+    c.run("systemctl", "daemon-reload")
+    r = c.run("rarewatch", "check-config", "-c", CONF)
+    check("pipeline: check-config accepts the configuration with the emulators' endpoints",
+          r.returncode == 0, r.stdout + r.stderr)
+
+    # --- start: STATUS, records to S3, structured journal fields ---
+    mark = mono_usec()
+    r = c.run("systemctl", "start", UNIT)
+    s = wait_running(c, lambda s: s.get("StatusText", "").startswith("1 shard,"))
+    check("pipeline: systemctl start (ExecCondition= passes: a stream is configured) -> active, "
+          "STATUS '1 shard, ... (config generation 1)'",
+          r.returncode == 0 and s is not None and "config generation 1" in s["StatusText"],
+          (r.stderr, s or c.show("ActiveState", "SubState", "StatusText")))
+    pid = (s or {}).get("MainPID")
+    e = c.wait_journal(lambda e: from_daemon(e) and e.get("SHARD_ID") == SHARD
+                       and msg(e).startswith("starting at"), mark)
+    check("pipeline: the shard worker logs its start position with SHARD_ID",
+          e is not None and e.get("STREAM") == STREAM, e and (msg(e), e.get("STREAM")))
+
+    b1 = rec.put("b1", [10.0 + i for i in range(57)] + [5000.0, 7500.0, 9000.0])
+    big1 = set(b1[-3:])
+    lines = rec.wait_delivered(b1)
+    check(f"pipeline: {len(b1)} records put into the stream are delivered to S3 through Firehose",
+          lines is not None, f"{len(rec.lines())} lines in S3")
+    lines = lines or []
+    check("pipeline: detector 'big' flags exactly the injected records", flagged_by(lines, "big") == big1,
+          sorted(flagged_by(lines, "big")))
+    e = c.wait_journal(lambda e: from_daemon(e) and e.get("DETECTOR") == "big", mark)
+    check("journal: an anomaly entry with DETECTOR=big and SHARD_ID, PRIORITY=5",
+          e is not None and e.get("SHARD_ID") == SHARD and e.get("PRIORITY") == "5"
+          and msg(e).startswith("anomaly: amount"), e and {k: e.get(k) for k in
+                                                            ("DETECTOR", "SHARD_ID", "PRIORITY", "MESSAGE")})
+    s = wait_running(c, lambda s: f"{len(b1)} records in" in s.get("StatusText", ""))
+    check(f"pipeline: STATUS counts the records ('{len(b1)} records in')", s is not None,
+          c.show("StatusText"))
+    check("pipeline: the checkpoint follows the delivered records", wait_checkpoint(c, rec.last_seq),
+          checkpoint(c))
+
+    # --- reload: a new detector, the position kept ---
+    c.write(f"{DROPIN_DIR}/30-tiny.conf", "[detector.tiny]\ntype = threshold\nfield = amount\nbelow = 1\n")
+    r, e, mark = reload_and_wait(c, 2)
+    check("pipeline reload (new detector): 'configuration reloaded (generation 2' logged",
+          r.returncode == 0 and e is not None, r.stderr)
+    s = wait_running(c, lambda s: "generation 2" in s.get("StatusText", ""))
+    check("pipeline reload (new detector): same process, STATUS says generation 2",
+          s is not None and s.get("MainPID") == pid, s or c.show("MainPID", "StatusText"))
+    b2 = rec.put("b2", [20.0 + i for i in range(55)] + [0.5, 0.25, 0.75, 6000.0, 8000.0])
+    tiny2, big2 = set(b2[55:58]), set(b2[58:])
+    lines = rec.wait_delivered(b2)
+    check(f"pipeline reload (new detector): {len(b2)} more records delivered", lines is not None,
+          f"{len(rec.lines())} lines in S3")
+    check("pipeline reload (new detector): the new records' checkpoint written",
+          wait_checkpoint(c, rec.last_seq), checkpoint(c))
+    # The checkpoint covers the last record, so anything re-read is in S3 by now.
+    lines = rec.lines()
+    check("pipeline reload (new detector): the new detector 'tiny' flags exactly its new records, "
+          "'big' still in effect", flagged_by(lines, "tiny") == tiny2
+          and flagged_by(lines, "big") == big1 | big2,
+          (sorted(flagged_by(lines, "tiny")), sorted(flagged_by(lines, "big"))))
+    check(f"pipeline reload (new detector): position kept, nothing re-read ({len(rec.put_ids)} lines, "
+          "no duplicates)", len(lines) == len(rec.put_ids) and rec.duplicates(lines) == 0,
+          (len(lines), rec.duplicates(lines)))
+    e = c.wait_journal(lambda e: from_daemon(e) and e.get("DETECTOR") == "tiny", mark)
+    check("journal: the new detector's anomalies carry DETECTOR=tiny", e is not None)
+
+    # --- reload: a broken detector; the running configuration stays ---
+    broken = f"{DROPIN_DIR}/40-broken.conf"
+    c.write(broken, "[detector.broken]\ntype = zscore\nfield = amount\nthreshold = banana\n")
+    mark = mono_usec()
+    c.run("systemctl", "reload", UNIT)
+    e = c.wait_journal(lambda e: from_daemon(e) and f"{broken}:4:" in msg(e), mark)
+    check("pipeline reload (broken detector): error with FILE:LINE, running configuration kept",
+          e is not None and "keeping the running configuration" in msg(e), e and msg(e))
+    c.run("rm", "-f", broken)
+    s = wait_running(c, lambda s: "generation 2" in s.get("StatusText", ""))
+    check("pipeline reload (broken detector): same process, still generation 2",
+          s is not None and s.get("MainPID") == pid, s or c.show("MainPID", "StatusText"))
+
+    # --- a stalled worker: the watchdog restarts the daemon ---
+    # The switch is reloaded in and its drop-in removed at once: the running
+    # daemon keeps it until the next reload, the restarted one starts without.
+    n0 = int(c.show("NRestarts").get("NRestarts") or 0)
+    stall = f"{DROPIN_DIR}/90-stall.conf"
+    c.write(stall, "[daemon]\ntest_stall_workers = true\n")
+    r, e, mark = reload_and_wait(c, 3)
+    c.run("rm", "-f", stall)
+    check("watchdog (stalled worker): the test-only switch is reloaded in",
+          e is not None and c.wait_journal(lambda e: "test_stall_workers: false -> true" in msg(e), mark),
+          e and msg(e))
+    e = c.wait_journal(lambda e: from_daemon(e) and f"worker shard {SHARD} has made no progress" in msg(e),
+                       mark, PIPELINE_WATCHDOG_SEC * 2 + STEP_DEADLINE)
+    check("watchdog (stalled worker): the daemon names the stalled worker and withholds the ping",
+          e is not None and e.get("PRIORITY") == "3", e and msg(e))
+    e = c.wait_journal(lambda e: "Watchdog timeout" in msg(e), mark, PIPELINE_WATCHDOG_SEC * 2 + STEP_DEADLINE)
+    check("watchdog (stalled worker): systemd's watchdog timeout", e is not None)
+    s = wait_running(c, lambda s: int(s.get("NRestarts") or 0) == n0 + 1 and s.get("MainPID") != pid,
+                     RESTART_SEC + STEP_DEADLINE)
+    check("watchdog (stalled worker): restarted (NRestarts +1, a new process)", s is not None,
+          c.show("NRestarts", "ActiveState", "SubState", "MainPID"))
+    e = c.wait_journal(lambda e: from_daemon(e) and e.get("SHARD_ID") == SHARD
+                       and msg(e) == f"starting at SEQUENCE {rec.last_seq}", mark)
+    check("watchdog (stalled worker): the new process resumes from the checkpoint", e is not None,
+          [msg(x) for x in c.journal(mark) if msg(x).startswith("starting at")])
+    b3 = rec.put("b3", [30.0 + i for i in range(39)] + [0.1])
+    lines = rec.wait_delivered(b3)
+    check(f"watchdog (stalled worker): {len(b3)} more records delivered after the restart, "
+          "'tiny' in effect", lines is not None and b3[-1] in flagged_by(lines, "tiny"),
+          f"{len(rec.lines())} lines in S3")
+    check("watchdog (stalled worker): the new records' checkpoint written",
+          wait_checkpoint(c, rec.last_seq), checkpoint(c))
+    lines = rec.lines()
+    check(f"watchdog (stalled worker): nothing re-read ({len(rec.put_ids)} lines, no duplicates)",
+          len(lines) == len(rec.put_ids) and rec.duplicates(lines) == 0, (len(lines), rec.duplicates(lines)))
+
+    # --- stop: exit 0 with the checkpoint written by the stop itself ---
+    # With interval = 1h no periodic write happens after the reload: the
+    # checkpoint of b4 can only come from the stop.
+    c.write(f"{DROPIN_DIR}/60-checkpoint.conf", "[checkpoint]\ninterval = 1h\n")
+    r, e, mark = reload_and_wait(c, 2)
+    check("stop: [checkpoint] interval = 1h reloaded", e is not None)
+    b4 = rec.put("b4", [40.0 + i for i in range(40)])
+    check(f"stop: {len(b4)} more records delivered", rec.wait_delivered(b4) is not None)
+    cp = checkpoint(c)
+    check("stop: their checkpoint not yet written (interval 1h)",
+          cp is not None and cp.get("sequence_number") != rec.last_seq, cp)
+    mark = mono_usec()
+    r = c.run("systemctl", "stop", UNIT)
+    s = c.show("ActiveState", "ExecMainCode", "ExecMainStatus", "Result")
+    check("stop: systemctl stop -> inactive, exit status 0",
+          r.returncode == 0 and s.get("ActiveState") == "inactive" and s.get("ExecMainCode") == "1"
+          and s.get("ExecMainStatus") == "0" and s.get("Result") == "success", (r.stderr, s))
+    cp = checkpoint(c)
+    check("stop: the checkpoint is written at the last record",
+          cp is not None and cp.get("state") == "SEQUENCE" and cp.get("sequence_number") == rec.last_seq,
+          (cp, rec.last_seq))
+
+    # --- start again: resume from the checkpoint ---
+    stopped_at = rec.last_seq
+    b5 = rec.put("b5", [50.0 + i for i in range(39)] + [4000.0])
+    mark = mono_usec()
+    r = c.run("systemctl", "start", UNIT)
+    s = wait_running(c)
+    check("resume: systemctl start -> active", r.returncode == 0 and s is not None, r.stderr)
+    e = c.wait_journal(lambda e: from_daemon(e) and e.get("SHARD_ID") == SHARD
+                       and msg(e).startswith("starting at"), mark)
+    check("resume: starts at the checkpoint's sequence number",
+          e is not None and msg(e) == f"starting at SEQUENCE {stopped_at}", e and msg(e))
+    lines = rec.wait_delivered(b5)
+    check(f"resume: the {len(b5)} records put while stopped are delivered",
+          lines is not None and b5[-1] in flagged_by(lines, "big"), f"{len(rec.lines())} lines in S3")
+    r = c.run("systemctl", "stop", UNIT)
+    lines = rec.lines()
+    dups = rec.duplicates(lines)
+    check(f"resume: nothing re-read ({len(lines)} lines in S3 for {len(rec.put_ids)} records, "
+          f"{dups} duplicates) and every record delivered",
+          len(lines) == len(rec.put_ids) and dups == 0 and {o.get("id") for o in lines} == set(rec.put_ids),
+          (len(lines), len(rec.put_ids), dups))
+    c.run("rm", "-f", "/run/systemd/system/rarewatch.service.d/50-watchdog.conf")
+    c.run("systemctl", "daemon-reload")
+
+
 def main():
     ap = argparse.ArgumentParser()
     for a in ("--rarewatchd", "--rarewatch", "--unit", "--conf", "--mkroot"):
         ap.add_argument(a, required=True)
+    ap.add_argument("--build-deb", help="packaging/build-deb.sh; RW_DEB=FILE installs that package instead")
     args = ap.parse_args()
 
     if os.geteuid() != 0:
@@ -491,12 +868,29 @@ def main():
     with open(os.path.join(workdir, "owner.pid"), "w") as f:
         f.write(str(os.getpid()))
     c = None
+    emulators = []
     try:
         stage = os.path.join(workdir, "stage")
-        stage_package(args, stage)
+        deb = get_deb(args, workdir)
+        if deb:
+            deb = stage_deb(deb, stage)
+        else:
+            note("no package (no packaging/build-deb.sh, no RW_DEB): the programs are staged")
+            stage_package(args, stage)
         c = Container(root, stage, workdir)
         t1 = time.monotonic()
         c.boot()
+        # The emulators start on this thread (their PR_SET_PDEATHSIG follows
+        # the thread that forked them) while the container boots.
+        logs = os.path.join(workdir, "emulators")
+        moto = Moto(iam_auth=True, log_dir=logs)
+        emulators.append(moto)
+        moto.start()
+        kin = KinesisLocal(shards=1, stream=STREAM, log_dir=logs)
+        emulators.append(kin)
+        kin.start()
+        note(f"moto {moto.endpoint} (IAM auth on), kinesis-local {kin.endpoint}: "
+             f"ready {time.monotonic() - t1:.1f}s after the boot began")
 
         def booted():
             r = c.run("systemctl", "is-system-running", "--wait", timeout=BOOT_DEADLINE)
@@ -507,18 +901,35 @@ def main():
             note("failed units: " + c.run("systemctl", "--failed", "--no-legend").stdout.strip())
         if check("the container boots (is-system-running: running or degraded)", state is not None,
                  c.console_tail()):
+            t2 = time.monotonic()
+            if deb:
+                install_deb(c, deb)
             run_checks(c)
+            t3 = time.monotonic()
+            note(f"unit, sandbox, journal, reload, watchdog checks: {t3 - t2:.1f}s")
+            run_pipeline(c, moto, kin)
+            note(f"pipeline checks: {time.monotonic() - t3:.1f}s")
+            if not all(ok for _, ok in results):
+                print("# the unit's journal:\n" + c.run("journalctl", "--unit", UNIT, "--no-pager",
+                                                        "-n", "150").stdout, flush=True)
     except Interrupted as e:
         check("not interrupted", False, e)
     except Exception as e:   # report, then tear down
         check("no unexpected error", False, repr(e))
+        traceback.print_exc(file=sys.stdout)
         if c:
             print(c.console_tail(), flush=True)
+        if c and c.init_pid:
+            print(c.run("journalctl", "--unit", UNIT, "--no-pager", "-n", "60").stdout, flush=True)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        t4 = time.monotonic()
+        for emu in emulators:
+            emu.stop()
         if c:
             c.teardown()
+        note(f"teardown {time.monotonic() - t4:.1f}s")
         if c is None or not c.mounted:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
