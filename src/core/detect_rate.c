@@ -72,8 +72,16 @@ static double rate_surprise(const struct det_rate_params *p, const struct det_ra
     /* A key that was never active expects a little, not nothing: one event
      * on a silent key is news, but not infinitely so. */
     double lam = MAX(expected, 0.05) / phi, k = count / phi;
-    double up = det_poisson_upper_surprise(k, lam);
-    double down = upper_only || expected < p->min_expected ? 0 : det_poisson_lower_surprise(k, lam);
+    /* Far from the mean only one tail can be the larger: the Poisson
+     * median lies in [lam - ln 2, lam + 1/3], so past lam + 2 the lower
+     * tail P(X <= k) is above 1/2 (surprise below log10 2) and the upper
+     * below it, and the mirror image under lam - 2; the sqrt(lam) margin
+     * keeps the two well apart where both are near 1/2, so the max is
+     * the same number. One incomplete gamma instead of two. */
+    double margin = 2 + sqrt(lam);
+    bool want_down = !upper_only && expected >= p->min_expected;
+    double up = want_down && k <= lam - margin ? 0 : det_poisson_upper_surprise(k, lam);
+    double down = !want_down || k >= lam + margin ? 0 : det_poisson_lower_surprise(k, lam);
     *high = up >= down;
     /* Two-sided: the smaller tail, doubled. */
     return det_clamp_surprise(MAX(up, down) - (upper_only ? 0 : det_log10(2.0)));

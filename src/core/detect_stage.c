@@ -427,20 +427,19 @@ static int run_one(struct detector *d, const struct detect_record *rec, const ch
     case K_AUTO: det_auto_update(&d->p.au, state, x, ts, res); break;
     case K_CATEGORY: det_category_update(&d->p.cat, state, category, strlen(category), res); break;
     case K_RATE: {
-        struct det_result closed, running;
+        struct det_result closed;
         memset(&closed, 0, sizeof(closed));
-        memset(&running, 0, sizeof(running));
-        int nc = det_rate_add(&d->p.rate, state, ts ? ts : (int64_t)now_realtime_usec(), 1, &closed, &running);
         /* A closed interval is one test; scoring the open one at every
          * event would test it again and again and multiply false alarms.
-         * The record that closes an interval carries its verdict. */
+         * The record that closes an interval carries its verdict; the
+         * others score 0, so the open interval is not scored at all (a
+         * Poisson tail per event, thrown away). */
+        int nc = det_rate_add(&d->p.rate, state, ts ? ts : (int64_t)now_realtime_usec(), 1, &closed, NULL);
         if (nc > 0)
             *res = closed;
-        else {
-            *res = running;
-            res->alert = false;
-            res->score = 0;
-        }
+        else
+            *res = (struct det_result){ .value = ((struct det_rate_state *)state)->count,
+                                        .why = DET_WHY_NONE };
         break;
     }
     case K_RCF: {

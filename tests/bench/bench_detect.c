@@ -5,7 +5,7 @@
  * run (a chained hash with one malloc per key, the obvious first version),
  * and the detector alone on a flat array (no lookup) for reference.
  *
- *   bench_detect [updates-per-run] [runs] [keys]
+ *   bench_detect [updates-per-run] [runs] [keys] [type]
  *
  * Prints the median ns/update over the runs and bytes per key. keys
  * (default 100,000) smaller than the cache shows the detectors' compute
@@ -254,8 +254,11 @@ int main(int argc, char **argv)
            "keytab+pf", "B/key", "chained", "B/key", "flat array");
     printf("%-14s %6s | %10s %10s %8s | %10s %8s | %10s\n", "", "bytes", "ns/update",
            "ns/update", "", "ns/update", "", "ns/update");
+    const char *only = argc > 4 ? argv[4] : NULL;
     for (unsigned i = 0; i < ELEMENTSOF(types); i++) {
         size_t bk, bc, bf;
+        if (only && strcmp(only, det_type_name(types[i])) != 0)
+            continue;
         double kt = measure(&p, types[i], KEYTAB, &w, runs, &bk);
         double kp = measure(&p, types[i], KEYTAB_PREFETCH, &w, runs, &bk);
         double chn = measure(&p, types[i], CHAINED, &w, runs, &bc);
