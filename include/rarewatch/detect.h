@@ -115,6 +115,9 @@ void det_calib_learn(const struct det_calib_params *p, struct det_calib *c, doub
 /* -log10 of the two-sided standard normal tail P(|Z| >= |z|), accurate far
  * into the tail (no underflow). */
 double det_normal_surprise(double z);
+/* -log10 of the two-sided Laplace tail at robust z (scale = 1.4826 MAD):
+ * the quantile detector's model, linear in |z| (heavy tails). */
+double det_laplace_surprise(double z);
 /* -log10 P(X >= k) and -log10 P(X <= k) for X ~ Poisson(lambda), k real >= 0
  * (via regularized incomplete gamma; continuous in k). */
 double det_poisson_upper_surprise(double k, double lambda);
@@ -187,7 +190,7 @@ struct det_robust {
     double aad;      /* mean absolute deviation: a scale floor when MAD is 0 */
     double boot[DET_ROBUST_BOOT];
     uint32_t n;
-    uint32_t pad_;
+    uint32_t pad_;   /* quantile: consecutive far-tail surprises (det_finish_run) */
 };
 
 struct det_quantile_state {

@@ -52,6 +52,15 @@ double det_normal_surprise(double z)
     return det_clamp_surprise(-ln_p / M_LN10);
 }
 
+double det_laplace_surprise(double z)
+{
+    /* Laplace with the robust scale: MAD = b ln 2 and scale = 1.4826 MAD,
+     * so |x - m| / b = 1.0277 |z| and P(|X - m| >= d) = exp(-d / b). */
+    if (isnan(z))
+        return 0;
+    return det_clamp_surprise(fabs(z) * (1.4826 * M_LN2) / M_LN10);
+}
+
 /* ln Gamma(a) for the integer a that Poisson counts give (most counts are
  * small whole numbers): a table filled once by lgamma_r itself, so the
  * tails are bit-identical to calling it, at a load instead of ~100 cycles
@@ -222,6 +231,17 @@ static double calib_surprise_u(const struct det_calib_params *p, const struct de
     return det_clamp_surprise(s_cal);
 }
 
+/* Past the trusted levels (see calib_surprise_u): the far tail. */
+static bool calib_beyond_u(const struct det_calib_params *p, const struct det_calib *c, double u)
+{
+    if (!(c->tail[0] >= p->min_mass))
+        return false;
+    int top = 0;
+    for (int j = 1; j < DET_CALIB_BINS; j++)
+        top += c->tail[j] >= p->min_mass;
+    return u >= top;
+}
+
 static void calib_learn_u(const struct det_calib_params *p, struct det_calib *c, double u)
 {
     float d = (float)det_decay(p->half_life);
@@ -246,6 +266,12 @@ void det_calib_learn(const struct det_calib_params *p, struct det_calib *c, doub
 void det_finish(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
                 double s_model, bool learning)
 {
+    det_finish_run(r, cp, c, s_model, learning, NULL);
+}
+
+void det_finish_run(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
+                    double s_model, bool learning, uint32_t *run)
+{
     if (learning) {
         r->surprise = 0;
         r->score = 0;
@@ -259,6 +285,18 @@ void det_finish(struct det_result *r, const struct det_calib_params *cp, struct 
     /* 1 - 10^-surprise is 1 - q when the surprise is -log10 q (unless the
      * clamp at DET_SURPRISE_MAX cut it, where both are 1). */
     r->score = q >= 0 && r->surprise < DET_SURPRISE_MAX ? 1 - q : det_surprise_to_score(r->surprise);
+    if (run) {
+        /* An incident is one rare event, not as many as it has samples: a
+         * latency shift of 40 samples learned as 40 far-tail surprises
+         * would make the next incident on this key "seen before" and mute
+         * it. Only the first of consecutive far-tail samples is learned. */
+        if (calib_beyond_u(cp, c, u)) {
+            if ((*run)++)
+                return;
+        } else {
+            *run = 0;
+        }
+    }
     calib_learn_u(cp, c, u);
 }
 
@@ -463,7 +501,7 @@ void det_threshold_eval(const struct det_threshold_params *p, double x, struct d
 
 void det_zscore_params_default(struct det_zscore_params *p)
 {
-    *p = (struct det_zscore_params){ .half_life = 200, .threshold = 4, .min_samples = 30 };
+    *p = (struct det_zscore_params){ .half_life = 200, .threshold = 5, .min_samples = 30 };
     det_calib_params_default(&p->calib);
 }
 
@@ -529,7 +567,8 @@ void det_zscore_update(const struct det_zscore_params *p, struct det_zscore_stat
 
 void det_quantile_params_default(struct det_quantile_params *p)
 {
-    *p = (struct det_quantile_params){ .half_life = 500, .threshold = 5, .min_samples = 30 };
+    *p = (struct det_quantile_params){ .half_life = 500, .threshold = 5, .min_samples = 30,
+                                       .min_score = 0.9999 };
     det_calib_params_default(&p->calib);
 }
 
@@ -552,7 +591,7 @@ void det_quantile_update(const struct det_quantile_params *p, struct det_quantil
     r->expected = s->r.median;
     r->scale = det_robust_scale(&s->r);
     bool learning = s->r.n < p->min_samples;
-    det_finish(r, &p->calib, &s->calib, det_normal_surprise(z), learning);
+    det_finish_run(r, &p->calib, &s->calib, det_laplace_surprise(z), learning, &s->r.pad_);
     if (!learning) {
         r->why = z >= 0 ? DET_WHY_ABOVE : DET_WHY_BELOW;
         r->alert = fabs(z) >= p->threshold && r->score >= p->min_score;
