@@ -97,6 +97,10 @@ struct det_calib_params {
     double half_life; /* observations; default 10000, >= 10 */
     double min_mass;  /* decayed count needed above a level before the empirical
                        * tail is trusted there; default 10, >= 1 */
+    double max_slope; /* past the trusted levels the calibrated surprise grows
+                       * at most this fast per unit of model surprise; default
+                       * INFINITY (the data's own slope); the rate detector's
+                       * discrete counts need 1 (see detect_rate.c) */
 };
 
 /* Decayed histogram of model surprise s, bins uniform in log2(1 + s) up
@@ -225,7 +229,14 @@ struct det_rate_state {
     uint32_t n;       /* closed intervals */
     uint32_t started;
     struct det_calib calib;
+    /* The run: consecutive closed intervals on the same side of their
+     * expectation (a burst or a drop spanning several intervals is tested
+     * as one), at most DET_RATE_RUN_MAX of them. */
+    float run_count, run_expected;
+    uint16_t run_len;
+    uint16_t far_run;  /* consecutive far-tail surprises (det_finish_run) */
 };
+#define DET_RATE_RUN_MAX 4
 
 void det_rate_params_default(struct det_rate_params *p);
 int det_rate_params_check(const struct det_rate_params *p);

@@ -165,12 +165,13 @@ double det_decay(double half_life)
 
 void det_calib_params_default(struct det_calib_params *p)
 {
-    *p = (struct det_calib_params){ .half_life = 10000, .min_mass = 10 };
+    *p = (struct det_calib_params){ .half_life = 10000, .min_mass = 10, .max_slope = INFINITY };
 }
 
 int det_calib_params_check(const struct det_calib_params *p)
 {
-    if (!(p->half_life >= 10) || !(p->min_mass >= 1) || !isfinite(p->min_mass))
+    if (!(p->half_life >= 10) || !(p->min_mass >= 1) || !isfinite(p->min_mass) ||
+        !(p->max_slope > 0))
         return -EINVAL;
     return 0;
 }
@@ -224,7 +225,7 @@ static double calib_surprise_u(const struct det_calib_params *p, const struct de
      * or two earlier ones do not cap it: an outage must not mute the next
      * for the whole calibration window.) */
     double s_emp = -det_log10(tail[top] / total);
-    double slope = s_top > 0 ? s_emp / s_top : 1.0;
+    double slope = MIN(s_top > 0 ? s_emp / s_top : 1.0, p->max_slope);
     double s_cal = s_emp + slope * (s - s_top);
     if (t >= CALIB_RECURRING)
         s_cal = MIN(s_cal, -det_log10(t / total));

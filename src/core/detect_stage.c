@@ -2,6 +2,7 @@
 #include "rarewatch/detect_stage.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,6 +14,7 @@
 #include "rarewatch/detect.h"
 #include "rarewatch/fsutil.h"
 #include "rarewatch/keytab.h"
+#include "rarewatch/log.h"
 #include "rarewatch/rcf.h"
 #include "rarewatch/strutil.h"
 
@@ -782,6 +784,7 @@ int detect_stage_load(struct detect_stage *s, const char *path)
         for (size_t j = 0; j < s->n; j++)
             if (streq(s->d[j].name, name) && s->d[j].signature == sig)
                 d = &s->d[j];
+        uint64_t stale = 0;
         for (;;) {
             NEED(1);
             if (*p++ == 0)
@@ -823,7 +826,13 @@ int detect_stage_load(struct detect_stage *s, const char *path)
                     }
                 } else if (state && d->kind != K_THRESHOLD) {
                     int c = det_state_load(d->dtype, state, p, blen);
-                    r = c < 0 ? c : 0;
+                    if (c == -EINVAL || c == -EPROTO) {
+                        /* Another layout of this type's state (saved by a
+                         * different version): the key starts fresh. */
+                        keytab_remove(st->tab, key, kl);
+                        stale++;
+                    } else
+                        r = c < 0 ? c : 0;
                 }
                 pthread_mutex_unlock(&st->lock);
                 if (r < 0)
@@ -831,6 +840,9 @@ int detect_stage_load(struct detect_stage *s, const char *path)
             }
             p += blen;
         }
+        if (stale)
+            log_warning("detector %s: %" PRIu64 " saved key states have another layout (older version?); they start fresh",
+                        name, stale);
     }
 #undef NEED
     return 0;
