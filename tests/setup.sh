@@ -28,4 +28,8 @@ fi
 # Python; elsewhere: pip install 'moto[server]'.
 python3 -c 'import moto, boto3' 2>/dev/null || {
   echo "tests/setup.sh: python3 lacks moto/boto3 (pip install 'moto[server]' boto3)" >&2; exit 1; }
+# cfn-lint checks packaging/aws/cloudformation.yaml against AWS's resource
+# specification (tests/integration/test_aws_artifacts.py); PyYAML reads it.
+python3 -c 'import cfnlint, yaml' 2>/dev/null || {
+  echo "tests/setup.sh: python3 lacks cfn-lint/PyYAML (pip install cfn-lint pyyaml)" >&2; exit 1; }
 tests/harness/install-deps.sh

@@ -29,8 +29,9 @@ struct keytab_params {
     uint32_t value_size; /* bytes per value slot (zeroed on insert) */
     uint32_t key_max;    /* longest key accepted, default (0) 64 bytes */
     int64_t idle_usec;   /* keytab_expire() removes entries idle this long; 0 = never */
-    /* Called with the value of an entry about to be evicted or expired
-     * (e.g. to free what it points to); may be NULL. */
+    /* Called with the value of an entry about to be evicted or expired,
+     * and of every entry left when the table is freed (e.g. to free what
+     * it points to); may be NULL. */
     void (*on_remove)(void *value, void *userdata);
     void *userdata;
 };

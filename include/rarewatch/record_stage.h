@@ -19,6 +19,7 @@
 #include "rarewatch/detect_stage.h"
 #include "rarewatch/record.h"
 #include "rarewatch/transform.h"
+#include "rarewatch/window.h"
 
 struct rs_worker;
 
@@ -46,3 +47,17 @@ struct rs_counts {
 struct rs_counts rs_worker_counts(const struct rs_worker *w);
 /* Event time of the last record processed (NaN: none known). */
 double rs_last_event_time(const struct rs_worker *w);
+
+/* Windows ([window.NAME], window.h). rs_process() aggregates each record
+ * it outputs (after the transforms; filtered records are not seen) and
+ * appends the windows that close as derived lines (meta input -1, event
+ * time = the window's end) after it. A derived record skips the transforms
+ * and reaches only the detectors that have a `where`.
+ * rs_tick(): the idle tick (wall clock now, epoch seconds): windows of a
+ * quiet stream close (window.h, idle_timeout). The daemon calls it after
+ * every GetRecords response, empty ones included.
+ * rs_flush(): emit every open window (replay at end of input). */
+int rs_tick(struct rs_worker *w, const struct xf_stage *xf, struct detect_stage *det, double now,
+            struct rw_output *out);
+int rs_flush(struct rs_worker *w, const struct xf_stage *xf, struct detect_stage *det, struct rw_output *out);
+const struct win_set *rs_windows(const struct rs_worker *w);

@@ -34,6 +34,8 @@ struct sink_cloudwatch_options {
     const char *namespace_;
     uint64_t flush_interval_usec;
     bool high_resolution;
+    bool uncompressed;         /* send plain bodies ([cloudwatch] compress = false, for emulators);
+                                * zero-initialised options keep gzip */
     const char *key_field;     /* top-level field for the Key dimension; NULL: none */
     size_t key_dimension_max;
     unsigned max_queued_requests; /* failed bodies kept for retry; 0: 100 */

@@ -65,6 +65,10 @@ int xf_apply(const struct xf_stage *s, struct xf_worker *w, struct xf_record *re
  * does detector i's `where` hold (true when it has none)? */
 bool xf_detector_where(void *ud, size_t detector);
 bool xf_stage_has_where(const struct xf_stage *s);
+/* For a record that did not come through xf_apply (a window's derived
+ * record): make doc the worker's view, so xf_detector_where() reads it. */
+void xf_set_view(const struct xf_stage *s, struct xf_worker *w, struct json_doc *doc, double event_time);
+bool xf_detector_has_where(const struct xf_stage *s, size_t detector);
 
 struct xf_stats {
     const char *name;

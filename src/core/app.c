@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
@@ -47,6 +48,9 @@ struct app {
     struct rw_sink *cloudwatch;  /* also in sinks[] */
     struct rw_sink *dl_forward;  /* [deadletter] delivery_stream; not a record sink */
     struct consumer *consumer;
+    /* [window.NAME] counters summed over the shard workers (each adds what
+     * its windows counted since its last batch). */
+    _Atomic uint64_t win_emitted, win_late, win_evicted;
     uint64_t last_status, last_records;
     double rate;
 };
@@ -98,7 +102,27 @@ struct app *app_free(struct app *a)
 struct stage_worker {
     struct app *app;
     struct rs_worker *rs;
+    uint64_t win_emitted, win_late, win_evicted; /* already added to app's */
 };
+
+static void window_counters(struct stage_worker *w)
+{
+    const struct win_set *ws = rs_windows(w->rs);
+    uint64_t emitted = 0, late = 0, evicted = 0;
+    for (size_t i = 0; i < win_set_count(ws); i++) {
+        struct win_stats st;
+        win_set_stats(ws, i, &st);
+        emitted += st.emitted;
+        late += st.late;
+        evicted += st.evicted;
+    }
+    atomic_fetch_add(&w->app->win_emitted, emitted - w->win_emitted);
+    atomic_fetch_add(&w->app->win_late, late - w->win_late);
+    atomic_fetch_add(&w->app->win_evicted, evicted - w->win_evicted);
+    w->win_emitted = emitted;
+    w->win_late = late;
+    w->win_evicted = evicted;
+}
 
 static void *stage_worker_new(void *ud)
 {
@@ -129,7 +153,14 @@ static int stage_process(void *p, const struct rw_input_record *in, size_t n, st
     pthread_rwlock_rdlock(&w->app->det_lock);
     for (size_t i = 0; i < n && r >= 0; i++)
         r = rs_process(w->rs, w->app->xf, w->app->det, (int32_t)i, in[i].data, in[i].len, &in[i].prov, out);
+    /* Every GetRecords response, empty ones too: windows of a quiet shard
+     * close. Their lines ride in this batch, so the checkpoint never waits
+     * for a window (open windows are not state a restart recovers). */
+    if (r >= 0)
+        r = rs_tick(w->rs, w->app->xf, w->app->det, (double)now_realtime_usec() / 1e6, out);
     pthread_rwlock_unlock(&w->app->det_lock);
+    if (win_set_count(rs_windows(w->rs)))
+        window_counters(w);
     return r;
 }
 
@@ -147,6 +178,7 @@ static int start_aws_sinks(struct app *a, struct rw_config *cfg)
             .namespace_ = ns,
             .flush_interval_usec = conf_usec(cfg, RWK_cloudwatch_flush_interval),
             .high_resolution = conf_bool(cfg, RWK_cloudwatch_high_resolution),
+            .uncompressed = !conf_bool(cfg, RWK_cloudwatch_compress),
             .key_field = conf_str(cfg, RWK_cloudwatch_key_field),
             .key_dimension_max = (size_t)conf_int(cfg, RWK_cloudwatch_key_dimension_max),
         };
@@ -207,6 +239,13 @@ static int app_start(void *ud, struct rw_config *cfg)
     if (asprintf(&a->det_state_path, "%s/detectors.state", conf_str(cfg, RWK_checkpoint_directory)) < 0)
         return -ENOMEM;
     if (detect_stage_count(a->det)) {
+        /* The state file sits beside the file checkpoints; with the DynamoDB
+         * store nothing else creates the directory (systemd's StateDirectory=
+         * does, a foreground run does not). */
+        int rm = mkdir_p(conf_str(cfg, RWK_checkpoint_directory), 0750);
+        if (rm < 0)
+            log_warning_errno(rm, "cannot create %s for the detector state: %m",
+                              conf_str(cfg, RWK_checkpoint_directory));
         int rl = detect_stage_load(a->det, a->det_state_path);
         if (rl == 0)
             log_info("detector state restored from %s", a->det_state_path);
@@ -292,6 +331,8 @@ static int app_start(void *ud, struct rw_config *cfg)
 static int app_reload(void *ud, struct rw_config *old, struct rw_config *nc, struct conf_diag *d)
 {
     struct app *a = ud;
+    if (win_config_changes(old, nc, d))
+        return -EINVAL;
     a->det_next = detect_stage_free(a->det_next);
     a->xf_next = xf_stage_free(a->xf_next);
     /* Recompiling the transforms also re-reads their lookup tables. */
@@ -387,6 +428,11 @@ static void app_status(void *ud, struct buf *out)
     }
     if (xf_stage_count(a->xf))
         buf_printf(out, ", %llu filtered since the last reload", (unsigned long long)filtered);
+    if (a->cfg && conf_named_count(a->cfg, "window"))
+        buf_printf(out, ", windows: %llu emitted, %llu late records, %llu keys evicted",
+                   (unsigned long long)atomic_load(&a->win_emitted),
+                   (unsigned long long)atomic_load(&a->win_late),
+                   (unsigned long long)atomic_load(&a->win_evicted));
 }
 
 const struct daemon_ops app_daemon_ops = {

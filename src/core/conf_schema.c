@@ -7,6 +7,7 @@
 #include "rarewatch/detect_stage.h"
 #include "rarewatch/strutil.h"
 #include "rarewatch/transform.h"
+#include "rarewatch/window.h"
 
 static const struct conf_section_def sections[] = {
 #define SECTION(n, named_, tk, d) { .name = #n, .named = named_, .type_key = tk, .doc = d },
@@ -66,6 +67,10 @@ int rw_config_validate(struct rw_config *cfg, struct conf_diag *diag)
     if (xf_stage_new(cfg, diag, &xf) < 0)
         errors++;
     xf_stage_free(xf);
+    struct win_set *win = NULL;
+    if (win_set_new(cfg, diag, &win) < 0)
+        errors++;
+    win_set_free(win);
     return errors ? -EINVAL : 0;
 }
 

@@ -115,6 +115,13 @@ struct keytab *keytab_free(struct keytab *t)
 {
     if (!t)
         return NULL;
+    /* Values may own memory (an rcf forest per key): hand over the live ones. */
+    if (t->p.on_remove && t->slab)
+        for (uint32_t i = 0; i < t->p.max_keys; i++) {
+            struct slot_hdr *s = slot_at(t, i);
+            if (s->used)
+                t->p.on_remove(slot_value(t, s), t->p.userdata);
+        }
     free(t->index);
     free(t->free_slots);
     free(t->slab);

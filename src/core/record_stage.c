@@ -11,6 +11,7 @@
 #include "rarewatch/csv.h"
 #include "rarewatch/json_scan.h"
 #include "rarewatch/strutil.h"
+#include "rarewatch/window.h"
 
 enum format { F_JSON, F_CSV, F_TEXT, F_BINARY };
 
@@ -26,7 +27,12 @@ struct rs_worker {
     struct buf conv; /* a payload turned into a JSON object */
     struct rs_counts c;
     double last_t;
+    struct win_set *win; /* [window.NAME]s: see the end of this file */
+    struct json_doc wdoc;
 };
+
+static int windows_observe(struct rs_worker *w, const struct xf_stage *xf, struct detect_stage *det,
+                           struct json_doc *doc, double t, double arrival, struct rw_output *out);
 
 struct rs_worker *rs_worker_new(const struct rw_config *cfg, const struct rs_options *o)
 {
@@ -45,6 +51,12 @@ struct rs_worker *rs_worker_new(const struct rw_config *cfg, const struct rs_opt
     }
     w->last_t = NAN;
     json_doc_init(&w->doc, NULL);
+    json_doc_init(&w->wdoc, NULL);
+    struct conf_diag d = { 0 };
+    int rw = win_set_new(cfg, &d, &w->win);
+    conf_diag_clear(&d); /* rw_config_validate reported them */
+    if (rw < 0)
+        return rs_worker_free(w);
     const char *tsf = conf_str(cfg, RWK_input_timestamp_field);
     if (!w->columns || (tsf && json_path_compile(tsf, &w->ts_path) < 0) || !(w->xw = xf_worker_new()))
         return rs_worker_free(w);
@@ -59,6 +71,8 @@ struct rs_worker *rs_worker_free(struct rs_worker *w)
         json_path_free(w->ts_path);
         xf_worker_free(w->xw);
         buf_free(&w->conv);
+        win_set_free(w->win);
+        json_doc_free(&w->wdoc);
         free(w);
     }
     return NULL;
@@ -66,6 +80,22 @@ struct rs_worker *rs_worker_free(struct rs_worker *w)
 
 struct rs_counts rs_worker_counts(const struct rs_worker *w) { return w->c; }
 double rs_last_event_time(const struct rs_worker *w) { return w->last_t; }
+
+/* Finish a line begun with rw_output_begin_line() whose bytes so far are
+ * the object without its closing brace (r: how appending them went). */
+static int end_line(struct rs_worker *w, struct rw_output *out, struct rw_line_meta *m, int r, double t,
+                    const struct detect_verdict *v)
+{
+    r = r ?: buf_puts(&out->lines, "}\n");
+    if (r < 0)
+        return r;
+    w->c.anomalies += v->is_anomaly;
+    m->event_time = t;
+    m->is_anomaly = v->is_anomaly;
+    m->anomaly_score = v->score;
+    rw_output_end_line(out, m);
+    return 0;
+}
 
 /* One JSON object text (text[len] == 0). */
 static int process_object(struct rs_worker *w, const struct xf_stage *xf, struct detect_stage *det,
@@ -139,15 +169,9 @@ static int process_object(struct rs_worker *w, const struct xf_stage *xf, struct
         r = r ?: (empty ? 0 : buf_putc(&out->lines, ','));
         r = r ?: rw_provenance_append_json(&out->lines, prov);
     }
-    r = r ?: buf_puts(&out->lines, "}\n");
-    if (r < 0)
+    if ((r = end_line(w, out, m, r, t, &v)) < 0)
         return r;
-    w->c.anomalies += v.is_anomaly;
-    m->event_time = t;
-    m->is_anomaly = v.is_anomaly;
-    m->anomaly_score = v.score;
-    rw_output_end_line(out, m);
-    return 0;
+    return win_set_count(w->win) ? windows_observe(w, xf, det, doc, t, arrival, out) : 0;
 }
 
 struct csv_ctx {
@@ -222,3 +246,69 @@ int rs_process(struct rs_worker *w, const struct xf_stage *xf, struct detect_sta
     }
     return -EINVAL;
 }
+
+/* ---- windows: closed windows become derived lines (input -1) ---- */
+
+struct win_ctx {
+    struct rs_worker *w;
+    const struct xf_stage *xf;
+    struct detect_stage *det;
+    struct rw_output *out;
+};
+
+/* Derived records reach only the detectors that have a `where`: one
+ * written for input records (a rate of events, a field's z-score) must not
+ * count window records; a `where` such as `_window.name == "per_minute"`
+ * selects them. */
+static bool derived_where(void *ud, size_t detector)
+{
+    struct win_ctx *c = ud;
+    return xf_detector_has_where(c->xf, detector) && xf_detector_where(c->w->xw, detector);
+}
+
+static int emit_window(void *ud, const char *json, size_t len, double end)
+{
+    struct win_ctx *c = ud;
+    struct rs_worker *w = c->w;
+    struct rw_output *out = c->out;
+    struct rw_line_meta *m = rw_output_begin_line(out, -1);
+    if (!m)
+        return -ENOMEM;
+    int r = buf_append(&out->lines, json, len - 1);
+    struct detect_verdict v = { 0 };
+    if (r == 0 && c->det && detect_stage_count(c->det)) {
+        if (json_scan(&w->wdoc, json, len) < 0)
+            return -EINVAL; /* our own output: cannot happen */
+        xf_set_view(c->xf, w->xw, &w->wdoc, end);
+        struct detect_record dr = { .doc = &w->wdoc, .event_time = end, .where = derived_where, .ud = c };
+        r = detect_stage_eval(c->det, &dr, &out->lines, &v);
+    }
+    return end_line(w, out, m, r, end, &v);
+}
+
+static int windows_observe(struct rs_worker *w, const struct xf_stage *xf, struct detect_stage *det,
+                           struct json_doc *doc, double t, double arrival, struct rw_output *out)
+{
+    struct win_ctx c = { w, xf, det, out };
+    /* No clock read per record: idle_timeout counts from the next tick. */
+    return win_observe(w->win, doc, t, arrival, NAN, emit_window, &c);
+}
+
+int rs_tick(struct rs_worker *w, const struct xf_stage *xf, struct detect_stage *det, double now,
+            struct rw_output *out)
+{
+    if (!win_set_count(w->win))
+        return 0;
+    struct win_ctx c = { w, xf, det, out };
+    return win_tick(w->win, now, emit_window, &c);
+}
+
+int rs_flush(struct rs_worker *w, const struct xf_stage *xf, struct detect_stage *det, struct rw_output *out)
+{
+    if (!win_set_count(w->win))
+        return 0;
+    struct win_ctx c = { w, xf, det, out };
+    return win_flush(w->win, emit_window, &c);
+}
+
+const struct win_set *rs_windows(const struct rs_worker *w) { return w->win; }

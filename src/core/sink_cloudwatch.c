@@ -223,7 +223,7 @@ static int send_body(struct cw_sink *cs, const char *body)
 {
     struct aws_error err = { 0 };
     atomic_fetch_add(&cs->requests, 1);
-    int r = aws_query_call(cs->client, AWS_SVC_CLOUDWATCH, body, true, &cs->resp, &err);
+    int r = aws_query_call(cs->client, AWS_SVC_CLOUDWATCH, body, !cs->o.uncompressed, &cs->resp, &err);
     if (r < 0) {
         char eb[768];
         atomic_fetch_add(&cs->failed_requests, 1);

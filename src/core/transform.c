@@ -989,3 +989,20 @@ bool xf_detector_where(void *ud, size_t detector)
     };
     return expr_test(s->where[detector], &env);
 }
+
+void xf_set_view(const struct xf_stage *s, struct xf_worker *w, struct json_doc *doc, double event_time)
+{
+    arena_reset(&w->scratch);
+    w->ned = 0;
+    w->cur = -1;
+    w->stage = s;
+    w->rec = NULL;
+    w->view = doc;
+    w->event_time = event_time;
+    w->arrival_time = NAN;
+}
+
+bool xf_detector_has_where(const struct xf_stage *s, size_t detector)
+{
+    return s && detector < s->nwhere && s->where[detector];
+}

@@ -23,6 +23,7 @@ static void usage(FILE *f)
             "Run records from FILE (or standard input) through the configured transforms and\n"
             "detectors exactly as rarewatchd does, and write one NDJSON line per output record to\n"
             "standard output, in input order. Event time comes from [input] timestamp_field.\n"
+            "Windows ([window.NAME]) still open at the end of the input are emitted then.\n"
             "No AWS access. A summary goes to standard error.\n"
             "\n"
             "  -c, --config PATH     configuration file (required)\n"
@@ -179,6 +180,15 @@ int cmd_replay(int argc, char **argv)
     }
     if (in != stdin)
         fclose(in);
+    /* The end of the input closes every open window, so the output does
+     * not depend on where a window boundary falls. */
+    if (r >= 0) {
+        rw_output_reset(&rp.out);
+        r = rs_flush(rp.rs, rp.xf, rp.det, &rp.out);
+        if (rp.out.lines.len)
+            fwrite(rp.out.lines.data, 1, rp.out.lines.len, stdout);
+        rp.emitted += rp.out.n;
+    }
     fflush(stdout);
     double secs = (double)(now_monotonic_usec() - start) / 1e6;
     if (state && r >= 0) {
@@ -207,6 +217,17 @@ int cmd_replay(int argc, char **argv)
             fprintf(stderr, "  detector %-20s %-14s scored %llu, anomalies %llu, keys %u, evicted %llu\n",
                     st.name, st.type, (unsigned long long)st.scored, (unsigned long long)st.anomalies,
                     st.keys, (unsigned long long)st.evictions);
+        }
+        const struct win_set *ws = rs_windows(rp.rs);
+        for (size_t i = 0; i < win_set_count(ws); i++) {
+            struct win_stats st;
+            win_set_stats(ws, i, &st);
+            fprintf(stderr, "  window %-22s emitted %llu, records %llu, late %llu, skipped %llu, "
+                    "evicted %llu keys (%llu windows), %zu bytes per key\n", st.name,
+                    (unsigned long long)st.emitted, (unsigned long long)st.records,
+                    (unsigned long long)st.late, (unsigned long long)st.skipped,
+                    (unsigned long long)st.evicted, (unsigned long long)st.evicted_windows,
+                    st.bytes_per_key);
         }
     }
     rw_output_free(&rp.out);

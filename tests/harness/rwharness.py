@@ -56,7 +56,7 @@ DUMMY_CREDS = ("AKIDRAREWATCHTEST", "rarewatch-test-secret")
 
 __all__ = [
     "free_port", "wait_for", "port_open", "Moto", "KinesisLocal", "Dynalite",
-    "FaultProxy", "read_firehose_s3_objects", "HarnessError", "REGION", "aws_client",
+    "FaultProxy", "read_firehose_s3_objects", "parse_ndjson_objects", "HarnessError", "REGION", "aws_client",
     "DUMMY_CREDS",
 ]
 
@@ -397,6 +397,24 @@ def read_firehose_s3_objects(moto: Moto, bucket: str | None = None,
     return out
 
 
+def parse_ndjson_objects(objects) -> tuple[list, list]:
+    """The JSON lines of delivered objects, given as (key, body) pairs, and the
+    problems: (key, "object does not end with a newline") or (key, the first
+    bytes of a line that is not JSON)."""
+    out, bad = [], []
+    for key, body in objects:
+        if body and not body.endswith(b"\n"):
+            bad.append((key, "object does not end with a newline"))
+        for raw in body.split(b"\n"):
+            if not raw:
+                continue
+            try:
+                out.append(json.loads(raw))
+            except ValueError:
+                bad.append((key, raw[:120]))
+    return out, bad
+
+
 # --------------------------------------------------------------------------- kinesis-local
 
 class KinesisLocal(_Process):
@@ -555,6 +573,16 @@ def _cbor_error(fields: dict[str, str]) -> bytes:
     return out
 
 
+def _error_code(body: bytes) -> str:
+    """The error code of an AWS error answer (JSON __type or query-protocol XML <Code>)."""
+    try:
+        return str(json.loads(body).get("__type", "")).rsplit("#", 1)[-1]
+    except (ValueError, AttributeError):
+        pass
+    i = body.find(b"<Code>")
+    return body[i + 6:body.find(b"</Code>", i)].decode(errors="replace") if i >= 0 else ""
+
+
 class _Req:
     """What the proxy knows about one incoming request."""
 
@@ -622,11 +650,18 @@ class FaultProxy:
       POST /__proxy/rules          {"rules":[...]} replaces, {"add":[...]} appends,
                                    {"outage":{"action":"X","on":true}}, {"clear":true}
       POST /__proxy/reset          zero the counters
+
+    record=True keeps every request that reached the proxy in self.requests (a
+    list of dicts: method, path, headers (lower-case names), body, action,
+    protocol, scope_service, status once upstream answered and error, the
+    error code of a non-2xx answer), for tests
+    that check what a program asked for (e.g. each call against an IAM policy).
     """
 
     def __init__(self, upstream: str, rules: list[dict] | None = None,
                  resign_creds: tuple[str, str] | None = None, resign: str = "modified",
-                 seed: int | None = 1234, port: int = 0, upstream_timeout: float = 30.0):
+                 seed: int | None = 1234, port: int = 0, upstream_timeout: float = 30.0,
+                 record: bool = False):
         u = urllib.parse.urlsplit(upstream)
         if u.scheme != "http":
             raise ValueError("FaultProxy forwards to plain-http upstreams only")
@@ -642,6 +677,8 @@ class FaultProxy:
         self._rules: list[dict] = []
         self._stats: dict[str, dict] = {}
         self.partial_log: list[dict] = []  # every partial failure: action, n, failed indices
+        self.record = record
+        self.requests: list[dict] = []  # with record=True: every request (see above)
         self._stopping = threading.Event()
         self._port = port
         self.server: http.server.ThreadingHTTPServer | None = None
@@ -862,6 +899,13 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             return
         req = _Req(self.command, self.path, dict(self.headers.items()), body)
         p._bump(req.action, "requests")
+        entry = None
+        if p.record:
+            entry = {"method": req.method, "path": req.path, "headers": req.lheaders,
+                     "body": req.body, "action": req.action, "protocol": req.protocol,
+                     "scope_service": req.scope_service, "status": None}
+            with p._lock:
+                p.requests.append(entry)
         rule = p._pick_rule(req.action)
         kind = rule["kind"] if rule else None
         try:
@@ -876,6 +920,10 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 
             status, headers, rbody = self._forward(req, req.body, modified=False)
             p._bump(req.action, "forwarded")
+            if entry is not None:
+                entry["status"] = status
+                if status >= 300:
+                    entry["error"] = _error_code(rbody)
             self._count_entries(req, req.body, rbody, status)
             if kind == "reset":  # when == "after"
                 p._bump(req.action, "", fault="reset")

@@ -15,7 +15,8 @@ metrics go to moto CloudWatch.
 
 CloudWatch runs on a second moto without IAM auth: moto 5.2.1 cannot check
 the signature of a gzip-compressed body (it rejects botocore's own), and
-the sink always compresses PutMetricData.
+the sink compresses PutMetricData by default (compress = false, for such
+emulators, runs under IAM auth in test_aws_artifacts.py).
 
 Usage: test_e2e.py BUILD_DIR
 """
@@ -28,7 +29,7 @@ from datetime import datetime, timedelta, timezone
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from consumer_common import Daemon, Results, WorkDir, binaries, clean_env, wait_for  # noqa: E402
-from rwharness import Moto, read_firehose_s3_objects  # noqa: E402
+from rwharness import Moto, parse_ndjson_objects, read_firehose_s3_objects  # noqa: E402
 
 N = 20000
 STREAM, FH, BUCKET, NS = "e2e-in", "e2e-out", "e2e-bucket", "RarewatchE2E"
@@ -80,17 +81,7 @@ def main():
             t.check("put 20,000 records: exit 0", r.returncode == 0, r.stderr[-400:])
 
             def s3_lines():
-                out, bad = [], []
-                for _, key, body in read_firehose_s3_objects(moto, BUCKET):
-                    if body and not body.endswith(b"\n"):
-                        bad.append(key)
-                    for raw in body.split(b"\n"):
-                        if raw:
-                            try:
-                                out.append(json.loads(raw))
-                            except ValueError:
-                                bad.append(raw[:80])
-                return out, bad
+                return parse_ndjson_objects((key, body) for _, key, body in read_firehose_s3_objects(moto, BUCKET))
 
             def all_there():
                 d.alive()

@@ -20,7 +20,9 @@ CloudWatch, all with IAM auth on.
    the number of records put; health metrics are published. CloudWatch is a
    second moto without IAM auth: moto 5.2 rejects the signature of every
    gzip-encoded request body under IAM auth (a botocore-signed gzip
-   PutMetricData fails the same way), and the sink sends gzip bodies.
+   PutMetricData fails the same way), and the sink sends gzip bodies by
+   default ([cloudwatch] compress = false runs under IAM auth in
+   test_aws_artifacts.py).
 5. Dead letters: a non-JSON payload and a line over the 1,000 KiB Firehose
    record limit are dead-lettered (stages parse / oversize), the entries
    are also delivered to [deadletter] delivery_stream, `rarewatch
@@ -40,7 +42,7 @@ from datetime import datetime, timedelta, timezone
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from consumer_common import (WorkDir, Daemon, Results, binaries, clean_env, put,  # noqa: E402
                              wait_for, write_input)
-from rwharness import FaultProxy, Moto, read_firehose_s3_objects  # noqa: E402
+from rwharness import FaultProxy, Moto, parse_ndjson_objects, read_firehose_s3_objects  # noqa: E402
 
 STREAM = "rw-sinks-in"
 FH = "rw-sinks-out"
@@ -71,18 +73,7 @@ class S3Lines:
         return self.seen
 
     def lines(self):
-        out, bad = [], []
-        for key, body in sorted(self.read().items()):
-            if body and not body.endswith(b"\n"):
-                bad.append((key, "object does not end with a newline"))
-            for raw in body.split(b"\n"):
-                if not raw:
-                    continue
-                try:
-                    out.append(json.loads(raw))
-                except ValueError:
-                    bad.append((key, raw[:120]))
-        return out, bad
+        return parse_ndjson_objects(sorted(self.read().items()))
 
 
 def prov(o):

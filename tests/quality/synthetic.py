@@ -4,8 +4,14 @@
 `rarewatch replay` with one configuration per case (tests/quality/*.conf);
 prints precision, recall and detection delay per case.
 
-- fraud:   per-card amounts with rare 30x spikes; a card used in a new country
-- web:     per-endpoint latency with rare level shifts (x4 for 10 minutes)
+The data comes from the use-case generators in tests/usecases/ (shared with
+./quickstart.sh, which replays smaller streams of the same cases):
+
+- fraud:   per-card amounts with rare 30x spikes; a card used in a new country;
+           a card used at a merchant category it never buys in (lookup on the
+           merchant reference table)
+- web:     per-endpoint latency with rare level shifts (x4 for 10 minutes);
+           5xx bursts (half the requests fail for 5 minutes); /health filtered
 - social:  per-hashtag tweet counts on a daily cycle with rare bursts (x8 for 15 min)
 - sales:   per-store sales on a daily cycle; rare drops to zero for an hour;
            a slow upward drift that must not alarm
@@ -25,122 +31,17 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-T0 = 1790000000  # a Monday, 00:00 UTC is not needed: cycles are relative
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "usecases"))
+import fraud  # noqa: E402  (the generators are shared with ./quickstart.sh)
+import sales  # noqa: E402
+import social  # noqa: E402
+import web  # noqa: E402
+
+CASES = {m.__name__: m for m in (fraud, web, social, sales)}
 
 
-def fraud(rnd):
-    recs, events = [], []
-    cards = [{"id": f"card-{i:03d}", "mean": rnd.uniform(10, 150), "country": rnd.choice("DE FR NL IT ES".split())}
-             for i in range(150)]
-    t = T0
-    for i in range(60000):
-        t += rnd.expovariate(1 / 6.0)
-        c = rnd.choice(cards)
-        amount = max(0.5, rnd.gauss(c["mean"], c["mean"] * 0.2))
-        country = c["country"]
-        label = None
-        if i > 20000 and rnd.random() < 0.0006:
-            amount, label = c["mean"] * 30, "spike"
-        elif i > 20000 and rnd.random() < 0.0006:
-            country, label = rnd.choice("BR NG VN RU".split()), "country"
-            c["country_used"] = True
-        rec = {"ts": t, "card": c["id"], "amount": round(amount, 2), "country": country}
-        if label:
-            events.append({"key": c["id"], "start": t, "end": t + 1, "kind": label})
-            rec["_label"] = len(events) - 1
-        recs.append(rec)
-    return recs, events
-
-
-def web(rnd):
-    recs, events = [], []
-    eps = [f"/api/v1/{n}" for n in "orders users cart search pay items login stock".split()]
-    base = {e: rnd.uniform(20, 200) for e in eps}
-    shift = {}
-    t = T0
-    for i in range(80000):
-        t += rnd.expovariate(1 / 2.0)
-        e = rnd.choice(eps)
-        if e not in shift and i > 30000 and rnd.random() < 0.00012:
-            shift[e] = t + 600
-            events.append({"key": e, "start": t, "end": t + 600, "kind": "latency_shift"})
-        lat = rnd.lognormvariate(0, 0.25) * base[e]
-        if e in shift and t < shift[e]:
-            lat *= 4
-        elif e in shift and t >= shift[e]:
-            del shift[e]
-        recs.append({"ts": t, "endpoint": e, "latency_ms": round(lat, 1), "status": 200})
-    return recs, events
-
-
-def cycle(t, period=86400):
-    import math
-    return 1 + 0.6 * math.sin(2 * math.pi * ((t - T0) % period) / period)
-
-
-def social(rnd):
-    recs, events = [], []
-    tags = [f"#tag{i}" for i in range(30)]
-    rate = {h: rnd.uniform(0.002, 0.01) for h in tags}
-    burst = {}
-    t = T0
-    end = T0 + 6 * 86400
-    while t < end:
-        t += 10
-        for h in tags:
-            lam = rate[h] * 10 * cycle(t)
-            if h not in burst and t > T0 + 2 * 86400 and rnd.random() < 0.00002:
-                burst[h] = t + 900
-                events.append({"key": h, "start": t, "end": t + 900, "kind": "burst"})
-            if h in burst:
-                if t < burst[h]:
-                    lam *= 8
-                else:
-                    del burst[h]
-            for _ in range(poisson(rnd, lam)):
-                recs.append({"ts": t + rnd.random() * 10, "hashtag": h})
-    recs.sort(key=lambda r: r["ts"])
-    return recs, events
-
-
-def sales(rnd):
-    recs, events = [], []
-    stores = [f"store-{i:02d}" for i in range(12)]
-    rate = {s: rnd.uniform(0.02, 0.05) for s in stores}
-    down = {}
-    t = T0
-    end = T0 + 7 * 86400
-    while t < end:
-        t += 10
-        drift = 1 + 0.3 * (t - T0) / (end - T0)  # slow growth: must not alarm
-        for s in stores:
-            if s not in down and t > T0 + 3 * 86400 and rnd.random() < 0.000006:
-                down[s] = t + 3600
-                events.append({"key": s, "start": t, "end": t + 3600, "kind": "drop"})
-            if s in down:
-                if t < down[s]:
-                    continue
-                del down[s]
-            for _ in range(poisson(rnd, rate[s] * 10 * cycle(t) * drift)):
-                recs.append({"ts": t + rnd.random() * 10, "store": s, "amount": round(rnd.uniform(5, 80), 2)})
-    recs.sort(key=lambda r: r["ts"])
-    return recs, events
-
-
-def poisson(rnd, lam):
-    import math
-    L, k, p = math.exp(-lam), 0, 1.0
-    while True:
-        p *= rnd.random()
-        if p < L:
-            return k
-        k += 1
-
-
-CASES = {"fraud": (fraud, "card"), "web": (web, "endpoint"), "social": (social, "hashtag"), "sales": (sales, "store")}
-
-
-def evaluate(out_lines, events, keyfield):
+def evaluate(out_lines, events):
     flags = []
     for line in out_lines:
         r = json.loads(line)
@@ -185,22 +86,22 @@ def main():
     print(f"{'case':8} {'events':>6} {'found':>6} {'false':>6} {'precision':>9} {'recall':>7} {'median delay':>13}")
     ok = True
     for name in a.case or CASES:
-        gen, keyfield = CASES[name]
-        recs, events = gen(random.Random(a.seed))
+        case = CASES[name]
+        recs, events = case.generate(random.Random(a.seed))
         with tempfile.NamedTemporaryFile("w", suffix=".ndjson", delete=False) as f:
             for r in recs:
-                r = dict(r)
-                r.pop("_label", None)
                 f.write(json.dumps(r) + "\n")
             path = f.name
         conf = os.path.join(HERE, f"synthetic-{name}.conf")
-        p = subprocess.run([a.rarewatch, "replay", "-q", "-c", conf, path], capture_output=True, text=True)
+        # cwd: the configurations name the fraud case's lookup table relative to the tree.
+        p = subprocess.run([os.path.abspath(a.rarewatch), "replay", "-q", "-c", conf, path],
+                           capture_output=True, text=True, cwd=ROOT)
         os.unlink(path)
         if p.returncode != 0:
             print(name, "replay failed:", p.stderr)
             ok = False
             continue
-        pr, rc, med, tp, fp, n = evaluate(p.stdout.splitlines(), events, keyfield)
+        pr, rc, med, tp, fp, n = evaluate(p.stdout.splitlines(), events)
         print(f"{name:8} {n:6d} {tp:6d} {fp:6d} {pr:9.3f} {rc:7.3f} {med:11.0f} s")
         ok = ok and pr >= 0.9 and rc >= 0.9
     return 0 if ok else 1
