@@ -97,6 +97,10 @@ struct det_calib_params {
     double half_life; /* observations; default 10000, >= 10 */
     double min_mass;  /* decayed count needed above a level before the empirical
                        * tail is trusted there; default 10, >= 1 */
+    double max_slope; /* past the trusted levels the calibrated surprise grows
+                       * at most this fast per unit of model surprise; default
+                       * INFINITY (the data's own slope); the rate detector's
+                       * discrete counts need 1 (see detect_rate.c) */
 };
 
 /* Decayed histogram of model surprise s, bins uniform in log2(1 + s) up
@@ -115,6 +119,9 @@ void det_calib_learn(const struct det_calib_params *p, struct det_calib *c, doub
 /* -log10 of the two-sided standard normal tail P(|Z| >= |z|), accurate far
  * into the tail (no underflow). */
 double det_normal_surprise(double z);
+/* -log10 of the two-sided Laplace tail at robust z (scale = 1.4826 MAD):
+ * the quantile detector's model, linear in |z| (heavy tails). */
+double det_laplace_surprise(double z);
 /* -log10 P(X >= k) and -log10 P(X <= k) for X ~ Poisson(lambda), k real >= 0
  * (via regularized incomplete gamma; continuous in k). */
 double det_poisson_upper_surprise(double k, double lambda);
@@ -187,7 +194,7 @@ struct det_robust {
     double aad;      /* mean absolute deviation: a scale floor when MAD is 0 */
     double boot[DET_ROBUST_BOOT];
     uint32_t n;
-    uint32_t pad_;
+    uint32_t pad_;   /* quantile: consecutive far-tail surprises (det_finish_run) */
 };
 
 struct det_quantile_state {
@@ -222,7 +229,14 @@ struct det_rate_state {
     uint32_t n;       /* closed intervals */
     uint32_t started;
     struct det_calib calib;
+    /* The run: consecutive closed intervals on the same side of their
+     * expectation (a burst or a drop spanning several intervals is tested
+     * as one), at most DET_RATE_RUN_MAX of them. */
+    float run_count, run_expected;
+    uint16_t run_len;
+    uint16_t far_run;  /* consecutive far-tail surprises (det_finish_run) */
 };
+#define DET_RATE_RUN_MAX 4
 
 void det_rate_params_default(struct det_rate_params *p);
 int det_rate_params_check(const struct det_rate_params *p);

@@ -31,6 +31,10 @@ int det_calib_params_check(const struct det_calib_params *p);
  * first surprises are inflated by its own inexperience). */
 void det_finish(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
                 double s_model, bool learning);
+/* det_finish, learning only the first of consecutive far-tail surprises
+ * (*run: the detector state's count of them). */
+void det_finish_run(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
+                    double s_model, bool learning, uint32_t *run);
 
 /* z of x against e (sd_out: the sd used, may be NULL); learn x with the
  * given per-sample decay. */

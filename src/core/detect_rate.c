@@ -23,6 +23,13 @@ void det_rate_params_default(struct det_rate_params *p)
     *p = (struct det_rate_params){ .interval_usec = 60 * USEC_PER_SEC, .half_life = 60,
                                    .min_score = 0.9999, .min_intervals = 10, .min_expected = 3 };
     det_calib_params_default(&p->calib);
+    /* Counts are discrete: with a few events expected, the surprises sit on
+     * a handful of atoms, and the empirical tail at a bin edge between two
+     * atoms is that of the next atom up, so the data's slope there (up to
+     * 2x for an expectation of 0.5) says "sharpen" where the model is
+     * merely coarse. Past the trusted levels the Poisson tail is taken as
+     * is, never sharpened. */
+    p->calib.max_slope = 1;
 }
 
 int det_rate_params_check(const struct det_rate_params *p)
@@ -65,18 +72,73 @@ static double dispersion(const struct det_rate_state *s)
 }
 
 /* Model surprise of `count` in one interval; *high says which tail. */
+static double tails(const struct det_rate_params *p, const struct det_rate_state *s,
+                    double count, double expected, bool upper_only, bool *high);
+
+/* Model surprise of `count` in one interval, or of the run it closes,
+ * whichever is larger; *high says which tail. */
 static double rate_surprise(const struct det_rate_params *p, const struct det_rate_state *s,
                             double count, double expected, bool upper_only, bool *high)
+{
+    double sm = tails(p, s, count, expected, upper_only, high);
+    if (upper_only || s->run_len < 2)
+        return sm;
+    bool run_high;
+    /* A drop is only news where this interval expected enough events to
+     * miss them (min_expected), however many the run expected in all. */
+    bool lower = expected >= p->min_expected;
+    double sr = tails(p, s, s->run_count, s->run_expected, !lower, &run_high);
+    if (sr > sm) {
+        *high = run_high;
+        return sr;
+    }
+    return sm;
+}
+
+/* Extend the run with a closing interval, or start a new one. */
+static void run_add(struct det_rate_state *s, double count, double expected)
+{
+    bool up = count > expected, run_up = s->run_count > s->run_expected;
+    if (s->run_len == 0 || s->run_len >= DET_RATE_RUN_MAX || up != run_up ||
+        count == expected) {
+        s->run_count = 0;
+        s->run_expected = 0;
+        s->run_len = 0;
+    }
+    s->run_count += (float)count;
+    s->run_expected += (float)expected;
+    s->run_len++;
+}
+
+static double tails(const struct det_rate_params *p, const struct det_rate_state *s,
+                    double count, double expected, bool upper_only, bool *high)
 {
     double phi = dispersion(s);
     /* A key that was never active expects a little, not nothing: one event
      * on a silent key is news, but not infinitely so. */
     double lam = MAX(expected, 0.05) / phi, k = count / phi;
-    double up = det_poisson_upper_surprise(k, lam);
-    double down = upper_only || expected < p->min_expected ? 0 : det_poisson_lower_surprise(k, lam);
+    /* Far from the mean only one tail can be the larger: the Poisson
+     * median lies in [lam - ln 2, lam + 1/3], so past lam + 2 the lower
+     * tail P(X <= k) is above 1/2 (surprise below log10 2) and the upper
+     * below it, and the mirror image under lam - 2; the sqrt(lam) margin
+     * keeps the two well apart where both are near 1/2, so the max is
+     * the same number. One incomplete gamma instead of two. */
+    double margin = 2 + sqrt(lam);
+    bool want_down = !upper_only && expected >= p->min_expected;
+    double up = want_down && k <= lam - margin ? 0 : det_poisson_upper_surprise(k, lam);
+    double down = !want_down || k >= lam + margin ? 0 : det_poisson_lower_surprise(k, lam);
     *high = up >= down;
     /* Two-sided: the smaller tail, doubled. */
     return det_clamp_surprise(MAX(up, down) - (upper_only ? 0 : det_log10(2.0)));
+}
+
+/* A daily baseline has not seen the day before it has seen a day. */
+static uint32_t min_intervals(const struct det_rate_params *p)
+{
+    if (!p->daily)
+        return p->min_intervals;
+    int64_t per_day = (int64_t)(86400 * USEC_PER_SEC) / p->interval_usec;
+    return (uint32_t)MAX((int64_t)p->min_intervals, per_day);
 }
 
 static void fill(const struct det_rate_params *p, struct det_rate_state *s, double count,
@@ -87,9 +149,16 @@ static void fill(const struct det_rate_params *p, struct det_rate_state *s, doub
     *r = (struct det_result){ .value = count, .expected = expected, .raw = sm,
                               .scale = sqrt(dispersion(s) * MAX(expected, 0.0)),
                               .interval = (double)p->interval_usec / (double)USEC_PER_SEC };
-    bool learning = s->n < p->min_intervals;
+    bool learning = s->n < min_intervals(p);
     if (closing) {
-        det_finish(r, &p->calib, &s->calib, sm, learning);
+        uint32_t far = s->far_run;
+        det_finish_run(r, &p->calib, &s->calib, sm, s->n < p->min_intervals, &far);
+        s->far_run = (uint16_t)MIN(far, (uint32_t)UINT16_MAX);
+        if (learning) {
+            r->why = DET_WHY_LEARNING;
+            r->score = 0;
+            r->surprise = 0;
+        }
     } else if (learning) {
         r->why = DET_WHY_LEARNING;
     } else {
@@ -125,6 +194,12 @@ static void learn(const struct det_rate_params *p, struct det_rate_state *s, dou
          * however many intervals an hour holds. */
         double per_hour = MAX(1.0, (double)(3600 * USEC_PER_SEC) / (double)p->interval_usec);
         double beta = 1 - exp2(-1.0 / (2 * per_hour));
+        /* While young, each hour's factor is the plain average of the
+         * intervals it has seen (about n / 24 of them): the two-day EW
+         * alone is 30% of the way there after a day, and a day-two
+         * expectation that still half ignores the daily cycle calls every
+         * evening peak a burst. */
+        beta = MAX(beta, 1.0 / (1.0 + s->n / 24.0));
         double ratio = count / s->mean;
         float cur = s->hour[h] > 0 ? s->hour[h] : 1.0f;
         s->hour[h] = (float)MAX(0.01, cur + beta * (ratio - cur));
@@ -144,7 +219,13 @@ static int advance(const struct det_rate_params *p, struct det_rate_state *s, in
     int nclosed = 0;
     struct det_result r;
     while (s->cur < idx && nclosed < RATE_MAX_CLOSE) {
-        fill(p, s, s->count, expected_count(p, s, s->cur), true, &r);
+        double e = expected_count(p, s, s->cur);
+        run_add(s, s->count, e);
+        fill(p, s, s->count, e, true, &r);
+        /* A run that alerted has been told: the next starts afresh, so
+         * the intervals after an incident are not judged with it. */
+        if (r.alert)
+            s->run_len = 0;
         if (closed && (nclosed == 0 || r.score > closed->score))
             *closed = r;
         learn(p, s, s->count, s->cur);
@@ -158,6 +239,7 @@ static int advance(const struct det_rate_params *p, struct det_rate_state *s, in
         s->mean *= exp2(-k / p->half_life);
         s->n += (uint32_t)MIN(k, (double)(UINT32_MAX - s->n));
         s->cur = idx;
+        s->run_len = 0;
     }
     return nclosed;
 }

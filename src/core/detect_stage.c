@@ -3,6 +3,7 @@
 #include "rarewatch/json_out.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -429,20 +430,19 @@ static int run_one(struct detector *d, const struct detect_record *rec, const ch
     case K_AUTO: det_auto_update(&d->p.au, state, x, ts, res); break;
     case K_CATEGORY: det_category_update(&d->p.cat, state, category, strlen(category), res); break;
     case K_RATE: {
-        struct det_result closed, running;
+        struct det_result closed;
         memset(&closed, 0, sizeof(closed));
-        memset(&running, 0, sizeof(running));
-        int nc = det_rate_add(&d->p.rate, state, ts ? ts : (int64_t)now_realtime_usec(), 1, &closed, &running);
         /* A closed interval is one test; scoring the open one at every
          * event would test it again and again and multiply false alarms.
-         * The record that closes an interval carries its verdict. */
+         * The record that closes an interval carries its verdict; the
+         * others score 0, so the open interval is not scored at all (a
+         * Poisson tail per event, thrown away). */
+        int nc = det_rate_add(&d->p.rate, state, ts ? ts : (int64_t)now_realtime_usec(), 1, &closed, NULL);
         if (nc > 0)
             *res = closed;
-        else {
-            *res = running;
-            res->alert = false;
-            res->score = 0;
-        }
+        else
+            *res = (struct det_result){ .value = ((struct det_rate_state *)state)->count,
+                                        .why = DET_WHY_NONE };
         break;
     }
     case K_RCF: {
@@ -794,6 +794,7 @@ int detect_stage_load(struct detect_stage *s, const char *path)
         for (size_t j = 0; j < s->n; j++)
             if (streq(s->d[j].name, name) && s->d[j].signature == sig)
                 d = &s->d[j];
+        uint64_t stale = 0;
         for (;;) {
             NEED(1);
             if (*p++ == 0)
@@ -835,7 +836,13 @@ int detect_stage_load(struct detect_stage *s, const char *path)
                     }
                 } else if (state && d->kind != K_THRESHOLD) {
                     int c = det_state_load(d->dtype, state, p, blen);
-                    r = c < 0 ? c : 0;
+                    if (c == -EINVAL || c == -EPROTO) {
+                        /* Another layout of this type's state (saved by a
+                         * different version): the key starts fresh. */
+                        keytab_remove(st->tab, key, kl);
+                        stale++;
+                    } else
+                        r = c < 0 ? c : 0;
                 }
                 pthread_mutex_unlock(&st->lock);
                 if (r < 0)
@@ -843,6 +850,9 @@ int detect_stage_load(struct detect_stage *s, const char *path)
             }
             p += blen;
         }
+        if (stale)
+            log_warning("detector %s: %" PRIu64 " saved key states have another layout (older version?); they start fresh",
+                        name, stale);
     }
 #undef NEED
     return 0;

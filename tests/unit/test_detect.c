@@ -486,7 +486,9 @@ static void run_one(enum det_type t, void *st, int i, struct det_result *r)
     case DET_AUTO: det_auto_update(&ap, st, x, ts, r); break;
     case DET_RATE:
         *r = (struct det_result){ 0 };
-        det_rate_add(&rp, st, ts, (uint32_t)(i % 5 + (i % 700 == 0 ? 100 : 0)), r, NULL);
+        /* One call per minute: a daily rate alerts only after a day. */
+        det_rate_add(&rp, st, 1700000000LL * 1000000 + (int64_t)i * 60000000,
+                     (uint32_t)(i % 5 + (i % 700 == 0 ? 100 : 0)), r, NULL);
         break;
     case DET_RARE_CATEGORY: {
         int n = snprintf(v, sizeof(v), "c%d", i % 500 == 499 ? 100 + i / 500 : (i * i) % 23 % 19);
