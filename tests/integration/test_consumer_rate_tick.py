@@ -18,6 +18,7 @@ interval, store s0 stopping after interval 24.
 
 Usage: test_consumer_rate_tick.py BUILD_DIR
 """
+import contextlib
 import json
 import os
 import subprocess
@@ -73,10 +74,22 @@ def drops(lines):
     return got
 
 
-def stream(moto, name, shards):
+@contextlib.contextmanager
+def daemon_fed(t, moto, env, binaries_, workdir, name, shards, idle, src):
+    """A stream of `shards` shards, rarewatchd on it, src put into it."""
+    rarewatch, rarewatchd = binaries_
     kin = moto.client("kinesis")
     kin.create_stream(StreamName=name, ShardCount=shards)
     kin.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1})
+    d = Daemon(rarewatchd, os.path.join(workdir, name), env, name, extra=detector(idle))
+    with d:
+        d.start()
+        d.wait_log(r"shard .*: worker started", 60, "a shard worker")
+        r = put(rarewatch, env, name, src, "--partition-key", "store")
+        t.check(f"put into {shards} shard(s): exit 0", r.returncode == 0, r.stderr[-600:])
+        yield d
+        rc = d.terminate(60)
+        t.check("SIGTERM: exit 0", rc == 0, d.log(True)[-2000:])
 
 
 def main(t):
@@ -96,13 +109,7 @@ def main(t):
         t.check("replay: exit 0, the s0 drop reported, no other store's",
                 r.returncode == 0 and set(drops(rep)) == {"s0"}, (r.returncode, drops(rep), r.stderr[-300:]))
 
-        stream(moto, "rw-ratetick-1", 1)
-        d = Daemon(rarewatchd, os.path.join(workdir, "d1"), env, "rw-ratetick-1", extra=detector("1h"))
-        with d:
-            d.start()
-            d.wait_log(r"shard .*: worker started", 60, "a shard worker")
-            r = put(rarewatch, env, "rw-ratetick-1", src, "--partition-key", "store")
-            t.check("put: exit 0", r.returncode == 0, r.stderr[-600:])
+        with daemon_fed(t, moto, env, (rarewatch, rarewatchd), workdir, "rw-ratetick-1", 1, "1h", src) as d:
             try:
                 wait_for(lambda: d.alive() and len([o for o in read_output(d.out_dir)[0] if "_alert" not in o]) >= n
                          and "s0" in drops(read_output(d.out_dir)[0]), 120, "the s0 drop alert")
@@ -119,19 +126,11 @@ def main(t):
             t.check("alert lines: derived (no _kinesis), at the event time after s0 stopped",
                     alerts and all("_kinesis" not in o and o["_alert"]["time"] >= "2026-11-18T12:00:50"
                                    for o in alerts), alerts[:2])
-            rc = d.terminate(60)
-            t.check("SIGTERM: exit 0", rc == 0, d.log(True)[-2000:])
 
         # 2. The whole stream stops.
         src2 = os.path.join(workdir, "quiet.ndjson")
         n2 = gen(src2, INTERVALS)
-        stream(moto, "rw-ratetick-2", 2)
-        d = Daemon(rarewatchd, os.path.join(workdir, "d2"), env, "rw-ratetick-2", extra=detector("1s"))
-        with d:
-            d.start()
-            d.wait_log(r"shard .*: worker started", 60, "a shard worker")
-            r = put(rarewatch, env, "rw-ratetick-2", src2, "--partition-key", "store")
-            t.check("put (2 shards): exit 0", r.returncode == 0, r.stderr[-600:])
+        with daemon_fed(t, moto, env, (rarewatch, rarewatchd), workdir, "rw-ratetick-2", 2, "1s", src2) as d:
             want = {f"s{s}" for s in range(STORES)}
             try:
                 wait_for(lambda: d.alive() and set(drops(read_output(d.out_dir)[0])) == want, 120,
@@ -143,8 +142,6 @@ def main(t):
             t.check("stream stopped: every store's drop alert arrives with no further record",
                     set(drops(lines)) == want and len(recs) == n2, (drops(lines), len(recs), n2))
             t.check("no torn lines", not torn, torn[:3])
-            rc = d.terminate(60)
-            t.check("SIGTERM: exit 0", rc == 0, d.log(True)[-2000:])
 
 
 if __name__ == "__main__":
