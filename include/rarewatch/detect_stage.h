@@ -60,6 +60,25 @@ int detect_stage_eval(struct detect_stage *s, const struct detect_record *r, str
  * stop): each alert becomes a derived line in out. */
 int detect_stage_tick(struct detect_stage *s, double now, struct rw_output *out);
 
+/* Whether any detector is a rate detector (else ticking is pointless), and
+ * the smallest [detector] idle_timeout of the rate detectors (seconds; 0:
+ * none, quiet shards never extend their time). */
+bool detect_stage_has_rate(const struct detect_stage *s);
+double detect_stage_rate_idle(const struct detect_stage *s);
+
+/* The time to tick at in the daemon: rate intervals are in event time, and
+ * the per-key state is shared by every shard worker, so a tick must not pass
+ * a shard that still feeds keys at an older time. One entry per active shard
+ * worker: the event time of its last record (NaN: none yet; such a worker
+ * holds nothing back) and the wall clock when that record arrived. A worker
+ * quiet for idle (seconds, > 0) counts as its event time plus the quiet
+ * time, as windows' idle_timeout does, so a stream that stops still closes
+ * intervals. Returns the minimum (NaN: no worker has a time). */
+struct det_clock {
+    double event_time, arrival;
+};
+double detect_watermark(const struct det_clock *c, size_t n, double now, double idle);
+
 /* Keep the state of detectors whose definition did not change (reload). */
 void detect_stage_adopt(struct detect_stage *s, struct detect_stage *old);
 

@@ -51,6 +51,13 @@ struct app {
     /* [window.NAME] counters summed over the shard workers (each adds what
      * its windows counted since its last batch). */
     _Atomic uint64_t win_emitted, win_late, win_evicted;
+    /* Rate ticks (rate_tick()): the clock of every active shard worker
+     * (clk[i] belongs to clk_owner[i]), and the wall clock of the last tick. */
+    pthread_mutex_t clk_lock;
+    struct det_clock *clk;
+    struct stage_worker **clk_owner;
+    size_t n_clk, cap_clk;
+    _Atomic int64_t rate_tick_usec;
     uint64_t last_status, last_records;
     double rate;
 };
@@ -58,8 +65,10 @@ struct app {
 struct app *app_new(void)
 {
     struct app *a = calloc(1, sizeof(struct app));
-    if (a)
+    if (a) {
         pthread_rwlock_init(&a->det_lock, NULL);
+        pthread_mutex_init(&a->clk_lock, NULL);
+    }
     return a;
 }
 
@@ -91,6 +100,9 @@ struct app *app_free(struct app *a)
         conf_unref(a->cfg);
         free(a->det_state_path);
         pthread_rwlock_destroy(&a->det_lock);
+        pthread_mutex_destroy(&a->clk_lock);
+        free(a->clk);
+        free(a->clk_owner);
         free(a);
     }
     return NULL;
@@ -103,7 +115,84 @@ struct stage_worker {
     struct app *app;
     struct rs_worker *rs;
     uint64_t win_emitted, win_late, win_evicted; /* already added to app's */
+    size_t clk_slot; /* in app->clk[] */
 };
+
+/* A shard worker's clock joins the app's while the worker lives; one that
+ * ended (shard closed, lease lost) leaves, so it cannot hold the rate
+ * detectors' time back. */
+static int clock_register(struct stage_worker *w)
+{
+    struct app *a = w->app;
+    int r = 0;
+    pthread_mutex_lock(&a->clk_lock);
+    if (a->n_clk == a->cap_clk) {
+        size_t cap = a->cap_clk ? 2 * a->cap_clk : 8;
+        struct det_clock *c = reallocarray(a->clk, cap, sizeof(*c));
+        if (c)
+            a->clk = c;
+        struct stage_worker **o = c ? reallocarray(a->clk_owner, cap, sizeof(*o)) : NULL;
+        if (o) {
+            a->clk_owner = o;
+            a->cap_clk = cap;
+        } else
+            r = -ENOMEM;
+    }
+    if (r == 0) {
+        w->clk_slot = a->n_clk++;
+        a->clk[w->clk_slot] = (struct det_clock){ .event_time = NAN, .arrival = NAN };
+        a->clk_owner[w->clk_slot] = w;
+    }
+    pthread_mutex_unlock(&a->clk_lock);
+    return r;
+}
+
+static void clock_unregister(struct stage_worker *w)
+{
+    struct app *a = w->app;
+    pthread_mutex_lock(&a->clk_lock);
+    size_t last = --a->n_clk;
+    if (w->clk_slot != last) {
+        a->clk[w->clk_slot] = a->clk[last];
+        a->clk_owner[w->clk_slot] = a->clk_owner[last];
+        a->clk_owner[w->clk_slot]->clk_slot = w->clk_slot;
+    }
+    pthread_mutex_unlock(&a->clk_lock);
+}
+
+/* Close the intervals of idle rate keys (detect_stage_tick()), as replay
+ * does as event time moves on. The tick time is the minimum over the shard
+ * workers' clocks (detect_watermark()): the detectors' per-key state is
+ * shared by every worker, and a tick at a fast shard's time would close the
+ * intervals of keys a lagging shard still feeds, counting its records in
+ * the wrong interval. A walk over every key is not needed per response:
+ * one tick per second per app (whichever worker gets there first) keeps
+ * alerts within a second of their interval's end. The alert lines ride in
+ * this worker's batch, as window lines do, so they reach the sinks and the
+ * checkpoint rules hold. Caller holds det_lock (read). */
+static int rate_tick(struct stage_worker *w, size_t n, double now, struct rw_output *out)
+{
+    struct app *a = w->app;
+    double t = rs_last_event_time(w->rs);
+    int64_t now_usec = (int64_t)(now * 1e6);
+    pthread_mutex_lock(&a->clk_lock);
+    if (n && isfinite(t))
+        a->clk[w->clk_slot] = (struct det_clock){ .event_time = t, .arrival = now };
+    pthread_mutex_unlock(&a->clk_lock);
+    int64_t last = atomic_load(&a->rate_tick_usec);
+    if (now_usec - last < (int64_t)USEC_PER_SEC ||
+        !atomic_compare_exchange_strong(&a->rate_tick_usec, &last, now_usec))
+        return 0;
+    pthread_mutex_lock(&a->clk_lock);
+    double wm = detect_watermark(a->clk, a->n_clk, now, detect_stage_rate_idle(a->det));
+    pthread_mutex_unlock(&a->clk_lock);
+    if (isnan(wm))
+        return 0;
+    /* Ticks may still overlap (one walking many keys for over a second):
+     * an interval closes once, as det_rate_tick() moves the key's interval
+     * under its stripe lock and a second tick finds it moved. */
+    return detect_stage_tick(a->det, wm, out);
+}
 
 static void window_counters(struct stage_worker *w)
 {
@@ -131,7 +220,9 @@ static void *stage_worker_new(void *ud)
     if (!w)
         return NULL;
     w->app = a;
-    if (!(w->rs = rs_worker_new(a->cfg, &(struct rs_options){ .log_anomalies = true }))) {
+    if (!(w->rs = rs_worker_new(a->cfg, &(struct rs_options){ .log_anomalies = true })) ||
+        clock_register(w) < 0) {
+        rs_worker_free(w->rs);
         free(w);
         return NULL;
     }
@@ -141,6 +232,7 @@ static void *stage_worker_new(void *ud)
 static void stage_worker_free(void *p)
 {
     struct stage_worker *w = p;
+    clock_unregister(w);
     rs_worker_free(w->rs);
     free(w);
 }
@@ -149,6 +241,7 @@ static int stage_process(void *p, const struct rw_input_record *in, size_t n, st
 {
     struct stage_worker *w = p;
     int r = 0;
+    double now = (double)now_realtime_usec() / 1e6;
     /* The stages are swapped by a reload under the write lock. */
     pthread_rwlock_rdlock(&w->app->det_lock);
     for (size_t i = 0; i < n && r >= 0; i++)
@@ -157,7 +250,10 @@ static int stage_process(void *p, const struct rw_input_record *in, size_t n, st
      * close. Their lines ride in this batch, so the checkpoint never waits
      * for a window (open windows are not state a restart recovers). */
     if (r >= 0)
-        r = rs_tick(w->rs, w->app->xf, w->app->det, (double)now_realtime_usec() / 1e6, out);
+        r = rs_tick(w->rs, w->app->xf, w->app->det, now, out);
+    /* Once per response, not per record; nothing without a rate detector. */
+    if (r >= 0 && detect_stage_has_rate(w->app->det))
+        r = rate_tick(w, n, now, out);
     pthread_rwlock_unlock(&w->app->det_lock);
     if (win_set_count(rs_windows(w->rs)))
         window_counters(w);

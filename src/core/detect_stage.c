@@ -49,6 +49,7 @@ struct detector {
     char *field_name;
     struct json_path *key;
     double alert_threshold; /* NAN: the type's rule */
+    double rate_idle;       /* rate: [detector] idle_timeout, seconds (0: never) */
     union {
         struct det_threshold_params th;
         struct det_zscore_params z;
@@ -68,6 +69,8 @@ struct detector {
 struct detect_stage {
     struct detector *d;
     size_t n;
+    bool has_rate;
+    double rate_idle; /* seconds: the smallest rate idle_timeout > 0; 0: none */
 };
 
 static const char *const kind_names[] = { "threshold", "zscore", "quantile", "rate", "rare_category", "rcf", "auto" };
@@ -113,6 +116,30 @@ struct detect_stage *detect_stage_free(struct detect_stage *s)
 }
 
 size_t detect_stage_count(const struct detect_stage *s) { return s ? s->n : 0; }
+
+bool detect_stage_has_rate(const struct detect_stage *s) { return s && s->has_rate; }
+
+double detect_stage_rate_idle(const struct detect_stage *s) { return s ? s->rate_idle : 0; }
+
+double detect_watermark(const struct det_clock *c, size_t n, double now, double idle)
+{
+    double wm = NAN;
+    for (size_t i = 0; i < n; i++) {
+        /* A worker that has seen no record yet feeds no key: it holds
+         * nothing back. */
+        if (!isfinite(c[i].event_time))
+            continue;
+        double t = c[i].event_time;
+        double quiet = now - c[i].arrival;
+        /* Quiet for idle_timeout: as win_tick(), the shard's time moves on
+         * as if its stream had kept pace with the wall clock. */
+        if (idle > 0 && quiet >= idle)
+            t += quiet;
+        if (isnan(wm) || t < wm)
+            wm = t;
+    }
+    return wm;
+}
 
 static const struct conf_value *V(const struct conf_section *sec, enum rw_key k) { return conf_sget(sec, k); }
 
@@ -207,6 +234,7 @@ static int setup(struct detector *d, const struct rw_config *cfg, const struct c
         d->p.rate.interval_usec = (int64_t)V(sec, RWK_detector_interval)->u;
         d->p.rate.daily = V(sec, RWK_detector_daily)->b;
         d->p.rate.min_expected = V(sec, RWK_detector_min_expected)->d;
+        d->rate_idle = (double)V(sec, RWK_detector_idle_timeout)->u / 1e6;
         if (hl->has_value)
             d->p.rate.half_life = hl->d;
         if (at->has_value)
@@ -307,6 +335,14 @@ int detect_stage_new(const struct rw_config *cfg, struct conf_diag *diag, struct
     }
     if (errors)
         return -EINVAL;
+    for (size_t i = 0; i < s->n; i++) {
+        const struct detector *d = &s->d[i];
+        if (d->kind != K_RATE)
+            continue;
+        s->has_rate = true;
+        if (d->rate_idle > 0 && (s->rate_idle == 0 || d->rate_idle < s->rate_idle))
+            s->rate_idle = d->rate_idle;
+    }
     *out = TAKE_PTR(s);
     return 0;
 }

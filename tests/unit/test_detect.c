@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "rarewatch/detect.h"
+#include "rarewatch/conf_schema.h"
+#include "rarewatch/detect_stage.h"
+#include "rarewatch/record_stage.h"
 #include "rarewatch/keytab.h"
 #include "tap.h"
 
@@ -554,6 +558,114 @@ TEST(type_names_round_trip)
     for (int t = DET_THRESHOLD; t <= DET_AUTO; t++)
         CHECK_INT(det_type_from_name(det_type_name((enum det_type)t)), t);
     CHECK_INT(det_type_from_name("nope"), -EINVAL);
+}
+
+/* The daemon's rate tick time (app.c): the slowest active shard worker's
+ * event time, a quiet one's extended by its quiet wall-clock time. */
+TEST(watermark_lagging_quiet_and_idle_workers)
+{
+    const double now = 1795003300;
+    /* A lagging worker holds the minimum back while it is not quiet. */
+    struct det_clock c[3] = {
+        { .event_time = 1795003290, .arrival = now - 1 },
+        { .event_time = 1795003100, .arrival = now - 2 },
+        { .event_time = NAN, .arrival = NAN },
+    };
+    CHECK_NEAR(detect_watermark(c, 3, now, 60), 1795003100, 0);
+    /* A worker with no record yet holds nothing back... */
+    CHECK_NEAR(detect_watermark(c, 1, now, 60), 1795003290, 0);
+    CHECK(isnan(detect_watermark(&c[2], 1, now, 60)));
+    CHECK(isnan(detect_watermark(c, 0, now, 60)));
+    /* ...and one that ended is no longer passed (app.c unregisters it):
+     * the rest move on. */
+    struct det_clock live[2] = { c[0], c[2] };
+    CHECK_NEAR(detect_watermark(live, 2, now, 60), 1795003290, 0);
+    /* Quiet for less than idle: its last event time; for idle or more:
+     * plus the quiet time (the whole of it, as windows' idle_timeout). */
+    struct det_clock q = { .event_time = 1795003000, .arrival = now - 59 };
+    CHECK_NEAR(detect_watermark(&q, 1, now, 60), 1795003000, 0);
+    q.arrival = now - 60;
+    CHECK_NEAR(detect_watermark(&q, 1, now, 60), 1795003060, 0);
+    q.arrival = now - 300;
+    CHECK_NEAR(detect_watermark(&q, 1, now, 60), 1795003300, 0);
+    /* idle 0: never extended. */
+    CHECK_NEAR(detect_watermark(&q, 1, now, 0), 1795003000, 0);
+    /* The quiet lagging worker no longer holds the others back. */
+    c[1].arrival = now - 200;
+    CHECK_NEAR(detect_watermark(c, 3, now, 60), 1795003290, 0);
+}
+
+struct tick_arg {
+    struct detect_stage *det;
+    double t;
+    struct rw_output out;
+};
+
+static void *tick_thread(void *p)
+{
+    struct tick_arg *a = p;
+    for (int i = 0; i < 50; i++)
+        detect_stage_tick(a->det, a->t + i * 0.1, &a->out);
+    return NULL;
+}
+
+static size_t count_alerts(const struct rw_output *o)
+{
+    size_t n = 0;
+    for (const char *p = o->lines.data; p && (p = strstr(p, "\"_alert\"")); p++)
+        n++;
+    return n;
+}
+
+/* Two shard workers ticking at once close each idle key's interval once:
+ * as many drop alerts as one ticking alone. */
+TEST(rate_stage_tick_closes_once_under_concurrent_ticks)
+{
+    static const char conf[] = "[input]\ntimestamp_field = ts\n"
+                               "[detector.sales]\ntype = rate\nkey = store\ninterval = 1s\n";
+    size_t alerts[2] = { 0, 0 };
+    for (int run = 0; run < 2; run++) {
+        struct conf_diag d = { 0 };
+        struct rw_config *c = NULL;
+        CHECK_INT(conf_load_string(&rw_schema, "t.conf", conf, &d, &c), 0);
+        struct detect_stage *det = NULL;
+        CHECK_INT(detect_stage_new(c, &d, &det), 0);
+        CHECK(detect_stage_has_rate(det));
+        CHECK_NEAR(detect_stage_rate_idle(det), 60, 0);
+        struct rs_worker *w = rs_worker_new(c, NULL);
+        struct rw_output o = { 0 };
+        char rec[128];
+        const double t0 = 1795003200;
+        for (int sec = 0; sec < 30; sec++)
+            for (int e = 0; e < 20; e++)
+                for (int k = 0; k < 8; k++) {
+                    int len = snprintf(rec, sizeof(rec), "{\"store\":\"s%d\",\"ts\":%.3f}", k,
+                                       t0 + sec + e * 0.04);
+                    CHECK_INT(rs_process(w, NULL, det, 0, rec, (size_t)len, NULL, &o), 0);
+                }
+        CHECK_UINT(count_alerts(&o), 0);
+        struct tick_arg a[2] = { { .det = det, .t = t0 + 32 }, { .det = det, .t = t0 + 32 } };
+        if (run == 0) {
+            tick_thread(&a[0]);
+        } else {
+            pthread_t th;
+            CHECK_INT(pthread_create(&th, NULL, tick_thread, &a[1]), 0);
+            tick_thread(&a[0]);
+            pthread_join(th, NULL);
+        }
+        alerts[run] = count_alerts(&a[0].out) + count_alerts(&a[1].out);
+        rw_output_free(&a[0].out);
+        rw_output_free(&a[1].out);
+        rw_output_free(&o);
+        rs_worker_free(w);
+        detect_stage_free(det);
+        conf_unref(c);
+        conf_diag_clear(&d);
+    }
+    /* Every store's silence alerts (once per key at least), and concurrency
+     * adds none. */
+    CHECK(alerts[0] >= 8);
+    CHECK_UINT(alerts[1], alerts[0]);
 }
 
 TAP_MAIN
