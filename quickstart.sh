@@ -9,8 +9,9 @@
 # Installs what is missing (Debian packages to build rarewatch; moto with pip,
 # into a virtual environment, only when python3 has none), builds rarewatch and
 # rarewatchd, starts moto on 127.0.0.1:$QUICKSTART_MOTO_PORT (default 4566) as
-# Kinesis, Firehose -> S3 and CloudWatch, creates the stream, the delivery
-# streams and the alarms, runs rarewatchd in the foreground with
+# Kinesis, Firehose -> S3 and CloudWatch (IAM auth on), deploys
+# packaging/aws/cloudformation.yaml to it (stream, bucket, delivery streams,
+# alarms), runs rarewatchd in the foreground with
 # etc/rarewatch/examples/CASE.conf, replays the case's sample stream with
 # `rarewatch put --rate` and shows each anomaly as it is delivered. When the
 # stream is through (or after --duration seconds, or on Ctrl-C) it prints a

@@ -47,16 +47,17 @@ def side_rng(rnd):
 def flags(lines):
     """The anomalies in rarewatch output lines (NDJSON strings or parsed objects):
     (event time, key, anomaly object, line) for each detector that fired. A derived
-    alert (a rate detector's tick for an idle key) has no `ts`: its `_alert.time`."""
+    alert (a rate detector's tick for an idle key) has no `ts`: its `_alert.time`; a
+    window's record ([window.NAME]) neither: its `_window.end`."""
     out = []
     for line in lines:
         r = json.loads(line) if isinstance(line, (str, bytes)) else line
         if not r.get("is_anomaly"):
             continue
         t = r.get("ts")
-        if t is None and "_alert" in r:
-            t = datetime.strptime(r["_alert"]["time"], "%Y-%m-%dT%H:%M:%S.%fZ") \
-                .replace(tzinfo=timezone.utc).timestamp()
+        if t is None and ("_alert" in r or "_window" in r):
+            iso = r["_alert"]["time"] if "_alert" in r else r["_window"]["end"]
+            t = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
         for a in r.get("anomalies", []):
             out.append((t, a.get("key"), a, r))
     return out
