@@ -45,6 +45,7 @@ import copy
 import gzip
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -57,9 +58,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "harness"))
+sys.path.insert(0, str(HERE.parent / "usecases"))
 from consumer_common import Daemon, WorkDir, binaries, clean_env, run, wait_for  # noqa: E402
 from rwharness import REGION, FaultProxy, Moto, aws_client, parse_ndjson_objects, read_firehose_s3_objects  # noqa: E402
 import test_e2e  # noqa: E402
+import fraud  # noqa: E402
 
 AWS_DIR = HERE.parent.parent / "packaging" / "aws"
 N = 2000
@@ -301,10 +304,11 @@ def check_athena_columns(t, lines):
 # --------------------------------------------------------------------------- shared
 
 def sample_input(path, n, seed=11):
-    """tests/demo card transactions, without the demo's ground-truth field."""
-    r = subprocess.run([sys.executable, str(HERE.parent / "demo" / "sample.py"), "-n", str(n), "--seed", str(seed)],
-                       capture_output=True, text=True, check=True)
-    recs = [json.loads(x) for x in r.stdout.splitlines()]
+    """The quickstart's card transactions (tests/usecases/fraud.py), event
+    times as ISO 8601 strings as many producers write them (athena.sql: ts string)."""
+    recs, _ = fraud.generate(random.Random(seed), n / 60000)
+    for rec in recs:
+        rec["ts"] = datetime.fromtimestamp(rec["ts"], timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     # Rare events every detector flags, whatever the seed: an amount spike
     # (zscore, rcf) and a country never seen for the busiest card.
     card = collections.Counter(x["card"] for x in recs).most_common(1)[0][0]
@@ -313,7 +317,6 @@ def sample_input(path, n, seed=11):
     recs.append(dict(last, country="AQ"))
     with open(path, "w") as f:
         for rec in recs:
-            rec.pop("injected", None)
             f.write(json.dumps(rec) + "\n")
     return recs
 
