@@ -262,32 +262,15 @@ def from_daemon(e):
     return e.get("SYSLOG_IDENTIFIER") == "rarewatchd"
 
 
-def stage_package(args, stage):
-    """The files a --prefix=/usr package of rarewatch installs, in their places."""
-    def put(src, dst, mode):
-        dst = os.path.join(stage, dst.lstrip("/"))
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        shutil.copyfile(src, dst)
-        os.chmod(dst, mode)
-    put(args.rarewatchd, "/usr/sbin/rarewatchd", 0o755)
-    put(args.rarewatch, "/usr/bin/rarewatch", 0o755)
-    put(args.unit, UNIT_PATH, 0o644)
-    put(args.conf, CONF, 0o644)
-    os.chmod(os.path.join(stage, "etc/rarewatch"), 0o755)
-
-
 def get_deb(args, workdir):
     """The package to install: $RW_DEB, or one built now with
-    packaging/build-deb.sh. None when neither exists (the programs are
-    staged instead)."""
+    packaging/build-deb.sh."""
     if os.environ.get("RW_DEB"):
         deb = os.path.abspath(os.environ["RW_DEB"])
         note(f"installing RW_DEB={deb}")
         if not check("RW_DEB names a .deb", deb.endswith(".deb") and os.path.isfile(deb), deb):
             raise RuntimeError("no package")
         return deb
-    if not args.build_deb:
-        return None
     out = os.path.join(workdir, "deb")
     os.mkdir(out)
     log = os.path.join(workdir, "build-deb.log")
@@ -841,9 +824,8 @@ above = 1000
 
 def main():
     ap = argparse.ArgumentParser()
-    for a in ("--rarewatchd", "--rarewatch", "--unit", "--conf", "--mkroot"):
-        ap.add_argument(a, required=True)
-    ap.add_argument("--build-deb", help="packaging/build-deb.sh; RW_DEB=FILE installs that package instead")
+    ap.add_argument("--mkroot", required=True)
+    ap.add_argument("--build-deb", required=True, help="packaging/build-deb.sh; RW_DEB=FILE installs that package instead")
     args = ap.parse_args()
 
     if os.geteuid() != 0:
@@ -871,12 +853,7 @@ def main():
     emulators = []
     try:
         stage = os.path.join(workdir, "stage")
-        deb = get_deb(args, workdir)
-        if deb:
-            deb = stage_deb(deb, stage)
-        else:
-            note("no package (no packaging/build-deb.sh, no RW_DEB): the programs are staged")
-            stage_package(args, stage)
+        deb = stage_deb(get_deb(args, workdir), stage)
         c = Container(root, stage, workdir)
         t1 = time.monotonic()
         c.boot()
@@ -902,8 +879,7 @@ def main():
         if check("the container boots (is-system-running: running or degraded)", state is not None,
                  c.console_tail()):
             t2 = time.monotonic()
-            if deb:
-                install_deb(c, deb)
+            install_deb(c, deb)
             run_checks(c)
             t3 = time.monotonic()
             note(f"unit, sandbox, journal, reload, watchdog checks: {t3 - t2:.1f}s")
