@@ -71,6 +71,7 @@ struct json_node {
     uint16_t reserved;
 };
 
+struct json_path;
 struct json_doc {
     const char *text;
     size_t len;
@@ -82,6 +83,12 @@ struct json_doc {
     /* After a failed json_scan: what and where, for the one log line. */
     const char *err_msg;
     size_t err_off;
+    /* Edits not yet spliced into text (the transforms' overlay, see
+     * transform.h): when set, json_lookup() asks it instead of the nodes, so
+     * the detectors read the transformed record without a second scan. It
+     * answers every path (0 or a negative errno). json_scan() clears it. */
+    int (*overlay)(void *ud, const struct json_path *p, struct rw_value *out);
+    void *overlay_ud;
 };
 
 /* arena may be NULL: the doc then decodes escaped strings into an internal
@@ -155,5 +162,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct json_path *, json_path_free);
 
 /* Node the path resolves to, or JSON_NONE. */
 uint32_t json_path_find(const struct json_doc *d, const struct json_path *p);
-/* 0 with *out filled (RW_MISSING when the path does not resolve), or -ENOMEM. */
+/* 0 with *out filled (RW_MISSING when the path does not resolve), or -ENOMEM.
+ * Goes through d->overlay when one is set; json_lookup_text() never does. */
+int json_lookup_text(struct json_doc *d, const struct json_path *p, struct rw_value *out);
 int json_lookup(struct json_doc *d, const struct json_path *p, struct rw_value *out);

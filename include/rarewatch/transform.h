@@ -12,8 +12,11 @@
  * read through; when the stage is done (or the overlay is full, or `keep`
  * runs), the overlay is spliced onto the original bytes (json_splice: the
  * untouched members are copied byte for byte) and the result is scanned
- * once more so the detectors read the transformed record. A record no
- * transform changed is not copied at all.
+ * once more so later reads see one document. The record stage asks for the
+ * last edits to stay pending (xf_record.defer): the detectors then read
+ * through the overlay and the splice goes straight into the output line, so
+ * such a record is scanned once. A record no transform changed is not
+ * copied at all.
  *
  * Reload: the daemon compiles a new stage on SIGHUP (lookup tables are
  * re-read then) and swaps it in; workers need no change, xf_worker holds no
@@ -50,6 +53,10 @@ struct xf_record {
     struct json_doc *doc;  /* the scanned input record (root must be an object) */
     double event_time;     /* epoch seconds (NaN: unknown) */
     double arrival_time;
+    /* in: on XF_KEEP, leave the last edits unspliced: *view then reads
+     * through them (json_doc.overlay) and xf_append_record() writes the
+     * record. Saves splicing into a buffer and scanning that again. */
+    bool defer;
     /* out, after XF_FAIL */
     const char *failed_transform;
     char reason[200];
@@ -60,6 +67,11 @@ struct xf_record {
  * document over the worker's own buffer, valid until the next xf_apply on w. */
 int xf_apply(const struct xf_stage *s, struct xf_worker *w, struct xf_record *rec,
              struct json_doc **view);
+
+/* After xf_apply on w: append the record's JSON text without its closing
+ * brace to out (edits still pending are spliced in on the way); *empty:
+ * the object has no members. The same bytes the view's text has. */
+int xf_append_record(struct xf_worker *w, struct buf *out, bool *empty);
 
 /* detect_record.where with ud = the worker, after xf_apply on the record:
  * does detector i's `where` hold (true when it has none)? */

@@ -241,6 +241,7 @@ int json_scan(struct json_doc *d, const char *text, size_t len)
     d->n = 0;
     d->err_msg = NULL;
     d->err_off = 0;
+    d->overlay = NULL;
     if (d->owns_arena)
         arena_reset(&d->own_arena);
     if (!d->cap && grow(d) < 0)
@@ -838,6 +839,13 @@ uint32_t json_path_find(const struct json_doc *d, const struct json_path *p)
 }
 
 int json_lookup(struct json_doc *d, const struct json_path *p, struct rw_value *out)
+{
+    if (d->overlay)
+        return d->overlay(d->overlay_ud, p, out);
+    return json_lookup_text(d, p, out);
+}
+
+int json_lookup_text(struct json_doc *d, const struct json_path *p, struct rw_value *out)
 {
     uint32_t i = json_path_find(d, p);
     if (i == JSON_NONE) {

@@ -121,7 +121,9 @@ static int process_object(struct rs_worker *w, const struct xf_stage *xf, struct
     struct json_doc *doc = &w->doc;
     bool xfs = xf && (xf_stage_count(xf) || xf_stage_has_where(xf));
     if (xfs) {
-        struct xf_record xr = { .doc = &w->doc, .event_time = t, .arrival_time = arrival };
+        /* Windows read the record's nodes, not through the overlay. */
+        struct xf_record xr = { .doc = &w->doc, .event_time = t, .arrival_time = arrival,
+                                .defer = !win_set_count(w->win) };
         int r = xf_apply(xf, w->xw, &xr, &doc);
         if (r < 0)
             return r;
@@ -151,9 +153,15 @@ static int process_object(struct rs_worker *w, const struct xf_stage *xf, struct
         return -ENOMEM;
     /* Splice the detectors' fields and the provenance before the closing
      * brace: the record's own bytes are copied, not rebuilt. */
-    const struct json_node *root = &doc->nodes[0];
-    int r = buf_append(&out->lines, doc->text + root->start, root->end - 1 - root->start);
-    bool empty = json_first_child(doc, 0) == JSON_NONE;
+    bool empty;
+    int r;
+    if (xfs) {
+        r = xf_append_record(w->xw, &out->lines, &empty);
+    } else {
+        const struct json_node *root = &doc->nodes[0];
+        r = buf_append(&out->lines, doc->text + root->start, root->end - 1 - root->start);
+        empty = json_first_child(doc, 0) == JSON_NONE;
+    }
     struct detect_verdict v = { 0 };
     if (r == 0 && det) {
         size_t mark = out->lines.len;

@@ -66,6 +66,7 @@ struct xf_worker {
     struct buf out[2];
     struct json_doc doc[2];
     int cur;              /* which doc[] is current, -1: the input */
+    struct json_doc *in;  /* the input record of xf_apply */
     struct json_doc *view;
     void *md;
     const struct xf_stage *stage;
@@ -621,7 +622,8 @@ static bool path_eq(const struct json_path *a, const struct json_path *b, uint32
 
 static struct json_doc *cur_doc(struct xf_worker *w, struct xf_record *rec)
 {
-    return w->cur < 0 ? rec->doc : &w->doc[w->cur];
+    (void)rec; /* w->in: also after xf_apply returned, for deferred edits */
+    return w->cur < 0 ? w->in : &w->doc[w->cur];
 }
 
 static int materialize(struct xf_worker *w, struct xf_record *rec);
@@ -657,7 +659,7 @@ static int overlay_get(void *ud, const struct json_path *p, struct rw_value *out
         if (r < 0)
             return r;
     }
-    int r = json_lookup(cur_doc(w, w->rec), p, out);
+    int r = json_lookup_text(cur_doc(w, w->rec), p, out);
     return r < 0 ? r : 1;
 }
 
@@ -945,11 +947,20 @@ static int run(const struct xf_stage *s, struct xf_worker *w, struct xf_record *
     return XF_KEEP;
 }
 
+/* json_doc.overlay of a view whose edits are still pending. */
+static int view_overlay(void *ud, const struct json_path *p, struct rw_value *out)
+{
+    int r = overlay_get(ud, p, out);
+    return r < 0 ? r : 0;
+}
+
 int xf_apply(const struct xf_stage *s, struct xf_worker *w, struct xf_record *rec, struct json_doc **view)
 {
     arena_reset(&w->scratch);
     w->ned = 0;
     w->cur = -1;
+    w->in = rec->doc;
+    w->doc[0].overlay = w->doc[1].overlay = NULL;
     w->stage = s;
     w->rec = rec;
     w->event_time = rec->event_time;
@@ -964,6 +975,16 @@ int xf_apply(const struct xf_stage *s, struct xf_worker *w, struct xf_record *re
         res = r;
         atomic_fetch_add(r == XF_KEEP ? &s->c[i].applied : r == XF_DROP ? &s->c[i].dropped : &s->c[i].failed, 1);
     }
+    if (res == XF_KEEP && rec->defer && w->ned) {
+        /* Left pending: reads go through the overlay, xf_append_record()
+         * splices the edits straight into the output line. */
+        w->view = cur_doc(w, rec);
+        w->view->overlay = view_overlay;
+        w->view->overlay_ud = w;
+        w->rec = NULL; /* the caller's; only w->in is read from now on */
+        *view = w->view;
+        return res;
+    }
     if (res != XF_FAIL) {
         int r = materialize(w, rec);
         if (r < 0)
@@ -972,6 +993,25 @@ int xf_apply(const struct xf_stage *s, struct xf_worker *w, struct xf_record *re
     w->view = cur_doc(w, rec);
     *view = w->view;
     return res;
+}
+
+int xf_append_record(struct xf_worker *w, struct buf *out, bool *empty)
+{
+    struct json_doc *d = cur_doc(w, w->rec);
+    if (!w->ned) {
+        const struct json_node *root = &d->nodes[0];
+        *empty = json_first_child(d, 0) == JSON_NONE;
+        return buf_append(out, d->text + root->start, root->end - 1 - root->start);
+    }
+    /* What materialize() would write and scan, without the scan: the
+     * splice of an edited object is "{" members "}" with no blanks around. */
+    size_t mark = out->len;
+    int r = json_splice(out, d, w->ed, w->ned);
+    if (r < 0)
+        return r;
+    out->data[--out->len] = 0;
+    *empty = out->len - mark == 1;
+    return 0;
 }
 
 bool xf_detector_where(void *ud, size_t detector)

@@ -405,6 +405,14 @@ int main(void)
     with_transforms = true;
     struct row a = measure(ours);
     size_t out_ours = out.len;
+    /* RW_BENCH_OUT=FILE: the PutRecordBatch bodies of the last response, to
+     * compare the output of two builds byte for byte. */
+    const char *dump = getenv("RW_BENCH_OUT");
+    if (dump) {
+        FILE *f = fopen(dump, "we");
+        if (!f || fwrite(out.data, 1, out.len, f) != out.len || fclose(f) != 0)
+            return 1;
+    }
     struct row b = measure(baseline);
     if (kept_ours != kept_base) {
         fprintf(stderr, "filter mismatch: %llu vs %llu\n", (unsigned long long)kept_ours,
