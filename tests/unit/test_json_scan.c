@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "rarewatch/json_scan.h"
@@ -254,6 +255,62 @@ TEST(numbers_random_against_strtod)
             break;
         }
     }
+}
+
+/* Long strings are skipped 16 and (with AVX2) 64 or 32 bytes at a time:
+ * a special byte at every position of strings up to 300 bytes must be
+ * found where it is, whichever block it falls in, and the string must end
+ * exactly at its quote. */
+TEST(special_byte_found_at_every_position_of_long_strings)
+{
+    static char doc[400];
+    struct json_doc d;
+    json_doc_init(&d, NULL);
+    for (size_t len = 0; len <= 300; len += (len < 80 ? 1 : 7)) {
+        /* {"k":"aaa...a"} */
+        size_t n = 0;
+        n += (size_t)snprintf(doc, sizeof(doc), "{\"k\":\"");
+        memset(doc + n, 'a', len);
+        n += len;
+        memcpy(doc + n, "\"}", 3);
+        n += 2;
+        CHECK_INT(json_scan(&d, doc, n), 0);
+        CHECK_UINT(d.nodes[2].end, 6 + len + 1);
+        for (size_t i = 0; i < len; i++) {
+            static const char specials[] = { 0x01, 0x1f, '\\' };
+            for (size_t k = 0; k < sizeof(specials); k++) {
+                char save = doc[6 + i];
+                doc[6 + i] = specials[k];
+                int r = json_scan(&d, doc, n);
+                /* A lone backslash escapes the next 'a' (invalid) or the
+                 * closing quote (unterminated): an error either way, at it. */
+                size_t want = specials[k] == '\\' && i == len - 1 ? n : 6 + i;
+                if (r != -EINVAL || d.err_off != want)
+                    TAP_FAIL_("len %zu, byte 0x%02x at %zu: r %d, err_off %zu", len, (unsigned char)specials[k], i,
+                              r, d.err_off);
+                doc[6 + i] = save;
+            }
+            /* An escape and a two-byte UTF-8 character are taken in stride. */
+            if (i + 1 < len) {
+                doc[6 + i] = '\\';
+                doc[6 + i + 1] = 'n';
+                if (json_scan(&d, doc, n) != 0 || !(d.nodes[2].flags & JSON_F_ESCAPED) ||
+                    d.nodes[2].end != 6 + len + 1)
+                    TAP_FAIL_("len %zu: escape at %zu not taken", len, i);
+                doc[6 + i] = (char)0xC3;
+                doc[6 + i + 1] = (char)0xA9;
+                if (json_scan(&d, doc, n) != 0 || d.nodes[2].end != 6 + len + 1)
+                    TAP_FAIL_("len %zu: UTF-8 at %zu not taken", len, i);
+                doc[6 + i] = doc[6 + i + 1] = 'a';
+            }
+            /* A quote ends the string there (then the document is bad). */
+            doc[6 + i] = '"';
+            if (json_scan(&d, doc, n) != -EINVAL || d.err_off != 6 + i + 1)
+                TAP_FAIL_("len %zu: quote at %zu: err_off %zu", len, i, d.err_off);
+            doc[6 + i] = 'a';
+        }
+    }
+    json_doc_free(&d);
 }
 
 TEST(path_compile_errors)
