@@ -75,13 +75,30 @@ int buf_put_json_number(struct buf *b, double x)
     return buf_append(b, tmp, (size_t)n);
 }
 
-/* 10^k as a 128-bit integer, k <= 38. */
-static unsigned __int128 pow10_u128(int k)
+/* 10^k, k <= 21 (the multipliers g17 needs), as 128-bit integers. */
+#define U128_E19 ((unsigned __int128)10000000000000000000ull)
+static const unsigned __int128 pow10_u128[22] = {
+    1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull, 100000000ull,
+    1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull, 10000000000000ull,
+    100000000000000ull, 1000000000000000ull, 10000000000000000ull, 100000000000000000ull,
+    1000000000000000000ull, 10000000000000000000ull, U128_E19 * 10, U128_E19 * 100,
+};
+
+/* Two decimal digits per lookup. */
+static const char digit_pairs[200] = {
+#define DP(t) t, '0', t, '1', t, '2', t, '3', t, '4', t, '5', t, '6', t, '7', t, '8', t, '9'
+    DP('0'), DP('1'), DP('2'), DP('3'), DP('4'), DP('5'), DP('6'), DP('7'), DP('8'), DP('9'),
+#undef DP
+};
+
+/* The 8 decimal digits of v < 10^8 into out[0..8). */
+static inline void put8(char *out, uint32_t v)
 {
-    unsigned __int128 v = 1;
-    while (k-- > 0)
-        v *= 10;
-    return v;
+    uint32_t hi = v / 10000, lo = v % 10000;
+    memcpy(out, digit_pairs + 2 * (hi / 100), 2);
+    memcpy(out + 2, digit_pairs + 2 * (hi % 100), 2);
+    memcpy(out + 4, digit_pairs + 2 * (lo / 100), 2);
+    memcpy(out + 6, digit_pairs + 2 * (lo % 100), 2);
 }
 
 /* "%.17g" of a finite x into out (at least 32 bytes); the length, or -1
@@ -111,13 +128,16 @@ static int g17(double x, char *out)
      * does. m * 10^k < 2^53 * 10^21 < 2^123 fits; log10 gives E to within
      * one, corrected by the range check. */
     const uint64_t lo = 10000000000000000ull, hi = 100000000000000000ull;
-    int E = (int)floor(log10(ax));
+    /* floor(log10(2^(e2-1))), i.e. E or E - 1 since 2^(e2-1) <= ax < 2^e2
+     * (78913 / 2^18 is log10(2) to 6 digits, exact enough far beyond the
+     * exponents here); a low guess costs one more round below. */
+    int E = ((e2 - 1) * 78913) >> 18;
     uint64_t N = 0;
     for (int tries = 0;; tries++) {
         int k = 16 - E;
         if (tries == 3 || k < 0 || k > 21)
             return -1;
-        unsigned __int128 num = (unsigned __int128)m * pow10_u128(k);
+        unsigned __int128 num = (unsigned __int128)m * pow10_u128[k];
         unsigned __int128 q = num >> sh, rem = num & (((unsigned __int128)1 << sh) - 1);
         unsigned __int128 half = (unsigned __int128)1 << (sh - 1);
         if (q >= hi) {
@@ -138,8 +158,10 @@ static int g17(double x, char *out)
         break;
     }
     char dg[17];
-    for (int i = 16; i >= 0; i--, N /= 10)
-        dg[i] = (char)('0' + N % 10);
+    uint64_t top = N / 100000000;        /* 9 digits */
+    put8(dg + 9, (uint32_t)(N % 100000000));
+    put8(dg + 1, (uint32_t)(top % 100000000));
+    dg[0] = (char)('0' + top / 100000000);
     int nd = 17;
     while (nd > 1 && dg[nd - 1] == '0')
         nd--; /* %g drops trailing zeros (and then a bare point) */
