@@ -85,3 +85,8 @@ int rw_value_timestamp(const struct rw_value *v, double *epoch);
 /* Append `"_kinesis":{...}` (no leading comma) for p to b; arrival_time in
  * ISO 8601 UTC with milliseconds. */
 int rw_provenance_append_json(struct buf *b, const struct rw_provenance *p);
+/* The same in two parts, for a caller that writes the first (the stream and
+ * the shard, the same for every record of a shard) once and copies it:
+ * `"_kinesis":{"stream":...,"shard_id":...` and `,"sequence_number":...}`. */
+int rw_provenance_append_head_json(struct buf *b, const struct rw_provenance *p);
+int rw_provenance_append_tail_json(struct buf *b, const struct rw_provenance *p);

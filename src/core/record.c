@@ -82,14 +82,24 @@ void rw_output_end_line(struct rw_output *o, struct rw_line_meta *m)
 
 int rw_provenance_append_json(struct buf *b, const struct rw_provenance *p)
 {
-    char ts[40];
-    uint64_t usec = p->arrival_time > 0 ? (uint64_t)llround(p->arrival_time * 1e6) : 0;
-    format_iso8601_ms(ts, sizeof(ts), usec);
+    int r = rw_provenance_append_head_json(b, p);
+    return r ?: rw_provenance_append_tail_json(b, p);
+}
+
+int rw_provenance_append_head_json(struct buf *b, const struct rw_provenance *p)
+{
     int r = buf_puts(b, "\"_kinesis\":{\"stream\":");
     r = r ?: buf_put_json_string(b, p->stream.p ? p->stream.p : "", p->stream.len);
     r = r ?: buf_puts(b, ",\"shard_id\":");
-    r = r ?: buf_put_json_string(b, p->shard_id.p ? p->shard_id.p : "", p->shard_id.len);
-    r = r ?: buf_puts(b, ",\"sequence_number\":");
+    return r ?: buf_put_json_string(b, p->shard_id.p ? p->shard_id.p : "", p->shard_id.len);
+}
+
+int rw_provenance_append_tail_json(struct buf *b, const struct rw_provenance *p)
+{
+    char ts[40];
+    uint64_t usec = p->arrival_time > 0 ? (uint64_t)llround(p->arrival_time * 1e6) : 0;
+    format_iso8601_ms(ts, sizeof(ts), usec);
+    int r = buf_puts(b, ",\"sequence_number\":");
     r = r ?: buf_put_json_string(b, p->sequence_number.p ? p->sequence_number.p : "", p->sequence_number.len);
     r = r ?: buf_puts(b, ",\"sub_sequence_number\":");
     char num[24], *ne = num + sizeof(num), *np = ne;

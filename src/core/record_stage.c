@@ -29,6 +29,10 @@ struct rs_worker {
     double last_t;
     struct win_set *win; /* [window.NAME]s: see the end of this file */
     struct json_doc wdoc;
+    /* The provenance's first part, the same for every record of the shard:
+     * written once, copied per record (see append_provenance). */
+    struct buf prov_head;
+    struct buf prov_key; /* the stream and the shard id it was written for */
 };
 
 static int windows_observe(struct rs_worker *w, const struct xf_stage *xf, struct detect_stage *det,
@@ -71,6 +75,8 @@ struct rs_worker *rs_worker_free(struct rs_worker *w)
         json_path_free(w->ts_path);
         xf_worker_free(w->xw);
         buf_free(&w->conv);
+        buf_free(&w->prov_head);
+        buf_free(&w->prov_key);
         win_set_free(w->win);
         json_doc_free(&w->wdoc);
         free(w);
@@ -95,6 +101,30 @@ static int end_line(struct rs_worker *w, struct rw_output *out, struct rw_line_m
     m->anomaly_score = v->score;
     rw_output_end_line(out, m);
     return 0;
+}
+
+/* rw_provenance_append_json(), with its head copied from the last record's
+ * when the stream and the shard are the same bytes (compared, not just the
+ * pointers: those could be reused for other names). */
+static int append_provenance(struct rs_worker *w, struct buf *b, const struct rw_provenance *p)
+{
+    size_t sl = p->stream.len, hl = p->shard_id.len;
+    struct buf *k = &w->prov_key;
+    if (!w->prov_head.len || k->len != sl + hl + 1 || (sl && memcmp(k->data, p->stream.p, sl) != 0) ||
+        k->data[sl] != 0 || (hl && memcmp(k->data + sl + 1, p->shard_id.p, hl) != 0)) {
+        buf_reset(&w->prov_head);
+        buf_reset(k);
+        int r = rw_provenance_append_head_json(&w->prov_head, p);
+        r = r ?: buf_append(k, p->stream.p ? p->stream.p : "", sl);
+        r = r ?: buf_putc(k, 0);
+        r = r ?: buf_append(k, p->shard_id.p ? p->shard_id.p : "", hl);
+        if (r < 0) {
+            buf_reset(&w->prov_head);
+            return r;
+        }
+    }
+    int r = buf_append(b, w->prov_head.data, w->prov_head.len);
+    return r ?: rw_provenance_append_tail_json(b, p);
 }
 
 /* One JSON object text (text[len] == 0). */
@@ -176,7 +206,7 @@ static int process_object(struct rs_worker *w, const struct xf_stage *xf, struct
     }
     if (prov) {
         r = r ?: (empty ? 0 : buf_putc(&out->lines, ','));
-        r = r ?: rw_provenance_append_json(&out->lines, prov);
+        r = r ?: append_provenance(w, &out->lines, prov);
     }
     if ((r = end_line(w, out, m, r, t, &v)) < 0)
         return r;

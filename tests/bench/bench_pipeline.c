@@ -160,13 +160,19 @@ static struct rw_output spare;
 static struct fh_packer packer;
 static const char stream[] = "bench-stream", shard[] = "shardId-000000000000", fh_stream[] = "bench-delivery";
 
+/* Per-phase time in RW_BENCH_PROFILE mode: GetRecords parse + decode,
+ * the record stage, Firehose packing + encoding. */
+static uint64_t phase_ns[3];
+
 static void ours(void)
 {
+    uint64_t t0 = now_ns();
     /* consumer.c: one response into input records (no KPL aggregates here,
      * but the check is made as there). */
     arena_reset(&batch);
     if (kinesis_records_parse(&kr, envelope.data, envelope.len, &batch) < 0)
         abort();
+    uint64_t t1 = now_ns();
     struct rw_provenance base = {
         .stream = { stream, (uint32_t)strlen(stream) },
         .shard_id = { shard, (uint32_t)strlen(shard) },
@@ -197,6 +203,7 @@ static void ours(void)
                        rout) < 0)
             abort();
     kept_ours = rout->n;
+    uint64_t t2 = now_ns();
     /* sink_firehose.c send_pending + build_request: pack, then one
      * PutRecordBatch body per request (the bodies of one response end to
      * end in `out`, so its size is comparable with the baseline's). */
@@ -224,6 +231,10 @@ static void ours(void)
      * (reap), which keeps the output buffers for the next response. */
     rw_batch_keep_output(b, &spare);
     rw_batch_unref(b);
+    uint64_t t3 = now_ns();
+    phase_ns[0] += t1 - t0;
+    phase_ns[1] += t2 - t1;
+    phase_ns[2] += t3 - t2;
 }
 
 /* ---- json-c ---- */
@@ -404,8 +415,12 @@ int main(void)
      * (for perf record; callgrind has --toggle-collect=ours). */
     const char *prof = getenv("RW_BENCH_PROFILE");
     if (prof) {
-        for (long i = strtol(prof, NULL, 10); i > 0; i--)
+        long runs = strtol(prof, NULL, 10);
+        for (long i = 0; i < runs; i++)
             ours();
+        double per = runs > 0 ? 1.0 / ((double)runs * N) : 0;
+        printf("ns/record: parse+decode %.0f, record stage %.0f, pack+encode %.0f\n", phase_ns[0] * per,
+               phase_ns[1] * per, phase_ns[2] * per);
         return 0;
     }
     with_transforms = false;

@@ -52,6 +52,20 @@ TEST(json_object_keeps_its_bytes_and_gains_provenance)
     CHECK(o.lines.data && strncmp(o.lines.data, "{\"_kinesis\":", 12) == 0);
     CHECK_NEAR(o.meta[0].event_time, prov.arrival_time, 0);
     rw_output_free(&o);
+    /* The stream and shard part is written once and copied: another shard
+     * (same length, other bytes) and another stream must show. */
+    struct rw_provenance p2 = prov;
+    p2.shard_id = (struct rw_str){ "shardId-2", 9 };
+    o = run(w, "{}", &p2);
+    CHECK_CONTAINS(o.lines.data, "\"shard_id\":\"shardId-2\"");
+    rw_output_free(&o);
+    p2.stream = (struct rw_str){ "t\"", 2 };
+    o = run(w, "{}", &p2);
+    CHECK_CONTAINS(o.lines.data, "{\"_kinesis\":{\"stream\":\"t\\\"\",\"shard_id\":\"shardId-2\",");
+    rw_output_free(&o);
+    o = run(w, "{}", &prov);
+    CHECK_CONTAINS(o.lines.data, "{\"_kinesis\":{\"stream\":\"s\",\"shard_id\":\"shardId-1\",");
+    rw_output_free(&o);
     /* Not an object: a dead letter naming the stage and the position. */
     o = run(w, "[1,2]", &prov);
     CHECK_UINT(o.n, 0);
