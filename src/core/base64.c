@@ -174,7 +174,7 @@ static size_t enc_scalar(const void *in, size_t n, char *out)
 }
 
 /*
- * SIMD paths (x86-64). Debian packages no SIMD base64 library for C (libb64
+ * The AVX2 path (x86-64). Debian packages no SIMD base64 library for C (libb64
  * and libbaseencode are byte-at-a-time), and the two passes per record
  * (Kinesis Data in, Firehose Data out) were a quarter of the record path's
  * instructions, so they are written here. The method is the published one
@@ -184,53 +184,16 @@ static size_t enc_scalar(const void *in, size_t n, char *out)
  * a 16-entry pshufb table of offsets; decoding classifies each character by
  * its two nibbles (two pshufb tables whose AND is non-zero exactly for bytes
  * outside the alphabet), adds a per-class offset and packs 4 sextets into 3
- * bytes with two multiply-adds and a shuffle. SSSE3 does 12 bytes <-> 16
- * characters per step, AVX2 24 <-> 32; the CPU is asked at run time
- * (__builtin_cpu_supports reads what libgcc detected at startup). The
- * scalar code above stays: it does the tails, the last (padded) quad and
- * other CPUs, and the unit test and the fuzz target check every path
- * against it byte for byte.
+ * bytes with two multiply-adds and a shuffle: 24 bytes <-> 32 characters
+ * per step. The CPU is asked at run time (__builtin_cpu_supports reads what
+ * libgcc detected at startup). The scalar code above stays: it does the
+ * tails, the last (padded) quad and CPUs without AVX2, and the unit test
+ * and the fuzz target check the AVX2 path against it byte for byte. No
+ * SSSE3 copy of the kernels at half the width: x86-64 server CPUs have had
+ * AVX2 since 2013, and a second copy would be more code to keep equal.
  */
 #ifdef B64_X86
-#define TGT_SSSE3 __attribute__((target("ssse3")))
 #define TGT_AVX2 __attribute__((target("avx2")))
-
-TGT_SSSE3 static inline __m128i enc_reshuffle(__m128i in)
-{
-    /* Bytes a b c -> the 32-bit lane b a c b; the multiplies then move each
-     * sextet into its own byte. */
-    in = _mm_shuffle_epi8(in, _mm_set_epi8(10, 11, 9, 10, 7, 8, 6, 7, 4, 5, 3, 4, 1, 2, 0, 1));
-    __m128i t0 = _mm_and_si128(in, _mm_set1_epi32(0x0fc0fc00));
-    __m128i t1 = _mm_mulhi_epu16(t0, _mm_set1_epi32(0x04000040));
-    __m128i t2 = _mm_and_si128(in, _mm_set1_epi32(0x003f03f0));
-    __m128i t3 = _mm_mullo_epi16(t2, _mm_set1_epi32(0x01000010));
-    return _mm_or_si128(t1, t3);
-}
-
-TGT_SSSE3 static inline __m128i enc_translate(__m128i v)
-{
-    /* 0..25 -> class 13 ('A'), 26..51 -> 0 ('a' - 26), 52..61 -> 1..10
-     * ('0' - 52), 62 -> 11 ('+' - 62), 63 -> 12 ('/' - 63). */
-    const __m128i shift = _mm_setr_epi8('a' - 26, '0' - 52, '0' - 52, '0' - 52, '0' - 52, '0' - 52, '0' - 52,
-                                        '0' - 52, '0' - 52, '0' - 52, '0' - 52, '+' - 62, '/' - 63, 'A', 0, 0);
-    __m128i c = _mm_subs_epu8(v, _mm_set1_epi8(51));
-    __m128i less = _mm_cmpgt_epi8(_mm_set1_epi8(26), v);
-    c = _mm_or_si128(c, _mm_and_si128(less, _mm_set1_epi8(13)));
-    return _mm_add_epi8(_mm_shuffle_epi8(shift, c), v);
-}
-
-/* 12 bytes -> 16 characters; the load reads 16 bytes, so only while they
- * are inside the input. */
-TGT_SSSE3 static size_t enc_ssse3(const void *in, size_t n, char *out)
-{
-    const uint8_t *s = in;
-    char *o = out;
-    for (; n >= 16; s += 12, n -= 12, o += 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
-        _mm_storeu_si128((__m128i *)(void *)o, enc_translate(enc_reshuffle(v)));
-    }
-    return (size_t)(o - out) + enc_scalar(s, n, o);
-}
 
 TGT_AVX2 static inline __m256i enc_reshuffle256(__m256i in)
 {
@@ -266,7 +229,7 @@ TGT_AVX2 static size_t enc_avx2(const void *in, size_t n, char *out)
                                             _mm_loadu_si128((const __m128i *)(const void *)(s + 12)), 1);
         _mm256_storeu_si256((__m256i *)(void *)o, enc_translate256(enc_reshuffle256(v)));
     }
-    return (size_t)(o - out) + enc_ssse3(s, n, o);
+    return (size_t)(o - out) + enc_scalar(s, n, o);
 }
 
 /* Classification tables: lut_lo[low nibble] & lut_hi[high nibble] is zero
@@ -276,36 +239,6 @@ TGT_AVX2 static size_t enc_avx2(const void *in, size_t n, char *out)
 #define DEC_LUT_HI 0x10, 0x10, 0x01, 0x02, 0x04, 0x08, 0x04, 0x08, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10
 #define DEC_ROLL 0, 16, 19, 4, -65, -65, -71, -71, 0, 0, 0, 0, 0, 0, 0, 0
 #define DEC_PACK 2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1
-
-/* 16 characters -> 12 bytes, with a 16-byte store: only while at least 24
- * characters are left (the last quad, which may be padded, is the scalar
- * code's, and 24 characters leave 18 bytes of room). */
-TGT_SSSE3 static int dec_ssse3(const char *in, size_t n, uint8_t *out, size_t *outlen)
-{
-    const __m128i lut_lo = _mm_setr_epi8(DEC_LUT_LO), lut_hi = _mm_setr_epi8(DEC_LUT_HI);
-    const __m128i roll_lut = _mm_setr_epi8(DEC_ROLL), pack = _mm_setr_epi8(DEC_PACK);
-    const __m128i m2f = _mm_set1_epi8(0x2f);
-    const char *s = in;
-    uint8_t *o = out;
-    for (; n >= 24; s += 16, n -= 16, o += 12) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
-        __m128i hin = _mm_and_si128(_mm_srli_epi32(v, 4), m2f);
-        __m128i lon = _mm_and_si128(v, m2f);
-        __m128i bad = _mm_and_si128(_mm_shuffle_epi8(lut_lo, lon), _mm_shuffle_epi8(lut_hi, hin));
-        if (_unlikely_(_mm_movemask_epi8(_mm_cmpeq_epi8(bad, _mm_setzero_si128())) != 0xFFFF))
-            return -EINVAL;
-        __m128i roll = _mm_shuffle_epi8(roll_lut, _mm_add_epi8(_mm_cmpeq_epi8(v, m2f), hin));
-        v = _mm_add_epi8(v, roll);
-        v = _mm_maddubs_epi16(v, _mm_set1_epi32(0x01400140));
-        v = _mm_madd_epi16(v, _mm_set1_epi32(0x00011000));
-        _mm_storeu_si128((__m128i *)(void *)o, _mm_shuffle_epi8(v, pack));
-    }
-    size_t tail;
-    int r = dec_scalar(s, n, o, &tail);
-    if (r == 0)
-        *outlen = (size_t)(o - out) + tail;
-    return r;
-}
 
 /* 32 characters -> 24 bytes with a 32-byte store: while at least 44 are
  * left (33 bytes of room). */
@@ -332,7 +265,7 @@ TGT_AVX2 static int dec_avx2(const char *in, size_t n, uint8_t *out, size_t *out
         _mm256_storeu_si256((__m256i *)(void *)o, v);
     }
     size_t tail;
-    int r = dec_ssse3(s, n, o, &tail);
+    int r = dec_scalar(s, n, o, &tail);
     if (r == 0)
         *outlen = (size_t)(o - out) + tail;
     return r;
@@ -343,23 +276,10 @@ unsigned base64_impls(void)
 {
     unsigned m = 1u << BASE64_SCALAR;
 #ifdef B64_X86
-    if (__builtin_cpu_supports("ssse3"))
-        m |= 1u << BASE64_SSSE3;
     if (__builtin_cpu_supports("avx2"))
         m |= 1u << BASE64_AVX2;
 #endif
     return m;
-}
-
-static enum base64_impl best(void)
-{
-#ifdef B64_X86
-    if (__builtin_cpu_supports("avx2"))
-        return BASE64_AVX2;
-    if (__builtin_cpu_supports("ssse3"))
-        return BASE64_SSSE3;
-#endif
-    return BASE64_SCALAR;
 }
 
 int base64_decode_impl(enum base64_impl impl, const char *in, size_t n, uint8_t *out, size_t *outlen)
@@ -369,8 +289,6 @@ int base64_decode_impl(enum base64_impl impl, const char *in, size_t n, uint8_t 
 #ifdef B64_X86
     if (impl == BASE64_AVX2 && (base64_impls() >> BASE64_AVX2 & 1))
         return dec_avx2(in, n, out, outlen);
-    if (impl >= BASE64_SSSE3 && (base64_impls() >> BASE64_SSSE3 & 1))
-        return dec_ssse3(in, n, out, outlen);
 #endif
     (void)impl;
     return dec_scalar(in, n, out, outlen);
@@ -381,8 +299,6 @@ size_t base64_encode_impl(enum base64_impl impl, const void *in, size_t n, char 
 #ifdef B64_X86
     if (impl == BASE64_AVX2 && (base64_impls() >> BASE64_AVX2 & 1))
         return enc_avx2(in, n, out);
-    if (impl >= BASE64_SSSE3 && (base64_impls() >> BASE64_SSSE3 & 1))
-        return enc_ssse3(in, n, out);
 #endif
     (void)impl;
     return enc_scalar(in, n, out);
@@ -393,13 +309,8 @@ int base64_decode(const char *in, size_t n, uint8_t *out, size_t *outlen)
     if (n % 4)
         return -EINVAL;
 #ifdef B64_X86
-    if (n >= 24) {
-        enum base64_impl b = best();
-        if (b == BASE64_AVX2)
-            return dec_avx2(in, n, out, outlen);
-        if (b == BASE64_SSSE3)
-            return dec_ssse3(in, n, out, outlen);
-    }
+    if (n >= 44 && __builtin_cpu_supports("avx2"))
+        return dec_avx2(in, n, out, outlen);
 #endif
     return dec_scalar(in, n, out, outlen);
 }
@@ -407,13 +318,8 @@ int base64_decode(const char *in, size_t n, uint8_t *out, size_t *outlen)
 size_t base64_encode(const void *in, size_t n, char *out)
 {
 #ifdef B64_X86
-    if (n >= 16) {
-        enum base64_impl b = best();
-        if (b == BASE64_AVX2)
-            return enc_avx2(in, n, out);
-        if (b == BASE64_SSSE3)
-            return enc_ssse3(in, n, out);
-    }
+    if (n >= 28 && __builtin_cpu_supports("avx2"))
+        return enc_avx2(in, n, out);
 #endif
     return enc_scalar(in, n, out);
 }
