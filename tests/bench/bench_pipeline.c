@@ -22,6 +22,10 @@
  *          its arrival time), base64.
  *
  * A third row runs ours without the transforms, to attribute their cost.
+ * RW_BENCH_OUT=FILE writes the last response's PutRecordBatch bodies of the
+ * full path (to compare two builds' output byte for byte); RW_BENCH_PROFILE=N
+ * runs only the full path over N responses and prints ns/record per phase
+ * (for perf; callgrind has --toggle-collect=ours).
  * Both write byte-comparable work: the same records pass the filter (checked).
  * Each row: median of 5 runs over the whole response, records/s per core,
  * and the bytes (and calls) allocated per record over those runs, after two
