@@ -435,11 +435,19 @@ static int splice_obj(const struct splice *c, uint32_t obj, const uint8_t *E, un
         uint32_t run_start = JSON_NONE, run_end = 0;
         uint32_t end = nodes[obj].next;
         for (uint32_t k = obj + 1; k < end; k = nodes[k + 1].next) {
-            unsigned ng = 0;
             const struct json_node *kn = &nodes[k];
             size_t klen = kn->end - kn->start - 2;
+            bool esc = kn->flags & JSON_F_ESCAPED;
+            if (_likely_(!esc && !(lens >> MIN(klen, 63u) & 1))) {
+                /* No edit key has this length: part of the current run. */
+                if (run_start == JSON_NONE)
+                    run_start = kn->start;
+                run_end = nodes[k + 1].end;
+                continue;
+            }
+            unsigned ng = 0;
             const char *kp = d->text + kn->start + 1;
-            bool esc = kn->flags & JSON_F_ESCAPED, dup = false;
+            bool dup = false;
             for (unsigned i = 0; i < ne && (esc || (lens >> MIN(klen, 63u) & 1)); i++) {
                 /* Decoding never lengthens a name, so a longer edit key
                  * cannot match even an escaped one. */
