@@ -163,6 +163,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct json_path *, json_path_free);
 /* Node the path resolves to, or JSON_NONE. */
 uint32_t json_path_find(const struct json_doc *d, const struct json_path *p);
 /* 0 with *out filled (RW_MISSING when the path does not resolve), or -ENOMEM.
- * Goes through d->overlay when one is set; json_lookup_text() never does. */
-int json_lookup_text(struct json_doc *d, const struct json_path *p, struct rw_value *out);
+ * Goes through d->overlay when one is set. */
 int json_lookup(struct json_doc *d, const struct json_path *p, struct rw_value *out);
+/* The same from the scanned text alone, never through d->overlay. */
+int json_lookup_text(struct json_doc *d, const struct json_path *p, struct rw_value *out);
