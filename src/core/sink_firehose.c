@@ -127,7 +127,9 @@ static const struct rw_provenance *line_provenance(struct fh_sink *fs, const cha
         /* The doc may decode escapes into its own arena, reset by the next
          * scan: keep a copy that lives until the write. */
         char *c = arena_strndup(&fs->arena, s.p, s.len);
-        *(struct rw_str *)((char *)out + f[i].off) = (struct rw_str){ c ? c : "", c ? s.len : 0 };
+        /* memcpy, not a cast: clang's -Wcast-align rejects char * -> struct * */
+        struct rw_str val = { c ? c : "", c ? s.len : 0 };
+        memcpy((char *)out + f[i].off, &val, sizeof(val));
     }
     uint32_t t = json_obj_get(&fs->doc, k, "arrival_time", 12);
     struct rw_str ts;
