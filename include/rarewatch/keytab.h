@@ -12,9 +12,11 @@
  *
  * Layout: one index of (slot, hash tag) pairs, open addressing with linear
  * probing and backward-shift deletion (no tombstones), at most half full;
- * one slab of max_keys slots, each holding the key bytes inline and the
- * value. All memory is allocated in keytab_new(): nothing is allocated
- * after that.
+ * one slab of max_keys slots, each a header and the key's first 40 bytes in
+ * one cache line, then the value; keys longer than that (up to key_max)
+ * whole in a side area reserved in keytab_new() and committed by the kernel
+ * page by page as long keys use it. All memory is allocated in
+ * keytab_new(): nothing is allocated after that.
  *
  * Not thread-safe: one owner thread per table.
  */
@@ -83,6 +85,7 @@ bool keytab_next(const struct keytab *t, uint32_t *pos, const char **key, size_t
                  void **value, int64_t *last_used_usec);
 
 void keytab_stats(const struct keytab *t, struct keytab_stats *out);
-/* Bytes the table holds, and bytes per key slot (index share included). */
+/* Bytes the table holds, and bytes per key slot (index share included;
+ * the side area counted for the long keys present). */
 size_t keytab_memory(const struct keytab *t);
 size_t keytab_bytes_per_key(const struct keytab *t);

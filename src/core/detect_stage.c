@@ -73,6 +73,16 @@ struct detect_stage {
     double rate_idle; /* seconds: the smallest rate idle_timeout > 0; 0: none */
 };
 
+/* The stripe of a key hash. Not from the low bits: the keytab's index
+ * position is the hash's low bits, and a stripe chosen by them would use
+ * one index position in STRIPES (every key of stripe k has h % 16 == k),
+ * so runs of probes grew STRIPES times longer. Nor from the high half,
+ * which is the index's tag. */
+static inline struct stripe *stripe_of(struct detector *d, uint64_t h)
+{
+    return &d->stripes[(h >> 28) % STRIPES];
+}
+
 static const char *const kind_names[] = { "threshold", "zscore", "quantile", "rate", "rare_category", "rcf", "auto" };
 
 static void rcf_slot_remove(void *value, void *ud)
@@ -451,7 +461,7 @@ static int run_one(struct detector *d, const struct detect_record *rec, const ch
     }
     int64_t ts = isfinite(rec->event_time) && rec->event_time > 0 ? (int64_t)llround(rec->event_time * 1e6) : 0;
     uint64_t h = keytab_hash(key, klen);
-    struct stripe *st = &d->stripes[h % STRIPES];
+    struct stripe *st = stripe_of(d, h);
     pthread_mutex_lock(&st->lock);
     bool created;
     void *state = keytab_get_hashed(st->tab, h, key, klen, ts ? ts : (int64_t)now_realtime_usec(), &created);
@@ -851,7 +861,7 @@ int detect_stage_load(struct detect_stage *s, const char *path)
             NEED(blen);
             if (d) {
                 uint64_t h = keytab_hash(key, kl);
-                struct stripe *st = &d->stripes[h % STRIPES];
+                struct stripe *st = stripe_of(d, h);
                 pthread_mutex_lock(&st->lock);
                 bool created;
                 void *state = keytab_get_hashed(st->tab, h, key, kl, last, &created);

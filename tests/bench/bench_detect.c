@@ -256,7 +256,7 @@ struct daemon_input {
     size_t *ts_off;             /* where each record's ts digits are */
     struct rw_input_record *in;
     size_t n;
-    double t0;                  /* event time of the next run's first record */
+    uint64_t t0_ms;             /* event time of the next run's first record, ms */
 };
 
 /* One GetRecords response through the record stage, as app.c's
@@ -276,11 +276,16 @@ static double daemon_run(struct rs_worker *rs, struct detect_stage *det, struct 
     /* Event time moves on 1 ms per record, run after run (rate intervals
      * close as in a live stream); rewritten before the clock starts. */
     for (size_t i = 0; i < d->n; i++) {
-        char tmp[TS_WIDTH + 1];
-        snprintf(tmp, sizeof(tmp), "%0*.3f", TS_WIDTH, d->t0 + (double)i * 0.001);
-        memcpy(d->text + d->ts_off[i], tmp, TS_WIDTH);
+        /* ddddddddd.ddd, milliseconds written right to left */
+        uint64_t ms = d->t0_ms + i;
+        char *p = d->text + d->ts_off[i] + TS_WIDTH;
+        for (int k = 0; k < TS_WIDTH - 1; k++, ms /= 10) {
+            if (k == 3)
+                *--p = '.';
+            *--p = (char)('0' + ms % 10);
+        }
     }
-    d->t0 += (double)d->n * 0.001;
+    d->t0_ms += d->n;
     double t0 = now_ns();
     for (size_t i = 0; i < d->n; i += DAEMON_BATCH) {
         rw_output_reset(out);
@@ -355,7 +360,7 @@ static void daemon_input_init(struct daemon_input *d, size_t n, const struct wor
     d->in = calloc(d->n, sizeof(*d->in));
     if (!d->text || !d->ts_off || !d->in)
         abort();
-    d->t0 = 1700000000;
+    d->t0_ms = UINT64_C(1700000000000);
     size_t off = 0;
     for (size_t i = 0; i < d->n; i++) {
         char *rec = d->text + off;

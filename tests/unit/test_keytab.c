@@ -159,4 +159,68 @@ TEST(rejects_bad_params_and_long_keys)
     CHECK(!keytab_free(NULL));
 }
 
+/* Keys past the inline part (40 bytes) live whole in the side area: they
+ * must be found, told apart when they differ only past the inline part,
+ * iterated, removed and evicted like short ones, next to short ones. */
+TEST(long_keys)
+{
+    struct keytab *t = keytab_new(&(struct keytab_params){ .max_keys = 64, .value_size = 24, .key_max = 256 });
+    CHECK(t);
+    size_t base = keytab_memory(t);
+    char k[300];
+    memset(k, 'x', sizeof(k));
+    /* 32 long keys sharing their first 200 bytes, 32 short ones. */
+    for (int i = 0; i < 64; i++) {
+        size_t len = i < 32 ? 201 : 10;
+        k[len - 1] = (char)('A' + i % 32);
+        bool created = false;
+        uint64_t *v = keytab_get(t, k, len, i, &created);
+        CHECK(v && created);
+        *v = (uint64_t)i;
+        k[len - 1] = 'x';
+    }
+    CHECK_UINT(keytab_memory(t) - base, 32 * 256);
+    for (int i = 0; i < 64; i++) {
+        size_t len = i < 32 ? 201 : 10;
+        k[len - 1] = (char)('A' + i % 32);
+        uint64_t *v = keytab_find(t, k, len);
+        CHECK(v && *v == (uint64_t)i);
+        k[len - 1] = 'x';
+    }
+    CHECK(!keytab_get(t, k, 257, 0, NULL));
+    CHECK(!keytab_find(t, k, 201)); /* all 'x': never inserted */
+    uint32_t pos = 0;
+    const char *kp;
+    size_t len;
+    unsigned longs = 0, seen = 0;
+    while (keytab_next(t, &pos, &kp, &len, NULL, NULL)) {
+        seen++;
+        if (len == 201) {
+            longs++;
+            CHECK(memcmp(kp, k, 200) == 0 && kp[200] >= 'A' && kp[200] < 'A' + 32);
+        }
+    }
+    CHECK_UINT(seen, 64);
+    CHECK_UINT(longs, 32);
+    k[200] = 'C';
+    CHECK_INT(keytab_remove(t, k, 201), 1);
+    CHECK(!keytab_find(t, k, 201));
+    k[200] = 'x';
+    CHECK_UINT(keytab_memory(t) - base, 31 * 256);
+    /* A full table evicts: long keys come and go through the same slots. */
+    for (int i = 0; i < 500; i++) {
+        snprintf(k, sizeof(k), "%0250d", i);
+        uint64_t *v = keytab_get(t, k, 250, 100 + i, NULL);
+        CHECK(v);
+        *v = (uint64_t)i;
+    }
+    for (int i = 500 - 64; i < 500; i++) {
+        snprintf(k, sizeof(k), "%0250d", i);
+        uint64_t *v = keytab_find(t, k, 250);
+        CHECK(v && *v == (uint64_t)i);
+    }
+    CHECK_UINT(keytab_memory(t) - base, 64 * 256);
+    keytab_free(t);
+}
+
 TAP_MAIN
