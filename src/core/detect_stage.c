@@ -48,6 +48,8 @@ struct detector {
     unsigned dims;
     char *field_name;
     struct json_path *key;
+    char *key_name;         /* the key's path as configured */
+    int pf;                 /* its look-ahead key (stage->pf), -1: none */
     double alert_threshold; /* NAN: the type's rule */
     double rate_idle;       /* rate: [detector] idle_timeout, seconds (0: never) */
     union {
@@ -66,11 +68,22 @@ struct detector {
     _Atomic uint64_t scored, anomalies, skipped;
 };
 
+/* Look-ahead (detect_stage_prefetch): a top-level key field, found in a
+ * record's raw JSON text as "name". */
+#define PF_KEYS 4
+#define PF_NAME_MAX 62
+struct pf_key {
+    char needle[PF_NAME_MAX + 3];
+    size_t len;
+};
+
 struct detect_stage {
     struct detector *d;
     size_t n;
     bool has_rate;
     double rate_idle; /* seconds: the smallest rate idle_timeout > 0; 0: none */
+    struct pf_key pf[PF_KEYS];
+    unsigned n_pf;
 };
 
 /* The stripe of a key hash. Not from the low bits: the keytab's index
@@ -102,6 +115,7 @@ static void detector_free(struct detector *d)
 {
     free(d->name);
     free(d->field_name);
+    free(d->key_name);
     json_path_free(d->field);
     json_path_free(d->key);
     for (unsigned i = 0; i < d->dims; i++) {
@@ -196,6 +210,9 @@ static int setup(struct detector *d, const struct rw_config *cfg, const struct c
     if (ft->has_value)
         d->field_name = strdup(ft->raw);
     compile_path(sec, RWK_detector_key, &d->key, diag, errors);
+    d->pf = -1;
+    if (d->key && !(d->key_name = strdup(V(sec, RWK_detector_key)->raw)))
+        return -ENOMEM;
     const struct conf_value *at = V(sec, RWK_detector_alert_threshold);
     d->alert_threshold = at->has_value ? at->d : NAN;
     det_calib_params_default(&d->calibp);
@@ -327,6 +344,31 @@ static int setup(struct detector *d, const struct rw_config *cfg, const struct c
     return d->name ? 0 : -ENOMEM;
 }
 
+/* A keyed detector whose key is a plain top-level member can be looked
+ * ahead; detectors sharing the key share its look-ahead. */
+static void pf_setup(struct detect_stage *s, struct detector *d)
+{
+    const char *k = d->key_name;
+    if (!k || d->kind == K_THRESHOLD)
+        return;
+    size_t len = strlen(k);
+    if (len == 0 || len > PF_NAME_MAX || strspn(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                   "0123456789_-") != len)
+        return;
+    char needle[PF_NAME_MAX + 3];
+    snprintf(needle, sizeof(needle), "\"%s\"", k);
+    for (unsigned i = 0; i < s->n_pf; i++)
+        if (streq(s->pf[i].needle, needle)) {
+            d->pf = (int)i;
+            return;
+        }
+    if (s->n_pf == PF_KEYS)
+        return;
+    memcpy(s->pf[s->n_pf].needle, needle, len + 3);
+    s->pf[s->n_pf].len = len + 2;
+    d->pf = (int)s->n_pf++;
+}
+
 int detect_stage_new(const struct rw_config *cfg, struct conf_diag *diag, struct detect_stage **out)
 {
     _cleanup_(detect_stage_freep) struct detect_stage *s = calloc(1, sizeof(*s));
@@ -345,6 +387,8 @@ int detect_stage_new(const struct rw_config *cfg, struct conf_diag *diag, struct
     }
     if (errors)
         return -EINVAL;
+    for (size_t i = 0; i < s->n; i++)
+        pf_setup(s, &s->d[i]);
     for (size_t i = 0; i < s->n; i++) {
         const struct detector *d = &s->d[i];
         if (d->kind != K_RATE)
@@ -599,6 +643,81 @@ static void put_anomaly(struct buf *b, const struct detector *d, const char *key
     buf_putc(b, '}');
 }
 
+/* The hash of a string member "name": "value" in raw JSON text, as
+ * key_of() would produce it for the parsed record (escaped strings are
+ * left alone: their key is the unescaped text). */
+static bool pf_raw_key(const char *text, size_t len, const struct pf_key *k, uint32_t *last_off,
+                       uint64_t *h)
+{
+    /* The records of a stream mostly share a layout: try where the member
+     * was in the last record before searching. */
+    const char *end = text + len, *p = text + *last_off;
+    if (!(*last_off + k->len <= len && memcmp(p, k->needle, k->len) == 0)) {
+        if (!(p = memmem(text, len, k->needle, k->len)))
+            return false;
+        *last_off = (uint32_t)MIN((size_t)(p - text), (size_t)UINT32_MAX);
+    }
+    p += k->len;
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    if (p == end || *p++ != ':')
+        return false;
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    if (p == end || *p++ != '"')
+        return false;
+    const char *q = memchr(p, '"', (size_t)(end - p));
+    if (!q || q - p > KEY_MAX || memchr(p, '\\', (size_t)(q - p)))
+        return false;
+    *h = keytab_hash(p, (size_t)(q - p));
+    return true;
+}
+
+/* Two stages, so that neither waits on the other's miss: a record's index
+ * lines are hinted when it is looked ahead at, its slots PF_RING calls
+ * later, when those index lines have arrived. One ring per thread: each
+ * shard worker looks ahead in its own batches. */
+#define PF_RING 2
+struct pf_ring {
+    const struct detect_stage *s;
+    unsigned pos;
+    uint8_t found[PF_RING]; /* bit k: pf key k was found */
+    uint64_t h[PF_RING][PF_KEYS];
+    uint32_t last_off[PF_KEYS]; /* where pf key k was in the last record */
+};
+static _Thread_local struct pf_ring pf_ring;
+
+void detect_stage_prefetch(struct detect_stage *s, const char *json, size_t len)
+{
+    if (!s || !s->n_pf)
+        return;
+    struct pf_ring *rg = &pf_ring;
+    if (rg->s != s)
+        *rg = (struct pf_ring){ .s = s };
+    unsigned at = rg->pos;
+    rg->pos = (at + 1) % PF_RING;
+    /* Stage two for the record looked ahead at PF_RING calls ago. The
+     * tables are read without their stripe locks: a hint reads only an
+     * address (keytab_prefetch_slot). */
+    unsigned found = rg->found[at];
+    for (size_t i = 0; found && i < s->n; i++) {
+        struct detector *d = &s->d[i];
+        if (d->pf >= 0 && (found >> d->pf & 1))
+            keytab_prefetch_slot(stripe_of(d, rg->h[at][d->pf])->tab, rg->h[at][d->pf]);
+    }
+    /* Stage one for this record. */
+    found = 0;
+    for (unsigned k = 0; k < s->n_pf; k++)
+        if (pf_raw_key(json, len, &s->pf[k], &rg->last_off[k], &rg->h[at][k]))
+            found |= 1u << k;
+    rg->found[at] = (uint8_t)found;
+    for (size_t i = 0; found && i < s->n; i++) {
+        struct detector *d = &s->d[i];
+        if (d->pf >= 0 && (found >> d->pf & 1))
+            keytab_prefetch_index(stripe_of(d, rg->h[at][d->pf])->tab, rg->h[at][d->pf]);
+    }
+}
+
 int detect_stage_eval(struct detect_stage *s, const struct detect_record *rec, struct buf *out,
                       struct detect_verdict *v)
 {
@@ -620,7 +739,11 @@ int detect_stage_eval(struct detect_stage *s, const struct detect_record *rec, s
             continue;
         }
         struct det_result r;
-        double attrib[2 * RCF_MAX_DIMS] = { 0 };
+        /* Only rcf reads or writes it: 256 bytes not zeroed per detector
+         * per record for the others. */
+        double attrib[2 * RCF_MAX_DIMS];
+        if (d->kind == K_RCF)
+            memset(attrib, 0, sizeof(attrib));
         int rr = run_one(d, rec, key, klen, &r, category, sizeof(category), attrib);
         if (rr < 0) {
             buf_free(&fired);

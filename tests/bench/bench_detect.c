@@ -264,10 +264,7 @@ struct daemon_input {
 static int daemon_batch(struct rs_worker *rs, struct detect_stage *det, const struct rw_input_record *in,
                         size_t n, struct rw_output *out)
 {
-    int r = 0;
-    for (size_t i = 0; i < n && r >= 0; i++)
-        r = rs_process(rs, NULL, det, (int32_t)i, in[i].data, in[i].len, &in[i].prov, out);
-    return r;
+    return rs_process_batch(rs, NULL, det, in, n, out);
 }
 
 static double daemon_run(struct rs_worker *rs, struct detect_stage *det, struct daemon_input *d,
