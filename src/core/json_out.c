@@ -75,13 +75,32 @@ int buf_put_json_number(struct buf *b, double x)
     return buf_append(b, tmp, (size_t)n);
 }
 
-/* 10^k as a 128-bit integer, k <= 38. */
+/* 10^k as a 128-bit integer, k <= 21 (all g17 needs), from a table: the
+ * detectors print a score per record. */
 static unsigned __int128 pow10_u128(int k)
 {
-    unsigned __int128 v = 1;
-    while (k-- > 0)
-        v *= 10;
-    return v;
+    static const uint64_t p19 = 10000000000000000000ull;
+    static const uint64_t small[20] = {
+        1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull, 100000000ull,
+        1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull, 10000000000000ull,
+        100000000000000ull, 1000000000000000ull, 10000000000000000ull, 100000000000000000ull,
+        1000000000000000000ull, 10000000000000000000ull,
+    };
+    assert(k >= 0 && k <= 38);
+    return k < 20 ? small[k] : (unsigned __int128)small[k - 19] * p19;
+}
+
+/* Eight decimal digits of v < 10^8 into out[0..8), two per step. */
+static void put_8digits(char *out, uint32_t v)
+{
+    static const char pairs[201] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                   "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                   "8081828384858687888990919293949596979899";
+    uint32_t hi = v / 10000, lo = v % 10000;
+    memcpy(out, pairs + 2 * (hi / 100), 2);
+    memcpy(out + 2, pairs + 2 * (hi % 100), 2);
+    memcpy(out + 4, pairs + 2 * (lo / 100), 2);
+    memcpy(out + 6, pairs + 2 * (lo % 100), 2);
 }
 
 /* "%.17g" of a finite x into out (at least 32 bytes); the length, or -1
@@ -101,17 +120,20 @@ static int g17(double x, char *out)
     if (!(ax >= 1e-4 && ax < 1e17))
         return -1;
     /* ax = m / 2^sh exactly; not an integer, so ax < 2^52 and sh >= 1, and
-     * ax >= 1e-4 bounds sh by 66. */
-    int e2;
-    double f = frexp(ax, &e2);
-    uint64_t m = (uint64_t)ldexp(f, 53);
+     * ax >= 1e-4 bounds sh by 66. A normal double: m and the exponent are
+     * its bits. */
+    uint64_t bits;
+    memcpy(&bits, &ax, sizeof(bits));
+    int e2 = (int)(bits >> 52) - 1022; /* ax in [2^(e2-1), 2^e2) */
+    uint64_t m = (bits & ((UINT64_C(1) << 52) - 1)) | (UINT64_C(1) << 52);
     int sh = 53 - e2;
     /* Seventeen significant digits: N = round(ax * 10^(16 - E)) in
      * [10^16, 10^17), rounded half to even on the exact value as glibc
-     * does. m * 10^k < 2^53 * 10^21 < 2^123 fits; log10 gives E to within
-     * one, corrected by the range check. */
+     * does. m * 10^k < 2^53 * 10^21 < 2^123 fits. E = floor(log10 ax) is
+     * floor((e2 - 1) log10 2) or one more (2^(e2-1) <= ax < 2^e2); the
+     * range check corrects it. */
     const uint64_t lo = 10000000000000000ull, hi = 100000000000000000ull;
-    int E = (int)floor(log10(ax));
+    int E = (int)floor((e2 - 1) * 0.30102999566398119521);
     uint64_t N = 0;
     for (int tries = 0;; tries++) {
         int k = 16 - E;
@@ -137,9 +159,12 @@ static int g17(double x, char *out)
         }
         break;
     }
+    /* 17 digits: one, then two independent groups of eight. */
     char dg[17];
-    for (int i = 16; i >= 0; i--, N /= 10)
-        dg[i] = (char)('0' + N % 10);
+    uint64_t top = N / 100000000;
+    dg[0] = (char)('0' + top / 100000000);
+    put_8digits(dg + 1, (uint32_t)(top % 100000000));
+    put_8digits(dg + 9, (uint32_t)(N % 100000000));
     int nd = 17;
     while (nd > 1 && dg[nd - 1] == '0')
         nd--; /* %g drops trailing zeros (and then a bare point) */
