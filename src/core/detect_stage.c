@@ -35,6 +35,10 @@ struct rcf_slot {
 struct stripe {
     pthread_mutex_t lock;
     struct keytab *tab;
+    /* Records scored with this stripe's keys, counted under the lock: an
+     * atomic add per record on a counter every shard worker shares cost
+     * more than the lookup. */
+    uint64_t scored;
 };
 
 struct detector {
@@ -65,6 +69,8 @@ struct detector {
     uint32_t rcf_min_samples;
     struct stripe stripes[STRIPES];
     size_t value_size;
+    /* scored: the stateless (threshold) records and those counted before a
+     * reload; the keyed ones are counted per stripe. */
     _Atomic uint64_t scored, anomalies, skipped;
 };
 
@@ -559,6 +565,7 @@ static int run_one(struct detector *d, const struct detect_record *rec, const ch
     }
     case K_THRESHOLD: break;
     }
+    st->scored += ret == 1;
     pthread_mutex_unlock(&st->lock);
     return ret;
 }
@@ -753,7 +760,8 @@ int detect_stage_eval(struct detect_stage *s, const struct detect_record *rec, s
             atomic_fetch_add(&d->skipped, 1);
             continue;
         }
-        atomic_fetch_add(&d->scored, 1);
+        if (d->kind == K_THRESHOLD)
+            atomic_fetch_add(&d->scored, 1);
         v->scored = true;
         bool alert = isnan(d->alert_threshold) ? r.alert : r.score >= d->alert_threshold;
         if (r.score > best)
@@ -849,6 +857,17 @@ static void swap_state(struct detector *a, struct detector *b)
     }
 }
 
+static uint64_t scored_total(struct detector *d)
+{
+    uint64_t n = atomic_load(&d->scored);
+    for (int k = 0; k < STRIPES; k++) {
+        pthread_mutex_lock(&d->stripes[k].lock);
+        n += d->stripes[k].scored;
+        pthread_mutex_unlock(&d->stripes[k].lock);
+    }
+    return n;
+}
+
 void detect_stage_adopt(struct detect_stage *s, struct detect_stage *old)
 {
     if (!s || !old)
@@ -858,7 +877,7 @@ void detect_stage_adopt(struct detect_stage *s, struct detect_stage *old)
             if (streq(s->d[i].name, old->d[j].name) && s->d[i].signature == old->d[j].signature) {
                 /* The old stage is no longer used by any worker when this runs. */
                 swap_state(&s->d[i], &old->d[j]);
-                atomic_store(&s->d[i].scored, atomic_load(&old->d[j].scored));
+                atomic_store(&s->d[i].scored, scored_total(&old->d[j]));
                 atomic_store(&s->d[i].anomalies, atomic_load(&old->d[j].anomalies));
             }
 }
@@ -1033,7 +1052,7 @@ void detect_stage_stats(struct detect_stage *s, size_t i, struct detect_stats *o
     *out = (struct detect_stats){
         .name = d->name,
         .type = kind_names[d->kind],
-        .scored = atomic_load(&d->scored),
+        .scored = scored_total(d),
         .anomalies = atomic_load(&d->anomalies),
         .skipped = atomic_load(&d->skipped),
     };

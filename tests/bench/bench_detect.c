@@ -306,7 +306,7 @@ static struct detect_stage *stage_of(const char *conf, struct rw_config **cfg)
 /* ns per record the detector adds on the daemon's path (median over the
  * runs of with - without, interleaved), and the with-detector total. */
 static void daemon_measure(enum det_type t, struct daemon_input *d, unsigned runs, double *added,
-                           double *total, size_t *bytes_per_key, uint64_t *evictions)
+                           double *total, size_t *bytes_per_key, uint64_t *evictions, double *alerts)
 {
     static const char base[] = "[input]\ntimestamp_field = ts\n";
     char conf[512];
@@ -339,6 +339,7 @@ static void daemon_measure(enum det_type t, struct daemon_input *d, unsigned run
     detect_stage_stats(det, 0, &st);
     *bytes_per_key = st.bytes_per_key;
     *evictions = st.evictions;
+    *alerts = (double)st.anomalies / (double)st.scored;
     rw_output_free(&out);
     rs_worker_free(rs_none);
     rs_worker_free(rs_det);
@@ -382,17 +383,18 @@ static void daemon_table(struct daemon_input *d, unsigned runs, const char *only
                                            DET_AUTO };
     printf("daemon path: %zu records per run in batches of %d (record stage, as the shard worker), "
            "%u keys, median of %u interleaved runs\n", d->n, DAEMON_BATCH, nkeys, runs);
-    printf("%-14s | %12s %12s | %8s %9s\n", "detector", "detector", "record", "B/key", "evictions");
-    printf("%-14s | %12s %12s | %8s %9s\n", "", "ns/record", "ns (total)", "(daemon)", "");
+    printf("%-14s | %12s %12s | %8s %9s %8s\n", "detector", "detector", "record", "B/key", "evictions", "alerts");
+    printf("%-14s | %12s %12s | %8s %9s %8s\n", "", "ns/record", "ns (total)", "(daemon)", "", "");
     for (unsigned i = 0; i < ELEMENTSOF(types); i++) {
         if (only && strcmp(only, det_type_name(types[i])) != 0)
             continue;
         double added, total;
         size_t bk;
         uint64_t ev;
-        daemon_measure(types[i], d, runs, &added, &total, &bk, &ev);
-        printf("%-14s | %12.1f %12.1f | %8zu %9llu\n", det_type_name(types[i]), added, total, bk,
-               (unsigned long long)ev);
+        double alerts;
+        daemon_measure(types[i], d, runs, &added, &total, &bk, &ev, &alerts);
+        printf("%-14s | %12.1f %12.1f | %8zu %9llu %7.3f%%\n", det_type_name(types[i]), added, total, bk,
+               (unsigned long long)ev, 100 * alerts);
     }
     fflush(stdout);
 }
