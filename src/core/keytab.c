@@ -288,10 +288,10 @@ void keytab_prefetch_slot(const struct keytab *t, uint64_t hash)
     uint32_t tag = __atomic_load_n(&e->tag, __ATOMIC_RELAXED);
     if (slot1 && slot1 <= t->p.max_keys && tag == (uint32_t)(hash >> 32)) {
         const unsigned char *s = (const unsigned char *)slot_at(t, slot1 - 1);
-        /* Header, key and value: adjacent lines, at most six (every
-         * detector's state but auto's 680 bytes, whose 96-bin daily
-         * profile is one line per update). */
-        for (size_t off = 0; off < t->slot_size && off < 384; off += 64)
+        /* Header, key and value: adjacent lines, all of them up to 768
+         * bytes (every detector's state; fewer lines measured slower, the
+         * hardware's adjacent-line fetch does not cover a 320-byte state). */
+        for (size_t off = 0; off < t->slot_size && off < 768; off += 64)
             __builtin_prefetch(s + off, 1, 3);
     }
 }
