@@ -18,7 +18,9 @@
  * page by page as long keys use it. All memory is allocated in
  * keytab_new(): nothing is allocated after that.
  *
- * Not thread-safe: one owner thread per table.
+ * Not thread-safe: one owner thread per table (or a lock around it), except
+ * keytab_prefetch_index() and keytab_prefetch_slot(), which any thread may
+ * call at any time: they read at most one index entry and only hint.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -68,7 +70,8 @@ void *keytab_get_hashed(struct keytab *t, uint64_t hash, const char *key, size_t
  * of keys hints them ahead: keytab_prefetch_index() some 16 keys ahead,
  * keytab_prefetch_slot() (which reads the then-cached index) some 8 keys
  * ahead, so the misses overlap with the work on earlier keys. Hints only:
- * they change nothing and are always safe. */
+ * they change nothing and are always safe, also without the table's lock
+ * while another thread changes it. */
 void keytab_prefetch_index(const struct keytab *t, uint64_t hash);
 void keytab_prefetch_slot(const struct keytab *t, uint64_t hash);
 /* Lookup only: no insert, no change of recency. */

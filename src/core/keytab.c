@@ -219,6 +219,15 @@ static uint32_t probe(const struct keytab *t, uint64_t h, const char *key, size_
     }
 }
 
+/* Index entries are written with relaxed atomic stores: keytab_prefetch_slot
+ * reads them without the owner's lock (plain code for the compiler, a
+ * defined race for the language). */
+static inline void ix_set(struct ix *e, uint32_t slot1, uint32_t tag)
+{
+    __atomic_store_n(&e->slot1, slot1, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->tag, tag, __ATOMIC_RELAXED);
+}
+
 /* Backward-shift deletion: pull later members of the probe run into the
  * hole so lookups never need tombstones. */
 static void index_delete(struct keytab *t, uint32_t hole)
@@ -232,11 +241,11 @@ static void index_delete(struct keytab *t, uint32_t hole)
         uint32_t home = (uint32_t)slot_at(t, e->slot1 - 1)->hash & t->mask;
         /* e may move to the hole only if its home is not in (hole, i]. */
         if (((i - home) & t->mask) >= ((i - hole) & t->mask)) {
-            t->index[hole] = *e;
+            ix_set(&t->index[hole], e->slot1, e->tag);
             hole = i;
         }
     }
-    t->index[hole] = (struct ix){ 0, 0 };
+    ix_set(&t->index[hole], 0, 0);
 }
 
 static void remove_slot(struct keytab *t, uint32_t si)
@@ -337,7 +346,7 @@ void *keytab_get_hashed(struct keytab *t, uint64_t h, const char *key, size_t le
     }
     void *v = slot_value(t, s);
     memset(v, 0, t->p.value_size);
-    t->index[pos] = (struct ix){ si + 1, (uint32_t)(h >> 32) };
+    ix_set(&t->index[pos], si + 1, (uint32_t)(h >> 32));
     t->count++;
     t->st.inserts++;
     if (created)
