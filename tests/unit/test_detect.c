@@ -617,6 +617,30 @@ static size_t count_alerts(const struct rw_output *o)
     return n;
 }
 
+/* A detector stage and a record-stage worker from configuration text. */
+struct stage_fixture {
+    struct rw_config *c;
+    struct detect_stage *det;
+    struct rs_worker *w;
+};
+
+static bool fixture_new(struct stage_fixture *f, const char *conf)
+{
+    struct conf_diag d = { .echo = stderr };
+    *f = (struct stage_fixture){ 0 };
+    bool ok = conf_load_string(&rw_schema, "t.conf", conf, &d, &f->c) == 0 &&
+              detect_stage_new(f->c, &d, &f->det) == 0 && (f->w = rs_worker_new(f->c, NULL));
+    conf_diag_clear(&d);
+    return ok;
+}
+
+static void fixture_free(struct stage_fixture *f)
+{
+    rs_worker_free(f->w);
+    detect_stage_free(f->det);
+    conf_unref(f->c);
+}
+
 /* Two shard workers ticking at once close each idle key's interval once:
  * as many drop alerts as one ticking alone. */
 TEST(rate_stage_tick_closes_once_under_concurrent_ticks)
@@ -625,14 +649,12 @@ TEST(rate_stage_tick_closes_once_under_concurrent_ticks)
                                "[detector.sales]\ntype = rate\nkey = store\ninterval = 1s\n";
     size_t alerts[2] = { 0, 0 };
     for (int run = 0; run < 2; run++) {
-        struct conf_diag d = { 0 };
-        struct rw_config *c = NULL;
-        CHECK_INT(conf_load_string(&rw_schema, "t.conf", conf, &d, &c), 0);
-        struct detect_stage *det = NULL;
-        CHECK_INT(detect_stage_new(c, &d, &det), 0);
+        struct stage_fixture f;
+        CHECK(fixture_new(&f, conf));
+        struct detect_stage *det = f.det;
+        struct rs_worker *w = f.w;
         CHECK(detect_stage_has_rate(det));
         CHECK_NEAR(detect_stage_rate_idle(det), 60, 0);
-        struct rs_worker *w = rs_worker_new(c, NULL);
         struct rw_output o = { 0 };
         char rec[128];
         const double t0 = 1795003200;
@@ -657,10 +679,7 @@ TEST(rate_stage_tick_closes_once_under_concurrent_ticks)
         rw_output_free(&a[0].out);
         rw_output_free(&a[1].out);
         rw_output_free(&o);
-        rs_worker_free(w);
-        detect_stage_free(det);
-        conf_unref(c);
-        conf_diag_clear(&d);
+        fixture_free(&f);
     }
     /* Every store's silence alerts (once per key at least), and concurrency
      * adds none. */
@@ -715,13 +734,10 @@ TEST(batch_lookahead_changes_nothing)
     memset(out, 0, sizeof(out));
     struct detect_stats st[2][4];
     for (int run = 0; run < 2; run++) {
-        struct conf_diag d = { 0 };
-        struct rw_config *c = NULL;
-        CHECK_INT(conf_load_string(&rw_schema, "t.conf", conf, &d, &c), 0);
-        struct detect_stage *det = NULL;
-        CHECK_INT(detect_stage_new(c, &d, &det), 0);
-        struct rs_worker *w = rs_worker_new(c, NULL);
-        CHECK(w);
+        struct stage_fixture f;
+        CHECK(fixture_new(&f, conf));
+        struct detect_stage *det = f.det;
+        struct rs_worker *w = f.w;
         for (int i = 0; i < N; i += BATCH) {
             if (run == 0)
                 CHECK_INT(rs_process_batch(w, NULL, det, in + i, BATCH, &out[run]), 0);
@@ -735,10 +751,7 @@ TEST(batch_lookahead_changes_nothing)
         }
         for (size_t i = 0; i < detect_stage_count(det); i++)
             detect_stage_stats(det, i, &st[run][i]);
-        rs_worker_free(w);
-        detect_stage_free(det);
-        conf_unref(c);
-        conf_diag_clear(&d);
+        fixture_free(&f);
     }
     CHECK(out[0].lines.len > 100000);
     CHECK_UINT(out[0].n, out[1].n);
