@@ -691,7 +691,12 @@ struct pf_ring {
     uint8_t found[PF_RING]; /* bit k: pf key k was found */
     uint64_t h[PF_RING][PF_KEYS];
     uint32_t last_off[PF_KEYS]; /* where pf key k was in the last record */
+    uint32_t misses[PF_KEYS];   /* records in a row without pf key k */
 };
+/* A key not in the raw text (made by a transform, a CSV column) would cost
+ * a search of every record: after this many misses in a row it is only
+ * looked for in one record in 64. */
+#define PF_GIVE_UP 32
 static _Thread_local struct pf_ring pf_ring;
 
 void detect_stage_prefetch(struct detect_stage *s, const char *json, size_t len)
@@ -714,9 +719,16 @@ void detect_stage_prefetch(struct detect_stage *s, const char *json, size_t len)
     }
     /* Stage one for this record. */
     found = 0;
-    for (unsigned k = 0; k < s->n_pf; k++)
-        if (pf_raw_key(json, len, &s->pf[k], &rg->last_off[k], &rg->h[at][k]))
+    for (unsigned k = 0; k < s->n_pf; k++) {
+        if (rg->misses[k] >= PF_GIVE_UP && (rg->misses[k]++ & 63))
+            continue;
+        if (pf_raw_key(json, len, &s->pf[k], &rg->last_off[k], &rg->h[at][k])) {
             found |= 1u << k;
+            rg->misses[k] = 0;
+        } else {
+            rg->misses[k]++;
+        }
+    }
     rg->found[at] = (uint8_t)found;
     for (size_t i = 0; found && i < s->n; i++) {
         struct detector *d = &s->d[i];
