@@ -12,11 +12,15 @@
  *
  * Layout: one index of (slot, hash tag) pairs, open addressing with linear
  * probing and backward-shift deletion (no tombstones), at most half full;
- * one slab of max_keys slots, each holding the key bytes inline and the
- * value. All memory is allocated in keytab_new(): nothing is allocated
- * after that.
+ * one slab of max_keys slots, each a header and the key's first 40 bytes in
+ * one cache line, then the value; keys longer than that (up to key_max)
+ * whole in a side area reserved in keytab_new() and committed by the kernel
+ * page by page as long keys use it. All memory is allocated in
+ * keytab_new(): nothing is allocated after that.
  *
- * Not thread-safe: one owner thread per table.
+ * Not thread-safe: one owner thread per table (or a lock around it), except
+ * keytab_prefetch_index() and keytab_prefetch_slot(), which any thread may
+ * call at any time: they read at most one index entry and only hint.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -66,7 +70,8 @@ void *keytab_get_hashed(struct keytab *t, uint64_t hash, const char *key, size_t
  * of keys hints them ahead: keytab_prefetch_index() some 16 keys ahead,
  * keytab_prefetch_slot() (which reads the then-cached index) some 8 keys
  * ahead, so the misses overlap with the work on earlier keys. Hints only:
- * they change nothing and are always safe. */
+ * they change nothing and are always safe, also without the table's lock
+ * while another thread changes it. */
 void keytab_prefetch_index(const struct keytab *t, uint64_t hash);
 void keytab_prefetch_slot(const struct keytab *t, uint64_t hash);
 /* Lookup only: no insert, no change of recency. */
@@ -83,6 +88,7 @@ bool keytab_next(const struct keytab *t, uint32_t *pos, const char **key, size_t
                  void **value, int64_t *last_used_usec);
 
 void keytab_stats(const struct keytab *t, struct keytab_stats *out);
-/* Bytes the table holds, and bytes per key slot (index share included). */
+/* Bytes the table holds, and bytes per key slot (index share included;
+ * the side area counted for the long keys present). */
 size_t keytab_memory(const struct keytab *t);
 size_t keytab_bytes_per_key(const struct keytab *t);

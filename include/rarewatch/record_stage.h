@@ -42,6 +42,14 @@ int rs_process(struct rs_worker *w, const struct xf_stage *xf, struct detect_sta
                int32_t input, const char *data, size_t len, const struct rw_provenance *prov,
                struct rw_output *out);
 
+/* rs_process() for each record of a batch (a GetRecords response; input
+ * = the index in it), looking RS_LOOKAHEAD records ahead so the detectors'
+ * per-key state is in the cache when a record reaches them
+ * (detect_stage_prefetch). */
+#define RS_LOOKAHEAD 4
+int rs_process_batch(struct rs_worker *w, const struct xf_stage *xf, struct detect_stage *det,
+                     const struct rw_input_record *in, size_t n, struct rw_output *out);
+
 struct rs_counts {
     uint64_t records, dropped, failed, anomalies;
 };

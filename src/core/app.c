@@ -244,8 +244,7 @@ static int stage_process(void *p, const struct rw_input_record *in, size_t n, st
     double now = (double)now_realtime_usec() / 1e6;
     /* The stages are swapped by a reload under the write lock. */
     pthread_rwlock_rdlock(&w->app->det_lock);
-    for (size_t i = 0; i < n && r >= 0; i++)
-        r = rs_process(w->rs, w->app->xf, w->app->det, (int32_t)i, in[i].data, in[i].len, &in[i].prov, out);
+    r = rs_process_batch(w->rs, w->app->xf, w->app->det, in, n, out);
     /* Every GetRecords response, empty ones too: windows of a quiet shard
      * close. Their lines ride in this batch, so the checkpoint never waits
      * for a window (open windows are not state a restart recovers). */

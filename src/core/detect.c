@@ -183,7 +183,12 @@ int det_calib_params_check(const struct det_calib_params *p)
  * "recurring": the calibrated tail is then the plain empirical one. */
 #define CALIB_RECURRING 3.0
 
-static double calib_u(double s) { return log2(1 + s) / DET_CALIB_BIN_WIDTH; }
+static double calib_u(double s)
+{
+    /* s = 0 (no surprise at all: an empty rate interval, a value equal to
+     * the mean) is bin 0 at its start, exactly what log2(1) gives. */
+    return s == 0 ? 0 : log2(1 + s) / DET_CALIB_BIN_WIDTH;
+}
 /* Bin edges in s: 2^(j * DET_CALIB_BIN_WIDTH) - 1. */
 static const double calib_edge[DET_CALIB_BINS] = {
     0, 0.41421356237309515, 1, 1.8284271247461903, 3, 4.6568542494923806, 7, 10.313708498984763,

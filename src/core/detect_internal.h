@@ -17,7 +17,12 @@ static inline double det_clamp_surprise(double s)
 
 /* log10 through log2: glibc's log10 costs two logarithms, log2 one, and
  * surprises need no more than a few ulps. */
-static inline double det_log10(double x) { return log2(x) * 0.30102999566398119521; }
+static inline double det_log10(double x)
+{
+    /* log2(1) is exactly 0: an empirical tail of 1 (a surprise below all
+     * history, every empty rate interval) needs no call. */
+    return x == 1 ? 0 : log2(x) * 0.30102999566398119521;
+}
 
 /* 1 - 10^-s. exp2 rather than expm1: cheaper, and the digits that matter
  * are those of p = 10^-s when the score is near 1. */

@@ -35,6 +35,10 @@ struct rcf_slot {
 struct stripe {
     pthread_mutex_t lock;
     struct keytab *tab;
+    /* Records scored with this stripe's keys, counted under the lock: an
+     * atomic add per record on a counter every shard worker shares cost
+     * more than the lookup. */
+    uint64_t scored;
 };
 
 struct detector {
@@ -48,6 +52,8 @@ struct detector {
     unsigned dims;
     char *field_name;
     struct json_path *key;
+    char *key_name;         /* the key's path as configured */
+    int pf;                 /* its look-ahead key (stage->pf), -1: none */
     double alert_threshold; /* NAN: the type's rule */
     double rate_idle;       /* rate: [detector] idle_timeout, seconds (0: never) */
     union {
@@ -63,7 +69,18 @@ struct detector {
     uint32_t rcf_min_samples;
     struct stripe stripes[STRIPES];
     size_t value_size;
+    /* scored: the stateless (threshold) records and those counted before a
+     * reload; the keyed ones are counted per stripe. */
     _Atomic uint64_t scored, anomalies, skipped;
+};
+
+/* Look-ahead (detect_stage_prefetch): a top-level key field, found in a
+ * record's raw JSON text as "name". */
+#define PF_KEYS 4
+#define PF_NAME_MAX 62
+struct pf_key {
+    char needle[PF_NAME_MAX + 3];
+    size_t len;
 };
 
 struct detect_stage {
@@ -71,7 +88,19 @@ struct detect_stage {
     size_t n;
     bool has_rate;
     double rate_idle; /* seconds: the smallest rate idle_timeout > 0; 0: none */
+    struct pf_key pf[PF_KEYS];
+    unsigned n_pf;
 };
+
+/* The stripe of a key hash. Not from the low bits: the keytab's index
+ * position is the hash's low bits, and a stripe chosen by them would use
+ * one index position in STRIPES (every key of stripe k has h % 16 == k),
+ * so runs of probes grew STRIPES times longer. Nor from the high half,
+ * which is the index's tag. */
+static inline struct stripe *stripe_of(struct detector *d, uint64_t h)
+{
+    return &d->stripes[(h >> 28) % STRIPES];
+}
 
 static const char *const kind_names[] = { "threshold", "zscore", "quantile", "rate", "rare_category", "rcf", "auto" };
 
@@ -92,6 +121,7 @@ static void detector_free(struct detector *d)
 {
     free(d->name);
     free(d->field_name);
+    free(d->key_name);
     json_path_free(d->field);
     json_path_free(d->key);
     for (unsigned i = 0; i < d->dims; i++) {
@@ -186,6 +216,9 @@ static int setup(struct detector *d, const struct rw_config *cfg, const struct c
     if (ft->has_value)
         d->field_name = strdup(ft->raw);
     compile_path(sec, RWK_detector_key, &d->key, diag, errors);
+    d->pf = -1;
+    if (d->key && !(d->key_name = strdup(V(sec, RWK_detector_key)->raw)))
+        return -ENOMEM;
     const struct conf_value *at = V(sec, RWK_detector_alert_threshold);
     d->alert_threshold = at->has_value ? at->d : NAN;
     det_calib_params_default(&d->calibp);
@@ -317,6 +350,31 @@ static int setup(struct detector *d, const struct rw_config *cfg, const struct c
     return d->name ? 0 : -ENOMEM;
 }
 
+/* A keyed detector whose key is a plain top-level member can be looked
+ * ahead; detectors sharing the key share its look-ahead. */
+static void pf_setup(struct detect_stage *s, struct detector *d)
+{
+    const char *k = d->key_name;
+    if (!k || d->kind == K_THRESHOLD)
+        return;
+    size_t len = strlen(k);
+    if (len == 0 || len > PF_NAME_MAX || strspn(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                   "0123456789_-") != len)
+        return;
+    char needle[PF_NAME_MAX + 3];
+    snprintf(needle, sizeof(needle), "\"%s\"", k);
+    for (unsigned i = 0; i < s->n_pf; i++)
+        if (streq(s->pf[i].needle, needle)) {
+            d->pf = (int)i;
+            return;
+        }
+    if (s->n_pf == PF_KEYS)
+        return;
+    memcpy(s->pf[s->n_pf].needle, needle, len + 3);
+    s->pf[s->n_pf].len = len + 2;
+    d->pf = (int)s->n_pf++;
+}
+
 int detect_stage_new(const struct rw_config *cfg, struct conf_diag *diag, struct detect_stage **out)
 {
     _cleanup_(detect_stage_freep) struct detect_stage *s = calloc(1, sizeof(*s));
@@ -335,6 +393,8 @@ int detect_stage_new(const struct rw_config *cfg, struct conf_diag *diag, struct
     }
     if (errors)
         return -EINVAL;
+    for (size_t i = 0; i < s->n; i++)
+        pf_setup(s, &s->d[i]);
     for (size_t i = 0; i < s->n; i++) {
         const struct detector *d = &s->d[i];
         if (d->kind != K_RATE)
@@ -451,7 +511,7 @@ static int run_one(struct detector *d, const struct detect_record *rec, const ch
     }
     int64_t ts = isfinite(rec->event_time) && rec->event_time > 0 ? (int64_t)llround(rec->event_time * 1e6) : 0;
     uint64_t h = keytab_hash(key, klen);
-    struct stripe *st = &d->stripes[h % STRIPES];
+    struct stripe *st = stripe_of(d, h);
     pthread_mutex_lock(&st->lock);
     bool created;
     void *state = keytab_get_hashed(st->tab, h, key, klen, ts ? ts : (int64_t)now_realtime_usec(), &created);
@@ -505,6 +565,7 @@ static int run_one(struct detector *d, const struct detect_record *rec, const ch
     }
     case K_THRESHOLD: break;
     }
+    st->scored += ret == 1;
     pthread_mutex_unlock(&st->lock);
     return ret;
 }
@@ -589,6 +650,93 @@ static void put_anomaly(struct buf *b, const struct detector *d, const char *key
     buf_putc(b, '}');
 }
 
+/* The hash of a string member "name": "value" in raw JSON text, as
+ * key_of() would produce it for the parsed record (escaped strings are
+ * left alone: their key is the unescaped text). */
+static bool pf_raw_key(const char *text, size_t len, const struct pf_key *k, uint32_t *last_off,
+                       uint64_t *h)
+{
+    /* The records of a stream mostly share a layout: try where the member
+     * was in the last record before searching. */
+    const char *end = text + len, *p = text + *last_off;
+    if (!(*last_off + k->len <= len && memcmp(p, k->needle, k->len) == 0)) {
+        if (!(p = memmem(text, len, k->needle, k->len)))
+            return false;
+        *last_off = (uint32_t)MIN((size_t)(p - text), (size_t)UINT32_MAX);
+    }
+    p += k->len;
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    if (p == end || *p++ != ':')
+        return false;
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    if (p == end || *p++ != '"')
+        return false;
+    const char *q = memchr(p, '"', (size_t)(end - p));
+    if (!q || q - p > KEY_MAX || memchr(p, '\\', (size_t)(q - p)))
+        return false;
+    *h = keytab_hash(p, (size_t)(q - p));
+    return true;
+}
+
+/* Two stages, so that neither waits on the other's miss: a record's index
+ * lines are hinted when it is looked ahead at, its slots PF_RING calls
+ * later, when those index lines have arrived. One ring per thread: each
+ * shard worker looks ahead in its own batches. */
+#define PF_RING 2
+struct pf_ring {
+    const struct detect_stage *s;
+    unsigned pos;
+    uint8_t found[PF_RING]; /* bit k: pf key k was found */
+    uint64_t h[PF_RING][PF_KEYS];
+    uint32_t last_off[PF_KEYS]; /* where pf key k was in the last record */
+    uint32_t misses[PF_KEYS];   /* records in a row without pf key k */
+};
+/* A key not in the raw text (made by a transform, a CSV column) would cost
+ * a search of every record: after this many misses in a row it is only
+ * looked for in one record in 64. */
+#define PF_GIVE_UP 32
+static _Thread_local struct pf_ring pf_ring;
+
+void detect_stage_prefetch(struct detect_stage *s, const char *json, size_t len)
+{
+    if (!s || !s->n_pf)
+        return;
+    struct pf_ring *rg = &pf_ring;
+    if (rg->s != s)
+        *rg = (struct pf_ring){ .s = s };
+    unsigned at = rg->pos;
+    rg->pos = (at + 1) % PF_RING;
+    /* Stage two for the record looked ahead at PF_RING calls ago. The
+     * tables are read without their stripe locks: a hint reads only an
+     * address (keytab_prefetch_slot). */
+    unsigned found = rg->found[at];
+    for (size_t i = 0; found && i < s->n; i++) {
+        struct detector *d = &s->d[i];
+        if (d->pf >= 0 && (found >> d->pf & 1))
+            keytab_prefetch_slot(stripe_of(d, rg->h[at][d->pf])->tab, rg->h[at][d->pf]);
+    }
+    /* Stage one for this record. */
+    found = 0;
+    for (unsigned k = 0; k < s->n_pf; k++) {
+        if (rg->misses[k] >= PF_GIVE_UP && (rg->misses[k]++ & 63))
+            continue;
+        if (pf_raw_key(json, len, &s->pf[k], &rg->last_off[k], &rg->h[at][k])) {
+            found |= 1u << k;
+            rg->misses[k] = 0;
+        } else {
+            rg->misses[k]++;
+        }
+    }
+    rg->found[at] = (uint8_t)found;
+    for (size_t i = 0; found && i < s->n; i++) {
+        struct detector *d = &s->d[i];
+        if (d->pf >= 0 && (found >> d->pf & 1))
+            keytab_prefetch_index(stripe_of(d, rg->h[at][d->pf])->tab, rg->h[at][d->pf]);
+    }
+}
+
 int detect_stage_eval(struct detect_stage *s, const struct detect_record *rec, struct buf *out,
                       struct detect_verdict *v)
 {
@@ -610,7 +758,11 @@ int detect_stage_eval(struct detect_stage *s, const struct detect_record *rec, s
             continue;
         }
         struct det_result r;
-        double attrib[2 * RCF_MAX_DIMS] = { 0 };
+        /* Only rcf reads or writes it: 256 bytes not zeroed per detector
+         * per record for the others. */
+        double attrib[2 * RCF_MAX_DIMS];
+        if (d->kind == K_RCF)
+            memset(attrib, 0, sizeof(attrib));
         int rr = run_one(d, rec, key, klen, &r, category, sizeof(category), attrib);
         if (rr < 0) {
             buf_free(&fired);
@@ -620,7 +772,8 @@ int detect_stage_eval(struct detect_stage *s, const struct detect_record *rec, s
             atomic_fetch_add(&d->skipped, 1);
             continue;
         }
-        atomic_fetch_add(&d->scored, 1);
+        if (d->kind == K_THRESHOLD)
+            atomic_fetch_add(&d->scored, 1);
         v->scored = true;
         bool alert = isnan(d->alert_threshold) ? r.alert : r.score >= d->alert_threshold;
         if (r.score > best)
@@ -716,6 +869,17 @@ static void swap_state(struct detector *a, struct detector *b)
     }
 }
 
+static uint64_t scored_total(struct detector *d)
+{
+    uint64_t n = atomic_load(&d->scored);
+    for (int k = 0; k < STRIPES; k++) {
+        pthread_mutex_lock(&d->stripes[k].lock);
+        n += d->stripes[k].scored;
+        pthread_mutex_unlock(&d->stripes[k].lock);
+    }
+    return n;
+}
+
 void detect_stage_adopt(struct detect_stage *s, struct detect_stage *old)
 {
     if (!s || !old)
@@ -725,7 +889,7 @@ void detect_stage_adopt(struct detect_stage *s, struct detect_stage *old)
             if (streq(s->d[i].name, old->d[j].name) && s->d[i].signature == old->d[j].signature) {
                 /* The old stage is no longer used by any worker when this runs. */
                 swap_state(&s->d[i], &old->d[j]);
-                atomic_store(&s->d[i].scored, atomic_load(&old->d[j].scored));
+                atomic_store(&s->d[i].scored, scored_total(&old->d[j]));
                 atomic_store(&s->d[i].anomalies, atomic_load(&old->d[j].anomalies));
             }
 }
@@ -851,7 +1015,7 @@ int detect_stage_load(struct detect_stage *s, const char *path)
             NEED(blen);
             if (d) {
                 uint64_t h = keytab_hash(key, kl);
-                struct stripe *st = &d->stripes[h % STRIPES];
+                struct stripe *st = stripe_of(d, h);
                 pthread_mutex_lock(&st->lock);
                 bool created;
                 void *state = keytab_get_hashed(st->tab, h, key, kl, last, &created);
@@ -900,7 +1064,7 @@ void detect_stage_stats(struct detect_stage *s, size_t i, struct detect_stats *o
     *out = (struct detect_stats){
         .name = d->name,
         .type = kind_names[d->kind],
-        .scored = atomic_load(&d->scored),
+        .scored = scored_total(d),
         .anomalies = atomic_load(&d->anomalies),
         .skipped = atomic_load(&d->skipped),
     };

@@ -4,9 +4,20 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define ALIGN16(n) (((n) + 15) & ~(size_t)15)
+#define ALIGN64(n) (((n) + 63) & ~(size_t)63)
 
+/* A slot is [header | key, inline up to KEY_INLINE bytes | value]. The
+ * header and a short key share the first cache line and the value follows
+ * it, so a lookup touches the index line and then adjacent lines of one
+ * slot (the hardware pairs them), not a header line, a key line and a
+ * value line 300 bytes apart. Keys longer than KEY_INLINE (the daemon
+ * accepts 256 bytes, most keys are card numbers, endpoints, hashtags) are
+ * kept whole in a side area indexed by slot, reserved in keytab_new() but
+ * committed by the kernel only where a long key is written: short keys
+ * cost no memory for the long ones they might have been. */
 struct slot_hdr {
     uint64_t hash;
     int64_t last_used;
@@ -14,8 +25,9 @@ struct slot_hdr {
     uint8_t used;
     uint8_t ref;
     uint32_t pad_;
-    /* key bytes follow, then (16-aligned) the value */
+    /* key bytes (the first KEY_INLINE of them) follow, then the value */
 };
+#define KEY_INLINE (64 - sizeof(struct slot_hdr))
 
 struct ix {
     uint32_t slot1; /* slot index + 1; 0 = empty */
@@ -33,6 +45,9 @@ struct keytab {
     struct ix *index;
     uint32_t *free_slots;
     unsigned char *slab;
+    char *long_keys;     /* max_keys * key_max, mapped lazily; NULL if key_max <= KEY_INLINE */
+    size_t long_size;
+    uint32_t nlong;      /* live keys longer than KEY_INLINE */
     struct keytab_stats st;
 };
 
@@ -44,6 +59,26 @@ static inline uint64_t mix64(uint64_t x)
     x *= UINT64_C(0xd6e8feb86659fd93);
     x ^= x >> 32;
     return x;
+}
+
+/* The 1-7 bytes at s as a little-endian word, zero above: what
+ * memcpy(&w, s, n) into a zeroed w gives on this (little-endian) host,
+ * from two overlapping loads instead of a byte loop whose stores the
+ * word load then waits for. */
+static inline uint64_t tail_word(const unsigned char *s, size_t n)
+{
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+    uint64_t w = 0;
+    memcpy(&w, s, n);
+    return w;
+#endif
+    if (n >= 4) {
+        uint32_t lo, hi;
+        memcpy(&lo, s, 4);
+        memcpy(&hi, s + n - 4, 4);
+        return (uint64_t)lo | (uint64_t)hi << (8 * (n - 4));
+    }
+    return (uint64_t)s[0] | (uint64_t)s[n / 2] << (8 * (n / 2)) | (uint64_t)s[n - 1] << (8 * (n - 1));
 }
 
 uint64_t keytab_hash(const void *p, size_t n)
@@ -58,8 +93,7 @@ uint64_t keytab_hash(const void *p, size_t n)
         n -= 8;
     }
     if (n) {
-        uint64_t w = 0;
-        memcpy(&w, s, n);
+        uint64_t w = tail_word(s, n);
         h = (h ^ mix64(w ^ n)) * UINT64_C(0x9e3779b97f4a7c15);
     }
     return mix64(h);
@@ -70,7 +104,29 @@ static inline struct slot_hdr *slot_at(const struct keytab *t, uint32_t i)
     return (struct slot_hdr *)(void *)(t->slab + (size_t)i * t->slot_size);
 }
 
-static inline char *slot_key(struct slot_hdr *h) { return (char *)(h + 1); }
+static inline uint32_t slot_index(const struct keytab *t, const struct slot_hdr *h)
+{
+    return (uint32_t)(((const unsigned char *)h - t->slab) / t->slot_size);
+}
+
+/* The key's bytes: inline, or (long) whole in the side area. */
+static inline char *slot_key(const struct keytab *t, struct slot_hdr *h)
+{
+    if (h->klen <= KEY_INLINE)
+        return (char *)(h + 1);
+    return t->long_keys + (size_t)slot_index(t, h) * t->p.key_max;
+}
+
+static inline bool slot_key_eq(const struct keytab *t, struct slot_hdr *h, const char *key, size_t len)
+{
+    if (h->klen != len)
+        return false;
+    if (len <= KEY_INLINE)
+        return memcmp(h + 1, key, len) == 0;
+    /* The inline part holds a long key's first bytes: most mismatches end
+     * there, in the line already read. */
+    return memcmp(h + 1, key, KEY_INLINE) == 0 && memcmp(slot_key(t, h), key, len) == 0;
+}
 
 static inline void *slot_value(const struct keytab *t, struct slot_hdr *h)
 {
@@ -90,8 +146,13 @@ struct keytab *keytab_new(const struct keytab_params *p)
     t->p = *p;
     if (!t->p.key_max)
         t->p.key_max = 64;
-    t->value_off = ALIGN16(sizeof(struct slot_hdr) + t->p.key_max);
+    size_t inline_max = t->p.key_max < KEY_INLINE ? t->p.key_max : KEY_INLINE;
+    t->value_off = ALIGN16(sizeof(struct slot_hdr) + inline_max);
     t->slot_size = t->value_off + ALIGN16(t->p.value_size);
+    /* Slots of more than a line start on a line: a value never straddles
+     * one more line than its size needs. */
+    if (t->slot_size > 64)
+        t->slot_size = ALIGN64(t->slot_size);
     uint32_t cap = 16;
     while (cap < 2 * p->max_keys)
         cap <<= 1;
@@ -101,7 +162,14 @@ struct keytab *keytab_new(const struct keytab_params *p)
     size_t slab = t->slot_size * p->max_keys;
     if (posix_memalign((void **)&t->slab, 64, slab) != 0)
         t->slab = NULL;
-    if (!t->index || !t->free_slots || !t->slab)
+    if (t->p.key_max > KEY_INLINE) {
+        /* Anonymous pages: the kernel commits only those a long key touches. */
+        t->long_size = (size_t)t->p.key_max * p->max_keys;
+        t->long_keys = mmap(NULL, t->long_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (t->long_keys == MAP_FAILED)
+            t->long_keys = NULL;
+    }
+    if (!t->index || !t->free_slots || !t->slab || (t->long_size && !t->long_keys))
         return keytab_free(t);
     memset(t->slab, 0, slab);
     /* Hand out low slots first: a small key set stays in few pages. */
@@ -125,6 +193,8 @@ struct keytab *keytab_free(struct keytab *t)
     free(t->index);
     free(t->free_slots);
     free(t->slab);
+    if (t->long_keys)
+        munmap(t->long_keys, t->long_size);
     free(t);
     return NULL;
 }
@@ -142,11 +212,20 @@ static uint32_t probe(const struct keytab *t, uint64_t h, const char *key, size_
         if (e->tag != tag)
             continue;
         struct slot_hdr *s = slot_at(t, e->slot1 - 1);
-        if (s->hash == h && s->klen == len && memcmp(slot_key(s), key, len) == 0) {
+        if (s->hash == h && slot_key_eq(t, s, key, len)) {
             *hit = true;
             return i;
         }
     }
+}
+
+/* Index entries are written with relaxed atomic stores: keytab_prefetch_slot
+ * reads them without the owner's lock (plain code for the compiler, a
+ * defined race for the language). */
+static inline void ix_set(struct ix *e, uint32_t slot1, uint32_t tag)
+{
+    __atomic_store_n(&e->slot1, slot1, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->tag, tag, __ATOMIC_RELAXED);
 }
 
 /* Backward-shift deletion: pull later members of the probe run into the
@@ -162,20 +241,21 @@ static void index_delete(struct keytab *t, uint32_t hole)
         uint32_t home = (uint32_t)slot_at(t, e->slot1 - 1)->hash & t->mask;
         /* e may move to the hole only if its home is not in (hole, i]. */
         if (((i - home) & t->mask) >= ((i - hole) & t->mask)) {
-            t->index[hole] = *e;
+            ix_set(&t->index[hole], e->slot1, e->tag);
             hole = i;
         }
     }
-    t->index[hole] = (struct ix){ 0, 0 };
+    ix_set(&t->index[hole], 0, 0);
 }
 
 static void remove_slot(struct keytab *t, uint32_t si)
 {
     struct slot_hdr *s = slot_at(t, si);
     bool hit;
-    uint32_t pos = probe(t, s->hash, slot_key(s), s->klen, &hit);
+    uint32_t pos = probe(t, s->hash, slot_key(t, s), s->klen, &hit);
     if (hit)
         index_delete(t, pos);
+    t->nlong -= s->klen > KEY_INLINE;
     s->used = 0;
     s->ref = 0;
     t->free_slots[t->nfree++] = si;
@@ -209,14 +289,19 @@ void keytab_prefetch_index(const struct keytab *t, uint64_t hash)
 
 void keytab_prefetch_slot(const struct keytab *t, uint64_t hash)
 {
+    /* The caller may hold no lock: another thread may be rewriting this
+     * entry. What is read is only an address to hint, checked to lie in
+     * the slab, and read once, relaxed, so it is never torn. */
     const struct ix *e = &t->index[(uint32_t)hash & t->mask];
-    if (e->slot1 && e->tag == (uint32_t)(hash >> 32)) {
-        const unsigned char *s = (const unsigned char *)slot_at(t, e->slot1 - 1);
-        /* Header and key, then the value's first lines. */
-        __builtin_prefetch(s, 1, 3);
-        __builtin_prefetch(s + t->value_off, 1, 3);
-        if (t->slot_size - t->value_off > 64)
-            __builtin_prefetch(s + t->value_off + 64, 1, 3);
+    uint32_t slot1 = __atomic_load_n(&e->slot1, __ATOMIC_RELAXED);
+    uint32_t tag = __atomic_load_n(&e->tag, __ATOMIC_RELAXED);
+    if (slot1 && slot1 <= t->p.max_keys && tag == (uint32_t)(hash >> 32)) {
+        const unsigned char *s = (const unsigned char *)slot_at(t, slot1 - 1);
+        /* Header, key and value: adjacent lines, all of them up to 768
+         * bytes (every detector's state; fewer lines measured slower, the
+         * hardware's adjacent-line fetch does not cover a 320-byte state). */
+        for (size_t off = 0; off < t->slot_size && off < 768; off += 64)
+            __builtin_prefetch(s + off, 1, 3);
     }
 }
 
@@ -252,10 +337,16 @@ void *keytab_get_hashed(struct keytab *t, uint64_t h, const char *key, size_t le
     s->klen = (uint16_t)len;
     s->used = 1;
     s->ref = 1;
-    memcpy(slot_key(s), key, len);
+    if (len <= KEY_INLINE) {
+        memcpy(s + 1, key, len);
+    } else {
+        memcpy(s + 1, key, KEY_INLINE);
+        memcpy(slot_key(t, s), key, len);
+        t->nlong++;
+    }
     void *v = slot_value(t, s);
     memset(v, 0, t->p.value_size);
-    t->index[pos] = (struct ix){ si + 1, (uint32_t)(h >> 32) };
+    ix_set(&t->index[pos], si + 1, (uint32_t)(h >> 32));
     t->count++;
     t->st.inserts++;
     if (created)
@@ -314,7 +405,7 @@ bool keytab_next(const struct keytab *t, uint32_t *pos, const char **key, size_t
         if (!s->used)
             continue;
         if (key)
-            *key = slot_key(s);
+            *key = slot_key(t, s);
         if (len)
             *len = s->klen;
         if (value)
@@ -334,8 +425,10 @@ void keytab_stats(const struct keytab *t, struct keytab_stats *out)
 
 size_t keytab_memory(const struct keytab *t)
 {
+    /* The long-key area counts for the keys that use it (the pages they
+     * touched may hold a few more bytes). */
     return sizeof(*t) + (size_t)(t->mask + 1) * sizeof(struct ix) +
-           (size_t)t->p.max_keys * (sizeof(uint32_t) + t->slot_size);
+           (size_t)t->p.max_keys * (sizeof(uint32_t) + t->slot_size) + (size_t)t->nlong * t->p.key_max;
 }
 
 size_t keytab_bytes_per_key(const struct keytab *t)

@@ -286,6 +286,24 @@ int rs_process(struct rs_worker *w, const struct xf_stage *xf, struct detect_sta
     return -EINVAL;
 }
 
+int rs_process_batch(struct rs_worker *w, const struct xf_stage *xf, struct detect_stage *det,
+                     const struct rw_input_record *in, size_t n, struct rw_output *out)
+{
+    /* The detectors' state lines of a record are fetched while the ones
+     * before it are processed (detect_stage_prefetch). */
+    bool ahead = det && w->format == F_JSON;
+    for (size_t i = 0; ahead && i < RS_LOOKAHEAD && i < n; i++)
+        detect_stage_prefetch(det, in[i].data, in[i].len);
+    for (size_t i = 0; i < n; i++) {
+        if (ahead && i + RS_LOOKAHEAD < n)
+            detect_stage_prefetch(det, in[i + RS_LOOKAHEAD].data, in[i + RS_LOOKAHEAD].len);
+        int r = rs_process(w, xf, det, (int32_t)i, in[i].data, in[i].len, &in[i].prov, out);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
 /* ---- windows: closed windows become derived lines (input -1) ---- */
 
 struct win_ctx {

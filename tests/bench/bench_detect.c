@@ -1,9 +1,21 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Per-update cost of the keyed detectors with 100,000 keys: the keytab
- * lookup plus the detector update, against a baseline measured in the same
- * run (a chained hash with one malloc per key, the obvious first version),
- * and the detector alone on a flat array (no lookup) for reference.
+ * Per-update cost of the keyed detectors with 100,000 keys.
+ *
+ * First table, "daemon": what a record costs the daemon's shard worker for
+ * one detector, measured on the daemon's own path: JSON records in
+ * GetRecords-sized batches through the record stage (the loop of
+ * app.c's stage_process) with the detector configured, minus the same
+ * batches through a configuration without detectors, the two runs
+ * interleaved. That covers what the detector adds per record: the key and
+ * field lookups, the stripe lock, the keytab lookup, the update, the
+ * output fields.
+ *
+ * Second table: the lookup plus the detector update alone (keytab as the
+ * daemon looks keys up, one at a time; keytab+pf: a batch consumer hashing
+ * ahead and prefetching), against a baseline measured in the same run (a
+ * chained hash with one malloc per key, the obvious first version), and the
+ * detector alone on a flat array (no lookup) for reference.
  *
  *   bench_detect [updates-per-run] [runs] [keys] [type]
  *
@@ -17,8 +29,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "rarewatch/conf_schema.h"
 #include "rarewatch/detect.h"
+#include "rarewatch/detect_stage.h"
 #include "rarewatch/keytab.h"
+#include "rarewatch/record_stage.h"
 
 #define MAX_KEYS 100000u
 static unsigned nkeys = MAX_KEYS;
@@ -230,6 +245,160 @@ static double measure(const struct all_params *p, enum det_type t, enum store s,
     return ns[runs / 2];
 }
 
+/* ---- the daemon's path ------------------------------------------------- */
+
+#define DAEMON_RECORDS_MAX 1000000u
+#define DAEMON_BATCH 1000 /* records per GetRecords response */
+#define TS_WIDTH 14       /* "ts":1700000000.000, rewritten in place per run */
+
+struct daemon_input {
+    char *text;                 /* the records, each NUL-terminated */
+    size_t *ts_off;             /* where each record's ts digits are */
+    struct rw_input_record *in;
+    size_t n;
+    uint64_t t0_ms;             /* event time of the next run's first record, ms */
+};
+
+/* One GetRecords response through the record stage, as app.c's
+ * stage_process does it. */
+static int daemon_batch(struct rs_worker *rs, struct detect_stage *det, const struct rw_input_record *in,
+                        size_t n, struct rw_output *out)
+{
+    return rs_process_batch(rs, NULL, det, in, n, out);
+}
+
+static double daemon_run(struct rs_worker *rs, struct detect_stage *det, struct daemon_input *d,
+                         struct rw_output *out)
+{
+    /* Event time moves on 1 ms per record, run after run (rate intervals
+     * close as in a live stream); rewritten before the clock starts. */
+    for (size_t i = 0; i < d->n; i++) {
+        /* ddddddddd.ddd, milliseconds written right to left */
+        uint64_t ms = d->t0_ms + i;
+        char *p = d->text + d->ts_off[i] + TS_WIDTH;
+        for (int k = 0; k < TS_WIDTH - 1; k++, ms /= 10) {
+            if (k == 3)
+                *--p = '.';
+            *--p = (char)('0' + ms % 10);
+        }
+    }
+    d->t0_ms += d->n;
+    double t0 = now_ns();
+    for (size_t i = 0; i < d->n; i += DAEMON_BATCH) {
+        rw_output_reset(out);
+        if (daemon_batch(rs, det, d->in + i, MIN((size_t)DAEMON_BATCH, d->n - i), out) < 0)
+            abort();
+    }
+    return (now_ns() - t0) / (double)d->n;
+}
+
+static struct detect_stage *stage_of(const char *conf, struct rw_config **cfg)
+{
+    struct conf_diag diag = { .echo = stderr };
+    struct detect_stage *det = NULL;
+    if (conf_load_string(&rw_schema, "bench.conf", conf, &diag, cfg) < 0 ||
+        detect_stage_new(*cfg, &diag, &det) < 0)
+        abort();
+    conf_diag_clear(&diag);
+    return det;
+}
+
+/* ns per record the detector adds on the daemon's path (median over the
+ * runs of with - without, interleaved), and the with-detector total. */
+static void daemon_measure(enum det_type t, struct daemon_input *d, unsigned runs, double *added,
+                           double *total, size_t *bytes_per_key, uint64_t *evictions, double *alerts)
+{
+    static const char base[] = "[input]\ntimestamp_field = ts\n";
+    char conf[512];
+    const char *field = t == DET_RARE_CATEGORY ? "country" : "amount";
+    snprintf(conf, sizeof(conf),
+             "%s[detector.d]\ntype = %s\n%s%s\nkey = card\nmax_keys = %u\n", base, det_type_name(t),
+             t == DET_RATE ? "" : "field = ", t == DET_RATE ? "" : field,
+             /* room for every key in every stripe: steady state, no evictions */
+             nkeys + nkeys / 4);
+    struct rw_config *cfg_none = NULL, *cfg_det = NULL;
+    struct detect_stage *none = stage_of(base, &cfg_none), *det = stage_of(conf, &cfg_det);
+    struct rs_worker *rs_none = rs_worker_new(cfg_none, NULL), *rs_det = rs_worker_new(cfg_det, NULL);
+    struct rw_output out = { 0 };
+    if (!rs_none || !rs_det)
+        abort();
+    /* Warm-up: every key exists, buffers are at their size. */
+    daemon_run(rs_det, det, d, &out);
+    daemon_run(rs_none, none, d, &out);
+    double with[16], diff[16];
+    for (unsigned r = 0; r < runs; r++) {
+        double a = daemon_run(rs_none, none, d, &out);
+        with[r] = daemon_run(rs_det, det, d, &out);
+        diff[r] = with[r] - a;
+    }
+    qsort(with, runs, sizeof(double), cmp_double);
+    qsort(diff, runs, sizeof(double), cmp_double);
+    *added = diff[runs / 2];
+    *total = with[runs / 2];
+    struct detect_stats st;
+    detect_stage_stats(det, 0, &st);
+    *bytes_per_key = st.bytes_per_key;
+    *evictions = st.evictions;
+    *alerts = (double)st.anomalies / (double)st.scored;
+    rw_output_free(&out);
+    rs_worker_free(rs_none);
+    rs_worker_free(rs_det);
+    detect_stage_free(none);
+    detect_stage_free(det);
+    conf_unref(cfg_none);
+    conf_unref(cfg_det);
+}
+
+static void daemon_input_init(struct daemon_input *d, size_t n, const struct workload *w)
+{
+    static const char *const countries[] = { "US", "DE", "FR", "GB", "NL", "SE", "JP", "BR", "RU", "NG" };
+    d->n = MIN(n, (size_t)DAEMON_RECORDS_MAX);
+    d->text = malloc(d->n * 96);
+    d->ts_off = malloc(d->n * sizeof(size_t));
+    d->in = calloc(d->n, sizeof(*d->in));
+    if (!d->text || !d->ts_off || !d->in)
+        abort();
+    d->t0_ms = UINT64_C(1700000000000);
+    size_t off = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        char *rec = d->text + off;
+        int len = snprintf(rec, 96, "{\"ts\":%0*.3f,\"card\":\"%s\",\"amount\":%.1f,\"country\":\"%s\"}",
+                           TS_WIDTH, 0.0, keys[w->key[i]], w->x[i], countries[w->cat[i]]);
+        d->ts_off[i] = off + 6;
+        d->in[i] = (struct rw_input_record){
+            .data = rec,
+            .len = (size_t)len,
+            .prov = { .stream = { "bench", 5 }, .shard_id = { "shardId-000000000000", 20 },
+                      .sequence_number = { "49590338271490256608559692538361571095921575989136588898", 56 },
+                      .partition_key = { keys[w->key[i]], keylen[w->key[i]] },
+                      .arrival_time = 1700000000 },
+        };
+        off += (size_t)len + 1;
+    }
+}
+
+static void daemon_table(struct daemon_input *d, unsigned runs, const char *only)
+{
+    static const enum det_type types[] = { DET_ZSCORE, DET_QUANTILE, DET_RATE, DET_RARE_CATEGORY,
+                                           DET_AUTO };
+    printf("daemon path: %zu records per run in batches of %d (record stage, as the shard worker), "
+           "%u keys, median of %u interleaved runs\n", d->n, DAEMON_BATCH, nkeys, runs);
+    printf("%-14s | %12s %12s | %8s %9s %8s\n", "detector", "detector", "record", "B/key", "evictions", "alerts");
+    printf("%-14s | %12s %12s | %8s %9s %8s\n", "", "ns/record", "ns (total)", "(daemon)", "", "");
+    for (unsigned i = 0; i < ELEMENTSOF(types); i++) {
+        if (only && strcmp(only, det_type_name(types[i])) != 0)
+            continue;
+        double added, total;
+        size_t bk;
+        uint64_t ev;
+        double alerts;
+        daemon_measure(types[i], d, runs, &added, &total, &bk, &ev, &alerts);
+        printf("%-14s | %12.1f %12.1f | %8zu %9llu %7.3f%%\n", det_type_name(types[i]), added, total, bk,
+               (unsigned long long)ev, 100 * alerts);
+    }
+    fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
     size_t n = argc > 1 ? strtoul(argv[1], NULL, 10) : 2000000;
@@ -253,6 +422,13 @@ int main(int argc, char **argv)
         uint64_t r = next_rand() % 1000;
         w.cat[i] = r < 600 ? 0 : r < 990 ? (uint8_t)(1 + r % 6) : (uint8_t)(7 + r % 3);
     }
+    const char *only = argc > 4 ? argv[4] : NULL;
+    struct daemon_input din;
+    daemon_input_init(&din, n, &w);
+    daemon_table(&din, runs, only);
+    if (getenv("BENCH_DETECT_DAEMON_ONLY"))
+        return 0;
+
     struct all_params p;
     det_zscore_params_default(&p.z);
     det_quantile_params_default(&p.q);
@@ -268,7 +444,6 @@ int main(int argc, char **argv)
            "keytab+pf", "B/key", "chained", "B/key", "flat array", "daemon");
     printf("%-14s %6s | %10s %10s %8s | %10s %8s | %10s | %8s\n", "", "bytes", "ns/update",
            "ns/update", "", "ns/update", "", "ns/update", "B/key");
-    const char *only = argc > 4 ? argv[4] : NULL;
     for (unsigned i = 0; i < ELEMENTSOF(types); i++) {
         size_t bk, bc, bf;
         if (only && strcmp(only, det_type_name(types[i])) != 0)
