@@ -6,7 +6,7 @@
  *          JSON payload, base64-encoded;
  *  ours    the shard worker's code: kinesis_records_parse (base64 decode)
  *          -> the KPL check and input records as consumer.c builds them ->
- *          rs_process (record_stage.c, as app.c's stage_process calls it:
+ *          rs_process_batch (record_stage.c, as app.c's stage_process calls it:
  *          json_scan -> transforms filter, set, lookup in a 50-row table ->
  *          one zscore detector keyed per card -> the NDJSON line spliced
  *          with the detector fields and "_kinesis") -> fh_packer and the
@@ -201,11 +201,9 @@ static void ours(void)
         abort();
     rw_batch_use_output(b, &spare);
     struct rw_output *rout = &b->out;
-    for (size_t i = 0; i < n_in; i++)
-        if (rs_process(with_transforms ? rs : rs_plain, with_transforms ? xf : NULL,
-                       with_transforms ? det : det_plain, (int32_t)i, in[i].data, in[i].len, &in[i].prov,
-                       rout) < 0)
-            abort();
+    if (rs_process_batch(with_transforms ? rs : rs_plain, with_transforms ? xf : NULL,
+                         with_transforms ? det : det_plain, in, n_in, rout) < 0)
+        abort();
     kept_ours = rout->n;
     uint64_t t2 = now_ns();
     /* sink_firehose.c send_pending + build_request: pack, then one
@@ -449,7 +447,7 @@ int main(void)
     printf("pipeline: %d records of ~300 bytes per GetRecords response, %llu pass the filter\n", N,
            (unsigned long long)kept_ours);
     printf("  %-50s %10s %8s %16s\n", "", "records/s", "ratio", "alloc/record");
-    printf("  %-50s %10.0f %7.2fx %7.1f B %6.4f\n", "ours: the shard worker's path (rs_process, Firehose)",
+    printf("  %-50s %10.0f %7.2fx %7.1f B %6.4f\n", "ours: the shard worker's path (rs_process_batch, Firehose)",
            a.rate, a.rate / b.rate, a.bytes, a.calls);
     printf("  %-50s %10.0f %7.2fx %7.1f B %6.4f\n", "json-c DOM + snprintf (baseline)", b.rate, 1.0, b.bytes,
            b.calls);
