@@ -34,6 +34,7 @@
 #define MAX_TREES 10000u
 #define MAX_SAMPLE (1u << 20)
 #define MAX_DIMS 4096u
+#define RCF_LANES 4u
 
 struct rnode {
     double cut;
@@ -77,6 +78,8 @@ struct rcf {
     double *key_mem;
     int32_t *hpt_mem;
     double *inv_depth;    /* 1/(d+1) */
+    double *tscore;       /* per-tree scores of one forest_score */
+    unsigned lanes;       /* trees descended in lockstep; 1 = one at a time */
     double *norm;         /* log2(m+1) */
     /* scratch */
     double *q, *hi, *lo, *thi, *tlo;
@@ -160,6 +163,7 @@ struct rcf *rcf_free(struct rcf *f)
     free(f->key_mem);
     free(f->hpt_mem);
     free(f->inv_depth);
+    free(f->tscore);
     free(f->norm);
     free(f->q);
     free(f->path);
@@ -203,11 +207,13 @@ struct rcf *rcf_new(const struct rcf_params *params)
     f->hpt_mem = malloc((size_t)T * S * sizeof(int32_t));
     f->inv_depth = malloc((S + 1) * sizeof(double));
     f->norm = malloc((S + 1) * sizeof(double));
+    f->tscore = malloc((size_t)T * sizeof(double));
+    f->lanes = RCF_LANES;
     f->q = malloc(5 * (size_t)D * sizeof(double));
     f->path = malloc((S + 1) * sizeof(int32_t *));
     f->pmax = T * S + 1;
     if (!f->shingle || !f->t || !f->node_mem || !f->leaf_mem || !f->key_mem || !f->hpt_mem ||
-        !f->inv_depth || !f->norm || !f->q || !f->path)
+        !f->inv_depth || !f->norm || !f->tscore || !f->q || !f->path)
         return rcf_free(f);
     f->hi = f->q + D;
     f->lo = f->hi + D;
@@ -233,10 +239,13 @@ struct rcf *rcf_new(const struct rcf_params *params)
 
 uint64_t rcf_points_seen(const struct rcf *f) { return f->seen; }
 
+void rcf_set_lanes(struct rcf *f, unsigned lanes) { f->lanes = lanes ? lanes : RCF_LANES; }
+
 size_t rcf_memory(const struct rcf *f)
 {
     size_t T = f->p.trees, S = f->p.sample_size;
-    return sizeof(*f) + f->D * sizeof(double) + T * sizeof(struct rtree) + T * (S - 1) * f->node_bytes +
+    return sizeof(*f) + f->D * sizeof(double) + T * (sizeof(struct rtree) + sizeof(double)) +
+           T * (S - 1) * f->node_bytes +
            T * S * (sizeof(struct rleaf) + sizeof(double) + sizeof(int32_t)) + 2 * (S + 1) * sizeof(double) +
            5 * f->D * sizeof(double) + (S + 1) * sizeof(int32_t *) +
            (size_t)f->pcap * (f->D * sizeof(double) + sizeof(uint32_t) + sizeof(int32_t));
@@ -517,6 +526,108 @@ static double tree_score(const struct rcf *f, const struct rtree *t, const doubl
     return (acc + P * sl) * f->norm[t->size];
 }
 
+/* Score of the tree at its leaf: ref is the leaf reached at `depth`, acc and
+ * P the running sum and product of the descent (as tree_score). */
+static inline double tree_finish(const struct rcf *f, const struct rtree *t, const double *q, unsigned D,
+                                 int32_t ref, unsigned depth, double acc, double P)
+{
+    const struct rleaf *l = &t->leaves[~ref];
+    double sl = P == 1 && same_point(point_at(f, l->point), q, D) ? leaf_seen(f, depth, l->mass, t->size)
+                                                                   : f->inv_depth[depth];
+    return (acc + P * sl) * f->norm[t->size];
+}
+
+/*
+ * tree_score over K trees in lockstep. One descent is a chain of dependent
+ * loads (node -> child index -> node); on its own the core waits on each
+ * load and on a mispredicted left/right branch per level. Here K chains are
+ * in flight, the child is picked by an index (no branch), and a lane that
+ * reaches its leaf takes the next tree, so lanes never idle while trees of
+ * different depths remain. The arithmetic per tree is tree_score's, in the
+ * same order: skipping a level where the point is inside the box and adding
+ * P * 0 * w there give the same bits (acc + +0 == acc, P * 1 == P), so the
+ * scores are bit-identical. Writes each non-empty tree's score to out[] in
+ * tree order and returns how many.
+ */
+struct lane {
+    const unsigned char *nodes;
+    const struct rtree *t; /* NULL: no tree left for this lane */
+    int32_t ref;
+    unsigned depth, slot;
+    double acc, P;
+};
+
+/* Give the lane the next non-empty tree from *next, or retire it. */
+static inline __attribute__((always_inline)) void lane_start(const struct rcf *f, struct lane *ln,
+                                                             unsigned *next, unsigned *used)
+{
+    unsigned T = f->p.trees, i = *next;
+    while (i < T && f->t[i].root == REF_NONE)
+        i++;
+    if (i < T) {
+        ln->t = &f->t[i++];
+        ln->nodes = ln->t->nodes;
+        ln->ref = ln->t->root;
+        ln->slot = (*used)++;
+    } else {
+        ln->t = NULL;
+        ln->nodes = NULL;
+        ln->ref = REF_NONE;
+        ln->slot = 0;
+    }
+    *next = i;
+    ln->depth = 0;
+    ln->acc = 0;
+    ln->P = 1;
+}
+
+static inline __attribute__((always_inline)) unsigned
+forest_lanes(const struct rcf *f, const double *q, unsigned D, unsigned K, double *out)
+{
+    enum { KMAX = 8 };
+    struct lane ln[KMAX];
+    unsigned next = 0, used = 0;
+    /* node_bytes, a constant when D is */
+    size_t nb = sizeof(struct rnode) + 2 * (size_t)D * sizeof(double);
+    const double *inv = f->inv_depth;
+#pragma GCC unroll 8
+    for (unsigned k = 0; k < K; k++)
+        lane_start(f, &ln[k], &next, &used);
+    for (;;) {
+        bool any = false;
+#pragma GCC unroll 8
+        for (unsigned k = 0; k < K; k++) {
+            struct lane *L = &ln[k];
+            if (L->ref >= 0) {
+                const struct rnode *n = (const struct rnode *)(const void *)(L->nodes + (size_t)L->ref * nb);
+                const double *lo = (const double *)(const void *)(n + 1), *hi = lo + D;
+                double nr = 0, diff = 0;
+                for (unsigned i = 0; i < D; i++) {
+                    double x = q[i], l = lo[i], h = hi[i];
+                    double nl = x < l ? x : l, nh = x > h ? x : h;
+                    nr += nh - nl;
+                    diff += (nh - nl) - (h - l);
+                }
+                /* nr > 0: an internal node's box holds two distinct points */
+                double p = diff / nr;
+                p = diff > 0 ? p : 0;
+                L->acc += L->P * p * inv[L->depth];
+                L->P *= 1 - p;
+                unsigned dim = D == 1 ? 0 : n->dim;
+                L->ref = (&n->left)[q[dim] > n->cut];
+                L->depth++;
+                any = true;
+            } else if (L->t) {
+                out[L->slot] = tree_finish(f, L->t, q, D, L->ref, L->depth, L->acc, L->P);
+                lane_start(f, L, &next, &used);
+                any = true;
+            }
+        }
+        if (!any)
+            return used;
+    }
+}
+
 /* The same score split by dimension and direction, added into f->hi/lo. */
 static double tree_score_di(const struct rcf *f, const struct rtree *t, const double *q)
 {
@@ -574,11 +685,58 @@ static double tree_score_di(const struct rcf *f, const struct rtree *t, const do
     return acc * norm;
 }
 
+static __attribute__((noinline)) unsigned lanes_1d_4(const struct rcf *f, const double *q, double *out)
+{
+    return forest_lanes(f, q, 1, 4, out);
+}
+static __attribute__((noinline)) unsigned lanes_1d_8(const struct rcf *f, const double *q, double *out)
+{
+    return forest_lanes(f, q, 1, 8, out);
+}
+static __attribute__((noinline)) unsigned lanes_2(const struct rcf *f, const double *q, double *out)
+{
+    return forest_lanes(f, q, f->D, 2, out);
+}
+static __attribute__((noinline)) unsigned lanes_4(const struct rcf *f, const double *q, double *out)
+{
+    return forest_lanes(f, q, f->D, 4, out);
+}
+static __attribute__((noinline)) unsigned lanes_8(const struct rcf *f, const double *q, double *out)
+{
+    return forest_lanes(f, q, f->D, 8, out);
+}
+
+/* Sum of the tree scores in tree order, as the one-tree-at-a-time loop. */
+static double forest_score_plain(const struct rcf *f, const double *q)
+{
+    double sum = 0, *ts = f->tscore;
+    unsigned used = 0, K = f->lanes;
+    if (K <= 1) {
+        for (unsigned i = 0; i < f->p.trees; i++) {
+            const struct rtree *t = &f->t[i];
+            if (t->root == REF_NONE)
+                continue;
+            used++;
+            sum += tree_score(f, t, q);
+        }
+        return used ? sum * (1.0 / used) : 0;
+    }
+    if (f->D == 1 && K >= 4)
+        used = K >= 8 ? lanes_1d_8(f, q, ts) : lanes_1d_4(f, q, ts);
+    else
+        used = K >= 8 ? lanes_8(f, q, ts) : K >= 4 ? lanes_4(f, q, ts) : lanes_2(f, q, ts);
+    for (unsigned i = 0; i < used; i++)
+        sum += ts[i];
+    return used ? sum * (1.0 / used) : 0;
+}
+
 static double forest_score(const struct rcf *f, const double *q, double *attr, double *high, double *low)
 {
     double sum = 0;
     unsigned used = 0, D = f->D, dims = f->p.dims;
     bool di = attr || high || low;
+    if (!di)
+        return forest_score_plain(f, q);
     if (di) {
         memset(f->hi, 0, D * sizeof(double));
         memset(f->lo, 0, D * sizeof(double));
@@ -588,7 +746,7 @@ static double forest_score(const struct rcf *f, const double *q, double *attr, d
         if (t->root == REF_NONE)
             continue;
         used++;
-        sum += di ? tree_score_di(f, t, q) : tree_score(f, t, q);
+        sum += tree_score_di(f, t, q);
     }
     double inv = used ? 1.0 / used : 0;
     if (di) {
