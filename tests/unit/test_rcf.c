@@ -171,7 +171,8 @@ TEST(lanes_match_one_tree_descent)
 {
     static const struct {
         unsigned trees, sample, dims, shingle;
-    } cs[] = { { 50, 256, 1, 1 }, { 7, 16, 1, 1 }, { 1, 8, 1, 1 }, { 13, 64, 2, 1 }, { 50, 32, 3, 2 }, { 5, 128, 8, 1 } };
+    } cs[] = { { 50, 256, 1, 1 }, { 7, 16, 1, 1 }, { 1, 8, 1, 1 },  { 13, 64, 2, 1 },
+               { 50, 32, 3, 2 },  { 20, 64, 1, 4 }, { 5, 128, 8, 1 } };
     static const unsigned lanes[] = { 2, 3, 4, 5, 8, 9 };
     for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
         struct rcf_params p = { .trees = cs[c].trees, .sample_size = cs[c].sample, .dims = cs[c].dims,
