@@ -38,7 +38,7 @@
 
 struct rnode {
     double cut;
-    int32_t left, right;
+    int32_t child[2]; /* left (<= cut), right; indexed by the comparison, no branch */
     uint32_t dim, mass;
     /* followed by double min[D], max[D] */
 };
@@ -178,8 +178,8 @@ static void tree_reset(struct rcf *f, struct rtree *t)
     t->size = 0;
     t->next_accept = 0;
     for (unsigned i = 0; i + 1 < S - 1; i++)
-        node_at(f, t, (int32_t)i)->left = (int32_t)i + 1;
-    node_at(f, t, (int32_t)S - 2)->left = -1;
+        node_at(f, t, (int32_t)i)->child[0] = (int32_t)i + 1;
+    node_at(f, t, (int32_t)S - 2)->child[0] = -1;
     t->free_node = 0;
     for (unsigned i = 0; i < S; i++)
         t->leaves[i] = (struct rleaf){ (int32_t)i + 1, 0 };
@@ -317,13 +317,13 @@ static void leaf_release(struct rtree *t, int32_t l)
 static int32_t node_alloc(const struct rcf *f, struct rtree *t)
 {
     int32_t n = t->free_node;
-    t->free_node = node_at(f, t, n)->left;
+    t->free_node = node_at(f, t, n)->child[0];
     return n;
 }
 
 static void node_release(const struct rcf *f, struct rtree *t, int32_t n)
 {
-    node_at(f, t, n)->left = t->free_node;
+    node_at(f, t, n)->child[0] = t->free_node;
     t->free_node = n;
 }
 
@@ -406,11 +406,11 @@ static int32_t tree_insert(struct rcf *f, struct rtree *t, const double *q, int3
                 wn->dim = d;
                 wn->mass = (n ? n->mass : t->leaves[~ref].mass) + 1;
                 if (q[d] <= cut) {
-                    wn->left = leaf;
-                    wn->right = ref;
+                    wn->child[0] = leaf;
+                    wn->child[1] = ref;
                 } else {
-                    wn->left = ref;
-                    wn->right = leaf;
+                    wn->child[0] = ref;
+                    wn->child[1] = leaf;
                 }
                 memcpy(node_box(wn), mlo, D * sizeof(double));
                 memcpy(node_box(wn) + D, mhi, D * sizeof(double));
@@ -422,7 +422,7 @@ static int32_t tree_insert(struct rcf *f, struct rtree *t, const double *q, int3
         }
         /* a leaf is never inside-but-different, and differs → separated */
         n->mass++;
-        slot = q[n->dim] <= n->cut ? &n->left : &n->right;
+        slot = &n->child[q[n->dim] > n->cut]; /* no branch: left/right is a coin flip */
     }
 }
 
@@ -446,7 +446,7 @@ static int tree_delete(struct rcf *f, struct rtree *t, int32_t pid)
     while (*slot >= 0) {
         struct rnode *n = node_at(f, t, *slot);
         path[depth++] = slot;
-        slot = a[n->dim] <= n->cut ? &n->left : &n->right;
+        slot = &n->child[a[n->dim] > n->cut];
     }
     if (*slot == REF_NONE || t->leaves[~*slot].point != pid)
         return -EUCLEAN;
@@ -463,7 +463,7 @@ static int tree_delete(struct rcf *f, struct rtree *t, int32_t pid)
     int32_t *pslot = path[--depth];
     int32_t parent = *pslot;
     struct rnode *pn = node_at(f, t, parent);
-    *pslot = slot == &pn->left ? pn->right : pn->left;
+    *pslot = slot == &pn->child[0] ? pn->child[1] : pn->child[0];
     node_release(f, t, parent);
     /* Ancestors shrink only where the removed point was on their boundary. */
     while (depth > 0) {
@@ -475,8 +475,8 @@ static int tree_delete(struct rcf *f, struct rtree *t, int32_t pid)
         if (strictly)
             break;
         const double *l1, *h1, *l2, *h2;
-        child_box(f, t, g->left, &l1, &h1);
-        child_box(f, t, g->right, &l2, &h2);
+        child_box(f, t, g->child[0], &l1, &h1);
+        child_box(f, t, g->child[1], &l2, &h2);
         for (unsigned i = 0; i < D; i++) {
             double nl = l1[i] < l2[i] ? l1[i] : l2[i], nh = h1[i] > h2[i] ? h1[i] : h2[i];
             changed |= nl != lo[i] || nh != hi[i];
@@ -517,7 +517,7 @@ static double tree_score(const struct rcf *f, const struct rtree *t, const doubl
             acc += P * p * f->inv_depth[depth];
             P *= 1 - p;
         }
-        ref = q[n->dim] <= n->cut ? n->left : n->right;
+        ref = q[n->dim] <= n->cut ? n->child[0] : n->child[1];
         depth++;
     }
     const struct rleaf *l = &t->leaves[~ref];
@@ -549,6 +549,17 @@ static inline double tree_finish(const struct rcf *f, const struct rtree *t, con
  * scores are bit-identical. Writes each non-empty tree's score to out[] in
  * tree order and returns how many.
  */
+/* x if c else +0, without a branch (compilers turn `c ? x : 0` into one,
+ * and c is a coin flip per level); bit-exact. */
+static inline double keep_if(double x, bool c)
+{
+    uint64_t b;
+    memcpy(&b, &x, sizeof b);
+    b &= -(uint64_t)c;
+    memcpy(&x, &b, sizeof x);
+    return x;
+}
+
 struct lane {
     const unsigned char *nodes;
     const struct rtree *t; /* NULL: no tree left for this lane */
@@ -609,12 +620,11 @@ forest_lanes(const struct rcf *f, const double *q, unsigned D, unsigned K, doubl
                     diff += (nh - nl) - (h - l);
                 }
                 /* nr > 0: an internal node's box holds two distinct points */
-                double p = diff / nr;
-                p = diff > 0 ? p : 0;
+                double p = keep_if(diff / nr, diff > 0);
                 L->acc += L->P * p * inv[L->depth];
                 L->P *= 1 - p;
                 unsigned dim = D == 1 ? 0 : n->dim;
-                L->ref = (&n->left)[q[dim] > n->cut];
+                L->ref = n->child[q[dim] > n->cut];
                 L->depth++;
                 any = true;
             } else if (L->t) {
@@ -655,7 +665,7 @@ static double tree_score_di(const struct rcf *f, const struct rtree *t, const do
             acc += P * p * f->inv_depth[depth];
             P *= 1 - p;
         }
-        ref = q[n->dim] <= n->cut ? n->left : n->right;
+        ref = q[n->dim] <= n->cut ? n->child[0] : n->child[1];
         depth++;
     }
     const struct rleaf *l = &t->leaves[~ref];
@@ -995,10 +1005,10 @@ static int check_tree(const struct rcf *f, const struct rtree *t, uint32_t *refs
             return -EUCLEAN;
         nn++;
         struct rnode *n = node_at(f, t, r);
-        if (n->dim >= D || !isfinite(n->cut) || n->left == REF_NONE || n->right == REF_NONE)
+        if (n->dim >= D || !isfinite(n->cut) || n->child[0] == REF_NONE || n->child[1] == REF_NONE)
             return -EUCLEAN;
-        stack[sp++] = n->left;
-        stack[sp++] = n->right;
+        stack[sp++] = n->child[0];
+        stack[sp++] = n->child[1];
     }
     if (mass != t->size || t->size > S || (t->root != REF_NONE && nn + 1 != nl))
         return -EUCLEAN;
@@ -1009,10 +1019,10 @@ static int check_tree(const struct rcf *f, const struct rtree *t, uint32_t *refs
             continue;
         struct rnode *n = node_at(f, t, (int32_t)r);
         const double *l1, *h1, *l2, *h2, *lo = node_box(n), *hi = lo + D;
-        child_box(f, t, n->left, &l1, &h1);
-        child_box(f, t, n->right, &l2, &h2);
-        uint32_t m1 = n->left < 0 ? t->leaves[~n->left].mass : node_at(f, t, n->left)->mass;
-        uint32_t m2 = n->right < 0 ? t->leaves[~n->right].mass : node_at(f, t, n->right)->mass;
+        child_box(f, t, n->child[0], &l1, &h1);
+        child_box(f, t, n->child[1], &l2, &h2);
+        uint32_t m1 = n->child[0] < 0 ? t->leaves[~n->child[0]].mass : node_at(f, t, n->child[0])->mass;
+        uint32_t m2 = n->child[1] < 0 ? t->leaves[~n->child[1]].mass : node_at(f, t, n->child[1])->mass;
         if (n->mass != m1 + m2 || !(h1[n->dim] <= n->cut && n->cut < l2[n->dim]))
             return -EUCLEAN;
         for (unsigned i = 0; i < D; i++)
@@ -1021,7 +1031,7 @@ static int check_tree(const struct rcf *f, const struct rtree *t, uint32_t *refs
     }
     /* free lists hold exactly the unused slots */
     unsigned fn = 0, fl = 0;
-    for (int32_t r = t->free_node; r >= 0; r = node_at(f, t, r)->left) {
+    for (int32_t r = t->free_node; r >= 0; r = node_at(f, t, r)->child[0]) {
         if ((uint32_t)r >= S - 1 || seen[r]++ || ++fn > S)
             return -EUCLEAN;
     }
@@ -1042,7 +1052,7 @@ static int check_tree(const struct rcf *f, const struct rtree *t, uint32_t *refs
         int32_t r = t->root;
         while (r >= 0) {
             struct rnode *n = node_at(f, t, r);
-            r = a[n->dim] <= n->cut ? n->left : n->right;
+            r = a[n->dim] <= n->cut ? n->child[0] : n->child[1];
         }
         if (r == REF_NONE || t->leaves[~r].point != p)
             return -EUCLEAN;
@@ -1196,8 +1206,8 @@ int rcf_save(const struct rcf *f, struct buf *out)
                 struct rnode *n = node_at(f, t, ref);
                 PUT(put_u32(out, n->dim));
                 PUT(put_f64(out, n->cut));
-                stack[sp++] = n->right;
-                stack[sp++] = n->left;
+                stack[sp++] = n->child[1];
+                stack[sp++] = n->child[0];
             }
         }
         for (int k = 0; k < 4; k++)
@@ -1289,10 +1299,10 @@ static int load_tree(struct rcf *f, struct rtree *t, struct reader *rd, uint32_t
             ninternal++;
             nd->dim = w;
             nd->cut = cut;
-            nd->left = nd->right = REF_NONE;
+            nd->child[0] = nd->child[1] = REF_NONE;
             *slot = n;
-            stack[sp++] = &nd->right;
-            stack[sp++] = &nd->left;
+            stack[sp++] = &nd->child[1];
+            stack[sp++] = &nd->child[0];
         }
     }
     if (sp || rd->bad)
@@ -1302,15 +1312,15 @@ static int load_tree(struct rcf *f, struct rtree *t, struct reader *rd, uint32_t
     for (int32_t n = (int32_t)ninternal - 1; n >= 0; n--) {
         struct rnode *nd = node_at(f, t, n);
         const double *l1, *h1, *l2, *h2;
-        child_box(f, t, nd->left, &l1, &h1);
-        child_box(f, t, nd->right, &l2, &h2);
+        child_box(f, t, nd->child[0], &l1, &h1);
+        child_box(f, t, nd->child[1], &l2, &h2);
         double *lo = node_box(nd), *hi = lo + D;
         for (unsigned i = 0; i < D; i++) {
             lo[i] = l1[i] < l2[i] ? l1[i] : l2[i];
             hi[i] = h1[i] > h2[i] ? h1[i] : h2[i];
         }
-        uint32_t m1 = nd->left < 0 ? t->leaves[~nd->left].mass : node_at(f, t, nd->left)->mass;
-        uint32_t m2 = nd->right < 0 ? t->leaves[~nd->right].mass : node_at(f, t, nd->right)->mass;
+        uint32_t m1 = nd->child[0] < 0 ? t->leaves[~nd->child[0]].mass : node_at(f, t, nd->child[0])->mass;
+        uint32_t m2 = nd->child[1] < 0 ? t->leaves[~nd->child[1]].mass : node_at(f, t, nd->child[1])->mass;
         nd->mass = m1 + m2;
     }
     return 0;
