@@ -79,6 +79,7 @@ struct rcf {
     int32_t *hpt_mem;
     double *inv_depth;    /* 1/(d+1) */
     double *tscore;       /* per-tree scores of one forest_score */
+    double expm1_decay;   /* expm1(time_decay), for schedule_next */
     unsigned lanes;       /* trees descended in lockstep; 1 = one at a time */
     double *norm;         /* log2(m+1) */
     /* scratch */
@@ -209,6 +210,7 @@ struct rcf *rcf_new(const struct rcf_params *params)
     f->norm = malloc((S + 1) * sizeof(double));
     f->tscore = malloc((size_t)T * sizeof(double));
     f->lanes = RCF_LANES;
+    f->expm1_decay = expm1(p.time_decay);
     f->q = malloc(5 * (size_t)D * sizeof(double));
     f->path = malloc((S + 1) * sizeof(int32_t *));
     f->pmax = T * S + 1;
@@ -832,7 +834,7 @@ static void schedule_next(const struct rcf *f, struct rtree *t, uint64_t seq)
     if (lambda == 0)
         n = ceil(V * exp(-A));
     else
-        n = ceil(log1p(V * expm1(lambda) * exp(-A)) / lambda);
+        n = ceil(log1p(V * f->expm1_decay * exp(-A)) / lambda);
     if (!(n >= 1))
         n = 1;
     if (n > 0x1p62)
