@@ -499,6 +499,33 @@ static inline double leaf_seen(const struct rcf *f, unsigned depth, uint32_t m, 
     return (1.0 - m / (2.0 * M)) / (depth + f->norm[m]);
 }
 
+/* The box [lo, hi] grown to hold q: returns how much its range sum grew,
+ * *nr the grown range sum. The order of the sums is the score's (bits). */
+static inline __attribute__((always_inline)) double box_grow(const double *q, const double *lo, const double *hi,
+                                                             unsigned D, double *nr)
+{
+    double r = 0, diff = 0;
+    for (unsigned i = 0; i < D; i++) {
+        double x = q[i], l = lo[i], h = hi[i];
+        double nl = x < l ? x : l, nh = x > h ? x : h;
+        r += nh - nl;
+        diff += (nh - nl) - (h - l);
+    }
+    *nr = r;
+    return diff;
+}
+
+/* Score of the tree at its leaf: ref is the leaf reached at `depth`, acc and
+ * P the running sum and product of the descent (as tree_score). */
+static inline double tree_finish(const struct rcf *f, const struct rtree *t, const double *q, unsigned D, int32_t ref,
+                                 unsigned depth, double acc, double P)
+{
+    const struct rleaf *l = &t->leaves[~ref];
+    double sl = P == 1 && same_point(point_at(f, l->point), q, D) ? leaf_seen(f, depth, l->mass, t->size)
+                                                                   : f->inv_depth[depth];
+    return (acc + P * sl) * f->norm[t->size];
+}
+
 static double tree_score(const struct rcf *f, const struct rtree *t, const double *q)
 {
     unsigned D = f->D, depth = 0;
@@ -507,13 +534,7 @@ static double tree_score(const struct rcf *f, const struct rtree *t, const doubl
     while (ref >= 0) {
         struct rnode *n = node_at(f, t, ref);
         const double *lo = node_box(n), *hi = lo + D;
-        double nr = 0, diff = 0;
-        for (unsigned i = 0; i < D; i++) {
-            double x = q[i], l = lo[i], h = hi[i];
-            double nl = x < l ? x : l, nh = x > h ? x : h;
-            nr += nh - nl;
-            diff += (nh - nl) - (h - l);
-        }
+        double nr, diff = box_grow(q, lo, hi, D, &nr);
         if (diff > 0) {
             double p = diff / nr;
             acc += P * p * f->inv_depth[depth];
@@ -522,21 +543,7 @@ static double tree_score(const struct rcf *f, const struct rtree *t, const doubl
         ref = q[n->dim] <= n->cut ? n->child[0] : n->child[1];
         depth++;
     }
-    const struct rleaf *l = &t->leaves[~ref];
-    double sl = P == 1 && same_point(point_at(f, l->point), q, D) ? leaf_seen(f, depth, l->mass, t->size)
-                                                                   : f->inv_depth[depth];
-    return (acc + P * sl) * f->norm[t->size];
-}
-
-/* Score of the tree at its leaf: ref is the leaf reached at `depth`, acc and
- * P the running sum and product of the descent (as tree_score). */
-static inline double tree_finish(const struct rcf *f, const struct rtree *t, const double *q, unsigned D,
-                                 int32_t ref, unsigned depth, double acc, double P)
-{
-    const struct rleaf *l = &t->leaves[~ref];
-    double sl = P == 1 && same_point(point_at(f, l->point), q, D) ? leaf_seen(f, depth, l->mass, t->size)
-                                                                   : f->inv_depth[depth];
-    return (acc + P * sl) * f->norm[t->size];
+    return tree_finish(f, t, q, D, ref, depth, acc, P);
 }
 
 /*
@@ -614,13 +621,7 @@ forest_lanes(const struct rcf *f, const double *q, unsigned D, unsigned K, doubl
             if (L->ref >= 0) {
                 const struct rnode *n = (const struct rnode *)(const void *)(L->nodes + (size_t)L->ref * nb);
                 const double *lo = (const double *)(const void *)(n + 1), *hi = lo + D;
-                double nr = 0, diff = 0;
-                for (unsigned i = 0; i < D; i++) {
-                    double x = q[i], l = lo[i], h = hi[i];
-                    double nl = x < l ? x : l, nh = x > h ? x : h;
-                    nr += nh - nl;
-                    diff += (nh - nl) - (h - l);
-                }
+                double nr, diff = box_grow(q, lo, hi, D, &nr);
                 /* nr > 0: an internal node's box holds two distinct points */
                 double p = keep_if(diff / nr, diff > 0);
                 L->acc += L->P * p * inv[L->depth];
@@ -651,13 +652,7 @@ static double tree_score_di(const struct rcf *f, const struct rtree *t, const do
     while (ref >= 0) {
         struct rnode *n = node_at(f, t, ref);
         const double *lo = node_box(n), *hi = lo + D;
-        double nr = 0, diff = 0;
-        for (unsigned i = 0; i < D; i++) {
-            double x = q[i], l = lo[i], h = hi[i];
-            double nl = x < l ? x : l, nh = x > h ? x : h;
-            nr += nh - nl;
-            diff += (nh - nl) - (h - l);
-        }
+        double nr, diff = box_grow(q, lo, hi, D, &nr);
         if (diff > 0) {
             double p = diff / nr, w = P * f->inv_depth[depth] / nr;
             for (unsigned i = 0; i < D; i++) {
@@ -714,34 +709,19 @@ LANES_FN(lanes_4, 0, 4)
 LANES_FN(lanes_8, 0, 8)
 #undef LANES_FN
 
-/* Sum of the tree scores in tree order, as the one-tree-at-a-time loop. */
-static double forest_score_plain(const struct rcf *f, const double *q)
+/* Each non-empty tree's score into ts[], in tree order; returns how many. */
+static unsigned score_lanes(const struct rcf *f, const double *q, double *ts)
 {
-    double sum = 0, *ts = f->tscore;
-    unsigned used = 0, K = f->lanes;
-    if (K <= 1) {
-        for (unsigned i = 0; i < f->p.trees; i++) {
-            const struct rtree *t = &f->t[i];
-            if (t->root == REF_NONE)
-                continue;
-            used++;
-            sum += tree_score(f, t, q);
-        }
-        return used ? sum * (1.0 / used) : 0;
-    }
+    unsigned K = f->lanes;
     if (K == 4 && f->D == 1)
-        used = lanes_d1(f, q, ts);
-    else if (K == 4 && f->D == 2)
-        used = lanes_d2(f, q, ts);
-    else if (K == 4 && f->D == 4)
-        used = lanes_d4(f, q, ts);
-    else if (K == 4 && f->D == 8)
-        used = lanes_d8(f, q, ts);
-    else
-        used = K >= 8 ? lanes_8(f, q, ts) : K >= 4 ? lanes_4(f, q, ts) : lanes_2(f, q, ts);
-    for (unsigned i = 0; i < used; i++)
-        sum += ts[i];
-    return used ? sum * (1.0 / used) : 0;
+        return lanes_d1(f, q, ts);
+    if (K == 4 && f->D == 2)
+        return lanes_d2(f, q, ts);
+    if (K == 4 && f->D == 4)
+        return lanes_d4(f, q, ts);
+    if (K == 4 && f->D == 8)
+        return lanes_d8(f, q, ts);
+    return K >= 8 ? lanes_8(f, q, ts) : K >= 4 ? lanes_4(f, q, ts) : lanes_2(f, q, ts);
 }
 
 static double forest_score(const struct rcf *f, const double *q, double *attr, double *high, double *low)
@@ -749,8 +729,13 @@ static double forest_score(const struct rcf *f, const double *q, double *attr, d
     double sum = 0;
     unsigned used = 0, D = f->D, dims = f->p.dims;
     bool di = attr || high || low;
-    if (!di)
-        return forest_score_plain(f, q);
+    if (!di && f->lanes > 1) {
+        /* summed in tree order as below: the same bits */
+        used = score_lanes(f, q, f->tscore);
+        for (unsigned i = 0; i < used; i++)
+            sum += f->tscore[i];
+        return used ? sum * (1.0 / used) : 0;
+    }
     if (di) {
         memset(f->hi, 0, D * sizeof(double));
         memset(f->lo, 0, D * sizeof(double));
@@ -760,7 +745,7 @@ static double forest_score(const struct rcf *f, const double *q, double *attr, d
         if (t->root == REF_NONE)
             continue;
         used++;
-        sum += tree_score_di(f, t, q);
+        sum += di ? tree_score_di(f, t, q) : tree_score(f, t, q);
     }
     double inv = used ? 1.0 / used : 0;
     if (di) {
