@@ -329,7 +329,7 @@ static void node_release(const struct rcf *f, struct rtree *t, int32_t n)
     t->free_node = n;
 }
 
-static bool same_point(const double *a, const double *b, unsigned D)
+static inline bool same_point(const double *a, const double *b, unsigned D)
 {
     for (unsigned i = 0; i < D; i++)
         if (a[i] != b[i])
@@ -338,7 +338,7 @@ static bool same_point(const double *a, const double *b, unsigned D)
 }
 
 /* Draw a cut uniformly over the box [lo, hi] (total range R > 0). */
-static unsigned draw_cut(uint64_t *rng, const double *lo, const double *hi, unsigned D, double R, double *cut)
+static inline unsigned draw_cut(uint64_t *rng, const double *lo, const double *hi, unsigned D, double R, double *cut)
 {
     double r = rng_open01(rng) * R;
     unsigned last = 0;
@@ -362,9 +362,9 @@ static unsigned draw_cut(uint64_t *rng, const double *lo, const double *hi, unsi
 /* Insert point pid (coords q). Returns the point index the tree keeps for
  * it: pid, or the index already at an equal leaf (then that leaf's mass
  * grows), which is what the sampler must reference. */
-static int32_t tree_insert(struct rcf *f, struct rtree *t, const double *q, int32_t pid)
+static inline __attribute__((always_inline)) int32_t tree_insert_d(struct rcf *f, struct rtree *t, const double *q,
+                                                                    int32_t pid, unsigned D)
 {
-    unsigned D = f->D;
     double *mlo = f->thi, *mhi = f->tlo; /* merged box scratch */
     if (t->root == REF_NONE) {
         t->root = ~leaf_alloc(t, pid);
@@ -439,9 +439,10 @@ static void child_box(const struct rcf *f, const struct rtree *t, int32_t ref, c
     }
 }
 
-static int tree_delete(struct rcf *f, struct rtree *t, int32_t pid)
+static inline __attribute__((always_inline)) int tree_delete_d(struct rcf *f, struct rtree *t, int32_t pid,
+                                                               unsigned D)
 {
-    unsigned D = f->D, depth = 0;
+    unsigned depth = 0;
     const double *a = point_at(f, pid);
     int32_t **path = f->path;
     int32_t *slot = &t->root;
@@ -489,6 +490,32 @@ static int tree_delete(struct rcf *f, struct rtree *t, int32_t pid)
             break;
     }
     return 0;
+}
+
+/* One dimension (the common case) with the box loops and copies unrolled. */
+static __attribute__((noinline)) int32_t tree_insert_1(struct rcf *f, struct rtree *t, const double *q, int32_t pid)
+{
+    return tree_insert_d(f, t, q, pid, 1);
+}
+static __attribute__((noinline)) int32_t tree_insert_n(struct rcf *f, struct rtree *t, const double *q, int32_t pid)
+{
+    return tree_insert_d(f, t, q, pid, f->D);
+}
+static int32_t tree_insert(struct rcf *f, struct rtree *t, const double *q, int32_t pid)
+{
+    return f->D == 1 ? tree_insert_1(f, t, q, pid) : tree_insert_n(f, t, q, pid);
+}
+static __attribute__((noinline)) int tree_delete_1(struct rcf *f, struct rtree *t, int32_t pid)
+{
+    return tree_delete_d(f, t, pid, 1);
+}
+static __attribute__((noinline)) int tree_delete_n(struct rcf *f, struct rtree *t, int32_t pid)
+{
+    return tree_delete_d(f, t, pid, f->D);
+}
+static int tree_delete(struct rcf *f, struct rtree *t, int32_t pid)
+{
+    return f->D == 1 ? tree_delete_1(f, t, pid) : tree_delete_n(f, t, pid);
 }
 
 /* ---- scoring ------------------------------------------------------------- */
