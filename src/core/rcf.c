@@ -536,6 +536,7 @@ static inline __attribute__((always_inline)) double box_grow(const double *q, co
     double x = q[0], l = lo[0], h = hi[0];
     double nl = x < l ? x : l, nh = x > h ? x : h;
     double r = nh - nl, diff = (nh - nl) - (h - l);
+#pragma GCC unroll 8
     for (unsigned i = 1; i < D; i++) {
         x = q[i], l = lo[i], h = hi[i];
         nl = x < l ? x : l, nh = x > h ? x : h;
