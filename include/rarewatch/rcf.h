@@ -52,6 +52,11 @@ void rcf_insert(struct rcf *f, const double *point);
  * part due to field j being above what the trees hold, low[j] below. */
 double rcf_update_di(struct rcf *f, const double *point, double *high, double *low);
 
+/* How many trees rcf_score/rcf_update descend in lockstep: 1 = one tree at
+ * a time (the reference loop), 2..8 interleaved, 0 = the default (4).
+ * Scores are bit-identical for every value; for tests and the benchmark. */
+void rcf_set_lanes(struct rcf *f, unsigned lanes);
+
 /* Points seen so far (not capped by the sample size). */
 uint64_t rcf_points_seen(const struct rcf *f);
 /* Bytes of memory the forest holds. */

@@ -34,10 +34,11 @@
 #define MAX_TREES 10000u
 #define MAX_SAMPLE (1u << 20)
 #define MAX_DIMS 4096u
+#define RCF_LANES 4u
 
 struct rnode {
     double cut;
-    int32_t left, right;
+    int32_t child[2]; /* left (<= cut), right; indexed by the comparison, no branch */
     uint32_t dim, mass;
     /* followed by double min[D], max[D] */
 };
@@ -77,6 +78,9 @@ struct rcf {
     double *key_mem;
     int32_t *hpt_mem;
     double *inv_depth;    /* 1/(d+1) */
+    double *tscore;       /* per-tree scores of one forest_score */
+    double expm1_decay;   /* expm1(time_decay), for schedule_next */
+    unsigned lanes;       /* trees descended in lockstep; 1 = one at a time */
     double *norm;         /* log2(m+1) */
     /* scratch */
     double *q, *hi, *lo, *thi, *tlo;
@@ -160,6 +164,7 @@ struct rcf *rcf_free(struct rcf *f)
     free(f->key_mem);
     free(f->hpt_mem);
     free(f->inv_depth);
+    free(f->tscore);
     free(f->norm);
     free(f->q);
     free(f->path);
@@ -174,8 +179,8 @@ static void tree_reset(struct rcf *f, struct rtree *t)
     t->size = 0;
     t->next_accept = 0;
     for (unsigned i = 0; i + 1 < S - 1; i++)
-        node_at(f, t, (int32_t)i)->left = (int32_t)i + 1;
-    node_at(f, t, (int32_t)S - 2)->left = -1;
+        node_at(f, t, (int32_t)i)->child[0] = (int32_t)i + 1;
+    node_at(f, t, (int32_t)S - 2)->child[0] = -1;
     t->free_node = 0;
     for (unsigned i = 0; i < S; i++)
         t->leaves[i] = (struct rleaf){ (int32_t)i + 1, 0 };
@@ -203,11 +208,14 @@ struct rcf *rcf_new(const struct rcf_params *params)
     f->hpt_mem = malloc((size_t)T * S * sizeof(int32_t));
     f->inv_depth = malloc((S + 1) * sizeof(double));
     f->norm = malloc((S + 1) * sizeof(double));
+    f->tscore = malloc((size_t)T * sizeof(double));
+    f->lanes = RCF_LANES;
+    f->expm1_decay = expm1(p.time_decay);
     f->q = malloc(5 * (size_t)D * sizeof(double));
     f->path = malloc((S + 1) * sizeof(int32_t *));
     f->pmax = T * S + 1;
     if (!f->shingle || !f->t || !f->node_mem || !f->leaf_mem || !f->key_mem || !f->hpt_mem ||
-        !f->inv_depth || !f->norm || !f->q || !f->path)
+        !f->inv_depth || !f->norm || !f->tscore || !f->q || !f->path)
         return rcf_free(f);
     f->hi = f->q + D;
     f->lo = f->hi + D;
@@ -233,10 +241,13 @@ struct rcf *rcf_new(const struct rcf_params *params)
 
 uint64_t rcf_points_seen(const struct rcf *f) { return f->seen; }
 
+void rcf_set_lanes(struct rcf *f, unsigned lanes) { f->lanes = lanes ? lanes : RCF_LANES; }
+
 size_t rcf_memory(const struct rcf *f)
 {
     size_t T = f->p.trees, S = f->p.sample_size;
-    return sizeof(*f) + f->D * sizeof(double) + T * sizeof(struct rtree) + T * (S - 1) * f->node_bytes +
+    return sizeof(*f) + f->D * sizeof(double) + T * (sizeof(struct rtree) + sizeof(double)) +
+           T * (S - 1) * f->node_bytes +
            T * S * (sizeof(struct rleaf) + sizeof(double) + sizeof(int32_t)) + 2 * (S + 1) * sizeof(double) +
            5 * f->D * sizeof(double) + (S + 1) * sizeof(int32_t *) +
            (size_t)f->pcap * (f->D * sizeof(double) + sizeof(uint32_t) + sizeof(int32_t));
@@ -308,17 +319,17 @@ static void leaf_release(struct rtree *t, int32_t l)
 static int32_t node_alloc(const struct rcf *f, struct rtree *t)
 {
     int32_t n = t->free_node;
-    t->free_node = node_at(f, t, n)->left;
+    t->free_node = node_at(f, t, n)->child[0];
     return n;
 }
 
 static void node_release(const struct rcf *f, struct rtree *t, int32_t n)
 {
-    node_at(f, t, n)->left = t->free_node;
+    node_at(f, t, n)->child[0] = t->free_node;
     t->free_node = n;
 }
 
-static bool same_point(const double *a, const double *b, unsigned D)
+static inline bool same_point(const double *a, const double *b, unsigned D)
 {
     for (unsigned i = 0; i < D; i++)
         if (a[i] != b[i])
@@ -327,7 +338,7 @@ static bool same_point(const double *a, const double *b, unsigned D)
 }
 
 /* Draw a cut uniformly over the box [lo, hi] (total range R > 0). */
-static unsigned draw_cut(uint64_t *rng, const double *lo, const double *hi, unsigned D, double R, double *cut)
+static inline unsigned draw_cut(uint64_t *rng, const double *lo, const double *hi, unsigned D, double R, double *cut)
 {
     double r = rng_open01(rng) * R;
     unsigned last = 0;
@@ -351,9 +362,9 @@ static unsigned draw_cut(uint64_t *rng, const double *lo, const double *hi, unsi
 /* Insert point pid (coords q). Returns the point index the tree keeps for
  * it: pid, or the index already at an equal leaf (then that leaf's mass
  * grows), which is what the sampler must reference. */
-static int32_t tree_insert(struct rcf *f, struct rtree *t, const double *q, int32_t pid)
+static inline __attribute__((always_inline)) int32_t tree_insert_d(struct rcf *f, struct rtree *t, const double *q,
+                                                                    int32_t pid, unsigned D)
 {
-    unsigned D = f->D;
     double *mlo = f->thi, *mhi = f->tlo; /* merged box scratch */
     if (t->root == REF_NONE) {
         t->root = ~leaf_alloc(t, pid);
@@ -397,11 +408,11 @@ static int32_t tree_insert(struct rcf *f, struct rtree *t, const double *q, int3
                 wn->dim = d;
                 wn->mass = (n ? n->mass : t->leaves[~ref].mass) + 1;
                 if (q[d] <= cut) {
-                    wn->left = leaf;
-                    wn->right = ref;
+                    wn->child[0] = leaf;
+                    wn->child[1] = ref;
                 } else {
-                    wn->left = ref;
-                    wn->right = leaf;
+                    wn->child[0] = ref;
+                    wn->child[1] = leaf;
                 }
                 memcpy(node_box(wn), mlo, D * sizeof(double));
                 memcpy(node_box(wn) + D, mhi, D * sizeof(double));
@@ -413,7 +424,7 @@ static int32_t tree_insert(struct rcf *f, struct rtree *t, const double *q, int3
         }
         /* a leaf is never inside-but-different, and differs → separated */
         n->mass++;
-        slot = q[n->dim] <= n->cut ? &n->left : &n->right;
+        slot = &n->child[q[n->dim] > n->cut]; /* no branch: left/right is a coin flip */
     }
 }
 
@@ -428,16 +439,17 @@ static void child_box(const struct rcf *f, const struct rtree *t, int32_t ref, c
     }
 }
 
-static int tree_delete(struct rcf *f, struct rtree *t, int32_t pid)
+static inline __attribute__((always_inline)) int tree_delete_d(struct rcf *f, struct rtree *t, int32_t pid,
+                                                               unsigned D)
 {
-    unsigned D = f->D, depth = 0;
+    unsigned depth = 0;
     const double *a = point_at(f, pid);
     int32_t **path = f->path;
     int32_t *slot = &t->root;
     while (*slot >= 0) {
         struct rnode *n = node_at(f, t, *slot);
         path[depth++] = slot;
-        slot = a[n->dim] <= n->cut ? &n->left : &n->right;
+        slot = &n->child[a[n->dim] > n->cut];
     }
     if (*slot == REF_NONE || t->leaves[~*slot].point != pid)
         return -EUCLEAN;
@@ -454,7 +466,7 @@ static int tree_delete(struct rcf *f, struct rtree *t, int32_t pid)
     int32_t *pslot = path[--depth];
     int32_t parent = *pslot;
     struct rnode *pn = node_at(f, t, parent);
-    *pslot = slot == &pn->left ? pn->right : pn->left;
+    *pslot = slot == &pn->child[0] ? pn->child[1] : pn->child[0];
     node_release(f, t, parent);
     /* Ancestors shrink only where the removed point was on their boundary. */
     while (depth > 0) {
@@ -466,8 +478,8 @@ static int tree_delete(struct rcf *f, struct rtree *t, int32_t pid)
         if (strictly)
             break;
         const double *l1, *h1, *l2, *h2;
-        child_box(f, t, g->left, &l1, &h1);
-        child_box(f, t, g->right, &l2, &h2);
+        child_box(f, t, g->child[0], &l1, &h1);
+        child_box(f, t, g->child[1], &l2, &h2);
         for (unsigned i = 0; i < D; i++) {
             double nl = l1[i] < l2[i] ? l1[i] : l2[i], nh = h1[i] > h2[i] ? h1[i] : h2[i];
             changed |= nl != lo[i] || nh != hi[i];
@@ -480,12 +492,70 @@ static int tree_delete(struct rcf *f, struct rtree *t, int32_t pid)
     return 0;
 }
 
+/* One dimension (the common case) with the box loops and copies unrolled. */
+static __attribute__((noinline)) int32_t tree_insert_1(struct rcf *f, struct rtree *t, const double *q, int32_t pid)
+{
+    return tree_insert_d(f, t, q, pid, 1);
+}
+static __attribute__((noinline)) int32_t tree_insert_n(struct rcf *f, struct rtree *t, const double *q, int32_t pid)
+{
+    return tree_insert_d(f, t, q, pid, f->D);
+}
+static int32_t tree_insert(struct rcf *f, struct rtree *t, const double *q, int32_t pid)
+{
+    return f->D == 1 ? tree_insert_1(f, t, q, pid) : tree_insert_n(f, t, q, pid);
+}
+static __attribute__((noinline)) int tree_delete_1(struct rcf *f, struct rtree *t, int32_t pid)
+{
+    return tree_delete_d(f, t, pid, 1);
+}
+static __attribute__((noinline)) int tree_delete_n(struct rcf *f, struct rtree *t, int32_t pid)
+{
+    return tree_delete_d(f, t, pid, f->D);
+}
+static int tree_delete(struct rcf *f, struct rtree *t, int32_t pid)
+{
+    return f->D == 1 ? tree_delete_1(f, t, pid) : tree_delete_n(f, t, pid);
+}
+
 /* ---- scoring ------------------------------------------------------------- */
 
 static inline double leaf_seen(const struct rcf *f, unsigned depth, uint32_t m, uint32_t M)
 {
     /* AWS: damp(m, M) * scoreSeen(depth, m) */
     return (1.0 - m / (2.0 * M)) / (depth + f->norm[m]);
+}
+
+/* The box [lo, hi] grown to hold q: returns how much its range sum grew,
+ * *nr the grown range sum. The order of the sums is the score's (bits). */
+static inline __attribute__((always_inline)) double box_grow(const double *q, const double *lo, const double *hi,
+                                                             unsigned D, double *nr)
+{
+    /* The sums start from the first terms rather than 0 + them: the same
+     * bits, since nh - nl and (nh - nl) - (h - l) are never -0. */
+    double x = q[0], l = lo[0], h = hi[0];
+    double nl = x < l ? x : l, nh = x > h ? x : h;
+    double r = nh - nl, diff = (nh - nl) - (h - l);
+#pragma GCC unroll 8
+    for (unsigned i = 1; i < D; i++) {
+        x = q[i], l = lo[i], h = hi[i];
+        nl = x < l ? x : l, nh = x > h ? x : h;
+        r += nh - nl;
+        diff += (nh - nl) - (h - l);
+    }
+    *nr = r;
+    return diff;
+}
+
+/* Score of the tree at its leaf: ref is the leaf reached at `depth`, acc and
+ * P the running sum and product of the descent (as tree_score). */
+static inline double tree_finish(const struct rcf *f, const struct rtree *t, const double *q, unsigned D, int32_t ref,
+                                 unsigned depth, double acc, double P)
+{
+    const struct rleaf *l = &t->leaves[~ref];
+    double sl = P == 1 && same_point(point_at(f, l->point), q, D) ? leaf_seen(f, depth, l->mass, t->size)
+                                                                   : f->inv_depth[depth];
+    return (acc + P * sl) * f->norm[t->size];
 }
 
 static double tree_score(const struct rcf *f, const struct rtree *t, const double *q)
@@ -496,25 +566,112 @@ static double tree_score(const struct rcf *f, const struct rtree *t, const doubl
     while (ref >= 0) {
         struct rnode *n = node_at(f, t, ref);
         const double *lo = node_box(n), *hi = lo + D;
-        double nr = 0, diff = 0;
-        for (unsigned i = 0; i < D; i++) {
-            double x = q[i], l = lo[i], h = hi[i];
-            double nl = x < l ? x : l, nh = x > h ? x : h;
-            nr += nh - nl;
-            diff += (nh - nl) - (h - l);
-        }
+        double nr, diff = box_grow(q, lo, hi, D, &nr);
         if (diff > 0) {
             double p = diff / nr;
             acc += P * p * f->inv_depth[depth];
             P *= 1 - p;
         }
-        ref = q[n->dim] <= n->cut ? n->left : n->right;
+        ref = q[n->dim] <= n->cut ? n->child[0] : n->child[1];
         depth++;
     }
-    const struct rleaf *l = &t->leaves[~ref];
-    double sl = P == 1 && same_point(point_at(f, l->point), q, D) ? leaf_seen(f, depth, l->mass, t->size)
-                                                                   : f->inv_depth[depth];
-    return (acc + P * sl) * f->norm[t->size];
+    return tree_finish(f, t, q, D, ref, depth, acc, P);
+}
+
+/*
+ * tree_score over K trees in lockstep. One descent is a chain of dependent
+ * loads (node -> child index -> node); on its own the core waits on each
+ * load and on a mispredicted left/right branch per level. Here K chains are
+ * in flight, the child is picked by an index (no branch), and a lane that
+ * reaches its leaf takes the next tree, so lanes never idle while trees of
+ * different depths remain. The arithmetic per tree is tree_score's, in the
+ * same order: skipping a level where the point is inside the box and adding
+ * P * 0 * w there give the same bits (acc + +0 == acc, P * 1 == P), so the
+ * scores are bit-identical. Writes each non-empty tree's score to out[] in
+ * tree order and returns how many.
+ */
+/* x if c > 0 else +0 (c NaN included), without a branch: compilers turn
+ * `c > 0 ? x : 0` into one, and c > 0 is a coin flip per level. A vector
+ * compare gives the mask directly (cmpltpd/pand on x86-64, 2 instructions
+ * where a scalar bool mask took 5); bit-exact. */
+typedef double v2d __attribute__((vector_size(16)));
+typedef int64_t v2i __attribute__((vector_size(16)));
+static inline double keep_if_pos(double x, double c)
+{
+    v2i m = (v2i)((v2d){ c, 0 } > (v2d){ 0, 0 });
+    return ((v2d)((v2i)(v2d){ x, 0 } & m))[0];
+}
+
+struct lane {
+    const unsigned char *nodes;
+    const struct rtree *t; /* NULL: no tree left for this lane */
+    int32_t ref;
+    unsigned depth, slot;
+    double acc, P;
+};
+
+/* Give the lane the next non-empty tree from *next, or retire it. */
+static inline __attribute__((always_inline)) void lane_start(const struct rcf *f, struct lane *ln,
+                                                             unsigned *next, unsigned *used)
+{
+    unsigned T = f->p.trees, i = *next;
+    while (i < T && f->t[i].root == REF_NONE)
+        i++;
+    if (i < T) {
+        ln->t = &f->t[i++];
+        ln->nodes = ln->t->nodes;
+        ln->ref = ln->t->root;
+        ln->slot = (*used)++;
+    } else {
+        ln->t = NULL;
+        ln->nodes = NULL;
+        ln->ref = REF_NONE;
+        ln->slot = 0;
+    }
+    *next = i;
+    ln->depth = 0;
+    ln->acc = 0;
+    ln->P = 1;
+}
+
+static inline __attribute__((always_inline)) unsigned
+forest_lanes(const struct rcf *f, const double *q, unsigned D, unsigned K, double *out)
+{
+    enum { KMAX = 8 };
+    struct lane ln[KMAX];
+    unsigned next = 0, used = 0;
+    /* node_bytes, a constant when D is */
+    size_t nb = sizeof(struct rnode) + 2 * (size_t)D * sizeof(double);
+    const double *inv = f->inv_depth;
+#pragma GCC unroll 8
+    for (unsigned k = 0; k < K; k++)
+        lane_start(f, &ln[k], &next, &used);
+    for (;;) {
+        bool any = false;
+#pragma GCC unroll 8
+        for (unsigned k = 0; k < K; k++) {
+            struct lane *L = &ln[k];
+            if (L->ref >= 0) {
+                const struct rnode *n = (const struct rnode *)(const void *)(L->nodes + (size_t)L->ref * nb);
+                const double *lo = (const double *)(const void *)(n + 1), *hi = lo + D;
+                double nr, diff = box_grow(q, lo, hi, D, &nr);
+                /* nr > 0: an internal node's box holds two distinct points */
+                double p = keep_if_pos(diff / nr, diff);
+                L->acc += L->P * p * inv[L->depth];
+                L->P *= 1 - p;
+                unsigned dim = D == 1 ? 0 : n->dim;
+                L->ref = n->child[q[dim] > n->cut];
+                L->depth++;
+                any = true;
+            } else if (L->t) {
+                out[L->slot] = tree_finish(f, L->t, q, D, L->ref, L->depth, L->acc, L->P);
+                lane_start(f, L, &next, &used);
+                any = true;
+            }
+        }
+        if (!any)
+            return used;
+    }
 }
 
 /* The same score split by dimension and direction, added into f->hi/lo. */
@@ -528,13 +685,7 @@ static double tree_score_di(const struct rcf *f, const struct rtree *t, const do
     while (ref >= 0) {
         struct rnode *n = node_at(f, t, ref);
         const double *lo = node_box(n), *hi = lo + D;
-        double nr = 0, diff = 0;
-        for (unsigned i = 0; i < D; i++) {
-            double x = q[i], l = lo[i], h = hi[i];
-            double nl = x < l ? x : l, nh = x > h ? x : h;
-            nr += nh - nl;
-            diff += (nh - nl) - (h - l);
-        }
+        double nr, diff = box_grow(q, lo, hi, D, &nr);
         if (diff > 0) {
             double p = diff / nr, w = P * f->inv_depth[depth] / nr;
             for (unsigned i = 0; i < D; i++) {
@@ -544,7 +695,7 @@ static double tree_score_di(const struct rcf *f, const struct rtree *t, const do
             acc += P * p * f->inv_depth[depth];
             P *= 1 - p;
         }
-        ref = q[n->dim] <= n->cut ? n->left : n->right;
+        ref = q[n->dim] <= n->cut ? n->child[0] : n->child[1];
         depth++;
     }
     const struct rleaf *l = &t->leaves[~ref];
@@ -574,11 +725,50 @@ static double tree_score_di(const struct rcf *f, const struct rtree *t, const do
     return acc * norm;
 }
 
+/* Instances: 4 lanes (the fastest here at 1, 4 and 8 dimensions) with the
+ * dimension a constant for the common sizes (the box loop unrolled), and
+ * 2/4/8 lanes for any dimension. */
+#define LANES_FN(name, d, k)                                                                   \
+    static __attribute__((noinline)) unsigned name(const struct rcf *f, const double *q, double *out) \
+    {                                                                                          \
+        return forest_lanes(f, q, (d) ? (d) : f->D, k, out);                                   \
+    }
+LANES_FN(lanes_d1, 1, 4)
+LANES_FN(lanes_d2, 2, 4)
+LANES_FN(lanes_d4, 4, 4)
+LANES_FN(lanes_d8, 8, 4)
+LANES_FN(lanes_2, 0, 2)
+LANES_FN(lanes_4, 0, 4)
+LANES_FN(lanes_8, 0, 8)
+#undef LANES_FN
+
+/* Each non-empty tree's score into ts[], in tree order; returns how many. */
+static unsigned score_lanes(const struct rcf *f, const double *q, double *ts)
+{
+    unsigned K = f->lanes;
+    if (K == 4 && f->D == 1)
+        return lanes_d1(f, q, ts);
+    if (K == 4 && f->D == 2)
+        return lanes_d2(f, q, ts);
+    if (K == 4 && f->D == 4)
+        return lanes_d4(f, q, ts);
+    if (K == 4 && f->D == 8)
+        return lanes_d8(f, q, ts);
+    return K >= 8 ? lanes_8(f, q, ts) : K >= 4 ? lanes_4(f, q, ts) : lanes_2(f, q, ts);
+}
+
 static double forest_score(const struct rcf *f, const double *q, double *attr, double *high, double *low)
 {
     double sum = 0;
     unsigned used = 0, D = f->D, dims = f->p.dims;
     bool di = attr || high || low;
+    if (!di && f->lanes > 1) {
+        /* summed in tree order as below: the same bits */
+        used = score_lanes(f, q, f->tscore);
+        for (unsigned i = 0; i < used; i++)
+            sum += f->tscore[i];
+        return used ? sum * (1.0 / used) : 0;
+    }
     if (di) {
         memset(f->hi, 0, D * sizeof(double));
         memset(f->lo, 0, D * sizeof(double));
@@ -662,7 +852,7 @@ static void schedule_next(const struct rcf *f, struct rtree *t, uint64_t seq)
     if (lambda == 0)
         n = ceil(V * exp(-A));
     else
-        n = ceil(log1p(V * expm1(lambda) * exp(-A)) / lambda);
+        n = ceil(log1p(V * f->expm1_decay * exp(-A)) / lambda);
     if (!(n >= 1))
         n = 1;
     if (n > 0x1p62)
@@ -835,10 +1025,10 @@ static int check_tree(const struct rcf *f, const struct rtree *t, uint32_t *refs
             return -EUCLEAN;
         nn++;
         struct rnode *n = node_at(f, t, r);
-        if (n->dim >= D || !isfinite(n->cut) || n->left == REF_NONE || n->right == REF_NONE)
+        if (n->dim >= D || !isfinite(n->cut) || n->child[0] == REF_NONE || n->child[1] == REF_NONE)
             return -EUCLEAN;
-        stack[sp++] = n->left;
-        stack[sp++] = n->right;
+        stack[sp++] = n->child[0];
+        stack[sp++] = n->child[1];
     }
     if (mass != t->size || t->size > S || (t->root != REF_NONE && nn + 1 != nl))
         return -EUCLEAN;
@@ -849,10 +1039,10 @@ static int check_tree(const struct rcf *f, const struct rtree *t, uint32_t *refs
             continue;
         struct rnode *n = node_at(f, t, (int32_t)r);
         const double *l1, *h1, *l2, *h2, *lo = node_box(n), *hi = lo + D;
-        child_box(f, t, n->left, &l1, &h1);
-        child_box(f, t, n->right, &l2, &h2);
-        uint32_t m1 = n->left < 0 ? t->leaves[~n->left].mass : node_at(f, t, n->left)->mass;
-        uint32_t m2 = n->right < 0 ? t->leaves[~n->right].mass : node_at(f, t, n->right)->mass;
+        child_box(f, t, n->child[0], &l1, &h1);
+        child_box(f, t, n->child[1], &l2, &h2);
+        uint32_t m1 = n->child[0] < 0 ? t->leaves[~n->child[0]].mass : node_at(f, t, n->child[0])->mass;
+        uint32_t m2 = n->child[1] < 0 ? t->leaves[~n->child[1]].mass : node_at(f, t, n->child[1])->mass;
         if (n->mass != m1 + m2 || !(h1[n->dim] <= n->cut && n->cut < l2[n->dim]))
             return -EUCLEAN;
         for (unsigned i = 0; i < D; i++)
@@ -861,7 +1051,7 @@ static int check_tree(const struct rcf *f, const struct rtree *t, uint32_t *refs
     }
     /* free lists hold exactly the unused slots */
     unsigned fn = 0, fl = 0;
-    for (int32_t r = t->free_node; r >= 0; r = node_at(f, t, r)->left) {
+    for (int32_t r = t->free_node; r >= 0; r = node_at(f, t, r)->child[0]) {
         if ((uint32_t)r >= S - 1 || seen[r]++ || ++fn > S)
             return -EUCLEAN;
     }
@@ -882,7 +1072,7 @@ static int check_tree(const struct rcf *f, const struct rtree *t, uint32_t *refs
         int32_t r = t->root;
         while (r >= 0) {
             struct rnode *n = node_at(f, t, r);
-            r = a[n->dim] <= n->cut ? n->left : n->right;
+            r = a[n->dim] <= n->cut ? n->child[0] : n->child[1];
         }
         if (r == REF_NONE || t->leaves[~r].point != p)
             return -EUCLEAN;
@@ -1036,8 +1226,8 @@ int rcf_save(const struct rcf *f, struct buf *out)
                 struct rnode *n = node_at(f, t, ref);
                 PUT(put_u32(out, n->dim));
                 PUT(put_f64(out, n->cut));
-                stack[sp++] = n->right;
-                stack[sp++] = n->left;
+                stack[sp++] = n->child[1];
+                stack[sp++] = n->child[0];
             }
         }
         for (int k = 0; k < 4; k++)
@@ -1129,10 +1319,10 @@ static int load_tree(struct rcf *f, struct rtree *t, struct reader *rd, uint32_t
             ninternal++;
             nd->dim = w;
             nd->cut = cut;
-            nd->left = nd->right = REF_NONE;
+            nd->child[0] = nd->child[1] = REF_NONE;
             *slot = n;
-            stack[sp++] = &nd->right;
-            stack[sp++] = &nd->left;
+            stack[sp++] = &nd->child[1];
+            stack[sp++] = &nd->child[0];
         }
     }
     if (sp || rd->bad)
@@ -1142,15 +1332,15 @@ static int load_tree(struct rcf *f, struct rtree *t, struct reader *rd, uint32_t
     for (int32_t n = (int32_t)ninternal - 1; n >= 0; n--) {
         struct rnode *nd = node_at(f, t, n);
         const double *l1, *h1, *l2, *h2;
-        child_box(f, t, nd->left, &l1, &h1);
-        child_box(f, t, nd->right, &l2, &h2);
+        child_box(f, t, nd->child[0], &l1, &h1);
+        child_box(f, t, nd->child[1], &l2, &h2);
         double *lo = node_box(nd), *hi = lo + D;
         for (unsigned i = 0; i < D; i++) {
             lo[i] = l1[i] < l2[i] ? l1[i] : l2[i];
             hi[i] = h1[i] > h2[i] ? h1[i] : h2[i];
         }
-        uint32_t m1 = nd->left < 0 ? t->leaves[~nd->left].mass : node_at(f, t, nd->left)->mass;
-        uint32_t m2 = nd->right < 0 ? t->leaves[~nd->right].mass : node_at(f, t, nd->right)->mass;
+        uint32_t m1 = nd->child[0] < 0 ? t->leaves[~nd->child[0]].mass : node_at(f, t, nd->child[0])->mass;
+        uint32_t m2 = nd->child[1] < 0 ? t->leaves[~nd->child[1]].mass : node_at(f, t, nd->child[1])->mass;
         nd->mass = m1 + m2;
     }
     return 0;
