@@ -101,6 +101,9 @@ struct det_calib_params {
                        * at most this fast per unit of model surprise; default
                        * INFINITY (the data's own slope); the rate detector's
                        * discrete counts need 1 (see detect_rate.c) */
+    bool model_tail;  /* past the trusted levels, never more surprising than the
+                       * model itself says (the data's slope may temper the
+                       * model's tail, not sharpen it); default false */
 };
 
 /* Decayed histogram of model surprise s, bins uniform in log2(1 + s) up
