@@ -235,8 +235,10 @@ static double calib_surprise_u(const struct det_calib_params *p, const struct de
     double s_emp = -det_log10(tail[top] / total);
     double slope = MIN(s_top > 0 ? s_emp / s_top : 1.0, p->max_slope);
     double s_cal = s_emp + slope * (s - s_top);
-    if (p->model_tail)
+    if (p->tail == DET_TAIL_NO_SHARPER)
         s_cal = MIN(s_cal, MAX(s, s_emp));
+    else if (p->tail == DET_TAIL_MODEL)
+        s_cal = MAX(s, s_emp);
     if (t >= CALIB_RECURRING)
         s_cal = MIN(s_cal, -det_log10(t / total));
     return det_clamp_surprise(s_cal);
@@ -600,7 +602,7 @@ void det_quantile_params_default(struct det_quantile_params *p)
     /* The detector for heavy tails: far out, its Laplace tail caps how rare
      * a value is (lognormal latency rises steeply in the body, and that
      * slope extrapolated called a routine 6.7 sigma latency 1-in-20,000). */
-    p->calib.model_tail = true;
+    p->calib.tail = DET_TAIL_NO_SHARPER;
 }
 
 int det_quantile_params_check(const struct det_quantile_params *p)

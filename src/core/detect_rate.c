@@ -27,10 +27,11 @@ void det_rate_params_default(struct det_rate_params *p)
      * a handful of atoms, and the empirical tail at a bin edge between two
      * atoms is that of the next atom up, so the data's slope there (up to
      * 2x for an expectation of 0.5) says "sharpen" where the model is
-     * merely coarse. Past the trusted levels the Poisson tail is taken as
-     * is, never sharpened. */
+     * merely coarse; the tempering it says elsewhere comes from the same
+     * coarseness (and from earlier bursts) and muted the second burst on a
+     * hashtag. Past the trusted levels the Poisson tail is taken as is. */
     p->calib.max_slope = 1;
-    p->calib.model_tail = true; /* nor above the Poisson tail itself */
+    p->calib.tail = DET_TAIL_MODEL;
 }
 
 int det_rate_params_check(const struct det_rate_params *p)
