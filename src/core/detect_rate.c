@@ -17,6 +17,10 @@
  * cost O(idle time); past it the remaining empty intervals are folded in
  * closed form (their drop alerts were already given by the first ones). */
 #define RATE_MAX_CLOSE 64
+/* Model surprise (-log10 p) from which a far-tail interval opens an
+ * incident whose first DET_RATE_RUN_MAX intervals the dispersion does not
+ * learn (learn). */
+#define RATE_INCIDENT_SURPRISE 4.0
 
 void det_rate_params_default(struct det_rate_params *p)
 {
@@ -201,7 +205,7 @@ static double level_half_life(const struct det_rate_params *p)
 }
 
 static void learn(const struct det_rate_params *p, struct det_rate_state *s, double count,
-                  int64_t idx)
+                  int64_t idx, bool incident)
 {
     unsigned h = 0;
     double f = hour_factor(p, s, idx, &h);
@@ -213,7 +217,9 @@ static void learn(const struct det_rate_params *p, struct det_rate_state *s, dou
      * the hour's expectation, so a daily rhythm is not mistaken for noise. */
     double sd = sqrt(MAX(e, 0.05) * dispersion(s));
     double d = s->n ? CLAMP(count - e, -4 * sd, 4 * sd) : count - e;
-    if (s->n)
+    /* Nor the first intervals of an incident (advance): a burst learned
+     * into the dispersion as it happens hides its own next interval. */
+    if (s->n && !incident)
         s->disp += eta * (d * d / MAX(e, 0.05) - s->disp);
     /* With daily, the level averages at least a day: a level that follows
      * the day itself takes the daily cycle away from the hour factors
@@ -263,7 +269,8 @@ static int advance(const struct det_rate_params *p, struct det_rate_state *s, in
             s->run_len = 0;
         if (closed && (nclosed == 0 || r.score > closed->score))
             *closed = r;
-        learn(p, s, s->count, s->cur);
+        learn(p, s, s->count, s->cur,
+              r.raw >= RATE_INCIDENT_SURPRISE && s->far_run >= 1 && s->far_run <= DET_RATE_RUN_MAX);
         s->count = 0;
         s->cur++;
         nclosed++;
