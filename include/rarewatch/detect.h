@@ -93,6 +93,15 @@ int det_reason(struct buf *out, enum det_type type, const struct det_result *r,
 #define DET_CALIB_BINS 16
 #define DET_CALIB_BIN_WIDTH 0.5 /* bins are this wide in log2(1 + surprise) */
 
+/* How the calibrator scores past the levels its history can vouch for. */
+enum det_calib_tail {
+    DET_TAIL_DATA,       /* extrapolate at the slope the data showed (max_slope) */
+    DET_TAIL_NO_SHARPER, /* that, but never more surprising than the model says:
+                          * the data may temper the model's tail, not sharpen it */
+    DET_TAIL_MODEL,      /* the model's own surprise (never below the top trusted
+                          * level's) */
+};
+
 struct det_calib_params {
     double half_life; /* observations; default 10000, >= 10 */
     double min_mass;  /* decayed count needed above a level before the empirical
@@ -101,6 +110,7 @@ struct det_calib_params {
                        * at most this fast per unit of model surprise; default
                        * INFINITY (the data's own slope); the rate detector's
                        * discrete counts need 1 (see detect_rate.c) */
+    enum det_calib_tail tail; /* past the trusted levels; default DET_TAIL_DATA */
 };
 
 /* Decayed histogram of model surprise s, bins uniform in log2(1 + s) up

@@ -182,6 +182,14 @@ int det_calib_params_check(const struct det_calib_params *p)
 /* Decayed count of at-least-as-surprising values that makes a surprise
  * "recurring": the calibrated tail is then the plain empirical one. */
 #define CALIB_RECURRING 3.0
+/* Consecutive far-tail values longer than the history's mass over this are
+ * a new normal, not one incident (det_finish_run). */
+#ifndef CALIB_STRETCH
+#define CALIB_STRETCH 256.0
+#endif
+/* A run counter past this has had its stretch learned (fits the rate
+ * detector's 16-bit counter). */
+#define CALIB_STRETCH_LEARNED 0x7fffu
 
 static double calib_u(double s)
 {
@@ -232,20 +240,29 @@ static double calib_surprise_u(const struct det_calib_params *p, const struct de
     double s_emp = -det_log10(tail[top] / total);
     double slope = MIN(s_top > 0 ? s_emp / s_top : 1.0, p->max_slope);
     double s_cal = s_emp + slope * (s - s_top);
+    if (p->tail == DET_TAIL_NO_SHARPER)
+        s_cal = MIN(s_cal, MAX(s, s_emp));
+    else if (p->tail == DET_TAIL_MODEL)
+        s_cal = MAX(s, s_emp);
     if (t >= CALIB_RECURRING)
         s_cal = MIN(s_cal, -det_log10(t / total));
     return det_clamp_surprise(s_cal);
 }
 
-/* Past the trusted levels (see calib_surprise_u): the far tail. */
-static bool calib_beyond_u(const struct det_calib_params *p, const struct det_calib *c, double u)
+/* The far tail: fewer than min_mass values in the history at least as
+ * surprising as u. (Not "at or past the highest trusted edge": while no
+ * edge above the first has min_mass, that is every value, and a history
+ * that skips all but the first of consecutive far values would then stop
+ * learning for good.) */
+static bool calib_far_u(const struct det_calib_params *p, const struct det_calib *c, double u)
 {
-    if (!(c->tail[0] >= p->min_mass))
+    const float *tail = c->tail;
+    if (!(tail[0] >= p->min_mass))
         return false;
-    int top = 0;
-    for (int j = 1; j < DET_CALIB_BINS; j++)
-        top += c->tail[j] >= p->min_mass;
-    return u >= top;
+    int b = u < DET_CALIB_BINS - 1 ? (int)u : DET_CALIB_BINS - 1;
+    double above = b + 1 < DET_CALIB_BINS ? tail[b + 1] : 0;
+    double t = above + (tail[b] - above) * MAX(0.0, b + 1 - u);
+    return t < p->min_mass;
 }
 
 static void calib_learn_u(const struct det_calib_params *p, struct det_calib *c, double u)
@@ -296,9 +313,20 @@ void det_finish_run(struct det_result *r, const struct det_calib_params *cp, str
          * latency shift of 40 samples learned as 40 far-tail surprises
          * would make the next incident on this key "seen before" and mute
          * it. Only the first of consecutive far-tail samples is learned. */
-        if (calib_beyond_u(cp, c, u)) {
-            if ((*run)++)
-                return;
+        if (calib_far_u(cp, c, u)) {
+            /* But a stretch that is long against the history is no longer
+             * an incident: it is what the key does now (a level shift the
+             * model has not followed yet), and a history without it would
+             * call every sample of it unprecedented. Its skipped samples
+             * are learned then, and the rest as they come. */
+            uint32_t k = ++*run;
+            if (k > 1 && k <= CALIB_STRETCH_LEARNED) {
+                if (k < c->tail[0] / CALIB_STRETCH)
+                    return;
+                for (uint32_t i = 1; i < k; i++)
+                    calib_learn_u(cp, c, u);
+                *run = CALIB_STRETCH_LEARNED + 1;
+            }
         } else {
             *run = 0;
         }
@@ -576,6 +604,10 @@ void det_quantile_params_default(struct det_quantile_params *p)
     *p = (struct det_quantile_params){ .half_life = 500, .threshold = 5, .min_samples = 30,
                                        .min_score = 0.9999 };
     det_calib_params_default(&p->calib);
+    /* The detector for heavy tails: far out, its Laplace tail caps how rare
+     * a value is (lognormal latency rises steeply in the body, and that
+     * slope extrapolated called a routine 6.7 sigma latency 1-in-20,000). */
+    p->calib.tail = DET_TAIL_NO_SHARPER;
 }
 
 int det_quantile_params_check(const struct det_quantile_params *p)

@@ -17,6 +17,10 @@
  * cost O(idle time); past it the remaining empty intervals are folded in
  * closed form (their drop alerts were already given by the first ones). */
 #define RATE_MAX_CLOSE 64
+/* Model surprise (-log10 p) from which a far-tail interval opens an
+ * incident whose first DET_RATE_RUN_MAX intervals the dispersion does not
+ * learn (learn). */
+#define RATE_INCIDENT_SURPRISE 4.0
 
 void det_rate_params_default(struct det_rate_params *p)
 {
@@ -27,9 +31,11 @@ void det_rate_params_default(struct det_rate_params *p)
      * a handful of atoms, and the empirical tail at a bin edge between two
      * atoms is that of the next atom up, so the data's slope there (up to
      * 2x for an expectation of 0.5) says "sharpen" where the model is
-     * merely coarse. Past the trusted levels the Poisson tail is taken as
-     * is, never sharpened. */
+     * merely coarse; the tempering it says elsewhere comes from the same
+     * coarseness (and from earlier bursts) and muted the second burst on a
+     * hashtag. Past the trusted levels the Poisson tail is taken as is. */
     p->calib.max_slope = 1;
+    p->calib.tail = DET_TAIL_MODEL;
 }
 
 int det_rate_params_check(const struct det_rate_params *p)
@@ -173,8 +179,33 @@ static void fill(const struct det_rate_params *p, struct det_rate_state *s, doub
     }
 }
 
+/* How many of the n intervals before idx (consecutive, as a key's closed
+ * intervals are) fell in idx's hour of the day. */
+static uint64_t hour_seen(const struct det_rate_params *p, uint64_t n, int64_t idx)
+{
+    int64_t per_hour = MAX((int64_t)1, (int64_t)(3600 * USEC_PER_SEC) / p->interval_usec);
+    int64_t per_day = 24 * per_hour;
+    int64_t pos = idx % per_day;
+    if (pos < 0)
+        pos += per_day;
+    int64_t first = pos - pos % per_hour; /* the hour's first interval in the day */
+    int64_t r = (int64_t)(n % (uint64_t)per_day);
+    int64_t seen = pos - MAX(first, pos - r);
+    if (pos - r < 0) /* the rest of the partial day reaches into yesterday */
+        seen += MAX((int64_t)0, first + per_hour - (per_day + pos - r));
+    return n / (uint64_t)per_day * (uint64_t)per_hour + (uint64_t)seen;
+}
+
+/* The level's half-life in intervals: with daily, at least a day. */
+static double level_half_life(const struct det_rate_params *p)
+{
+    if (!p->daily)
+        return p->half_life;
+    return MAX(p->half_life, (double)((int64_t)(86400 * USEC_PER_SEC) / p->interval_usec));
+}
+
 static void learn(const struct det_rate_params *p, struct det_rate_state *s, double count,
-                  int64_t idx)
+                  int64_t idx, bool incident)
 {
     unsigned h = 0;
     double f = hour_factor(p, s, idx, &h);
@@ -186,20 +217,30 @@ static void learn(const struct det_rate_params *p, struct det_rate_state *s, dou
      * the hour's expectation, so a daily rhythm is not mistaken for noise. */
     double sd = sqrt(MAX(e, 0.05) * dispersion(s));
     double d = s->n ? CLAMP(count - e, -4 * sd, 4 * sd) : count - e;
-    if (s->n)
+    /* Nor the first intervals of an incident (advance): a burst learned
+     * into the dispersion as it happens hides its own next interval. */
+    if (s->n && !incident)
         s->disp += eta * (d * d / MAX(e, 0.05) - s->disp);
-    s->mean += eta * d / f;
+    /* With daily, the level averages at least a day: a level that follows
+     * the day itself takes the daily cycle away from the hour factors
+     * (a ratio to a level that rose with the peak is ~1), and the
+     * factors, flattened, then call every trough a drop and every peak a
+     * burst. */
+    double eta_level = p->daily ? MAX(1.0 / (s->n + 1), 1 - det_decay(level_half_life(p))) : eta;
+    s->mean += eta_level * d / f;
     if (p->daily && s->mean > 0) {
         /* Each hour's factor averages that hour over about two days,
          * however many intervals an hour holds. */
         double per_hour = MAX(1.0, (double)(3600 * USEC_PER_SEC) / (double)p->interval_usec);
         double beta = 1 - exp2(-1.0 / (2 * per_hour));
-        /* While young, each hour's factor is the plain average of the
-         * intervals it has seen (about n / 24 of them): the two-day EW
-         * alone is 30% of the way there after a day, and a day-two
-         * expectation that still half ignores the daily cycle calls every
-         * evening peak a burst. */
-        beta = MAX(beta, 1.0 / (1.0 + s->n / 24.0));
+        /* While young, each hour's factor is the average of the intervals
+         * that hour has seen, with one more at 1 (no cycle) so the first
+         * quiet interval does not set it to zero: the two-day EW alone is
+         * 30% of the way there after a day, and a day-two expectation that
+         * still half ignores the daily cycle calls every evening peak a
+         * burst. Counted per hour: the first hour of the first day must not
+         * be set by its first interval alone. */
+        beta = MAX(beta, 1.0 / (2.0 + (double)hour_seen(p, s->n, idx)));
         double ratio = count / s->mean;
         float cur = s->hour[h] > 0 ? s->hour[h] : 1.0f;
         s->hour[h] = (float)MAX(0.01, cur + beta * (ratio - cur));
@@ -228,7 +269,8 @@ static int advance(const struct det_rate_params *p, struct det_rate_state *s, in
             s->run_len = 0;
         if (closed && (nclosed == 0 || r.score > closed->score))
             *closed = r;
-        learn(p, s, s->count, s->cur);
+        learn(p, s, s->count, s->cur,
+              r.raw >= RATE_INCIDENT_SURPRISE && s->far_run >= 1 && s->far_run <= DET_RATE_RUN_MAX);
         s->count = 0;
         s->cur++;
         nclosed++;
@@ -236,7 +278,7 @@ static int advance(const struct det_rate_params *p, struct det_rate_state *s, in
     if (s->cur < idx) {
         /* k more empty intervals: the mean decays geometrically. */
         double k = (double)(idx - s->cur);
-        s->mean *= exp2(-k / p->half_life);
+        s->mean *= exp2(-k / level_half_life(p));
         s->n += (uint32_t)MIN(k, (double)(UINT32_MAX - s->n));
         s->cur = idx;
         s->run_len = 0;
