@@ -570,11 +570,6 @@ static int run_one(struct detector *d, const struct detect_record *rec, const ch
     return ret;
 }
 
-static int put_num(struct buf *b, double v)
-{
-    return buf_put_json_g17(b, v);
-}
-
 /* {"field":value,...} over an rcf detector's fields. */
 static void put_field_map(struct buf *b, const struct detector *d, const double *v)
 {
@@ -584,7 +579,7 @@ static void put_field_map(struct buf *b, const struct detector *d, const double 
             buf_putc(b, ',');
         buf_put_json_string(b, d->field_names[k], strlen(d->field_names[k]));
         buf_putc(b, ':');
-        put_num(b, v[k]);
+        buf_put_json_g17(b, v[k]);
     }
     buf_putc(b, '}');
 }
@@ -625,19 +620,19 @@ static void put_anomaly(struct buf *b, const struct detector *d, const char *key
     else
         buf_puts(b, "null");
     buf_puts(b, ",\"score\":");
-    put_num(b, r->score);
+    buf_put_json_g17(b, r->score);
     buf_puts(b, ",\"value\":");
     if (d->kind == K_CATEGORY)
         buf_put_json_string(b, category, strlen(category));
     else if (d->kind == K_RCF)
         put_field_map(b, d, attrib + RCF_MAX_DIMS);
     else
-        put_num(b, r->value);
+        buf_put_json_g17(b, r->value);
     buf_puts(b, ",\"expected\":");
     if (d->kind == K_RCF || d->kind == K_CATEGORY)
         buf_puts(b, "null");
     else
-        put_num(b, r->expected);
+        buf_put_json_g17(b, r->expected);
     buf_puts(b, ",\"reason\":");
     struct buf reason = BUF_INIT;
     anomaly_reason(&reason, d, key, r, category, attrib);
@@ -797,7 +792,7 @@ int detect_stage_eval(struct detect_stage *s, const struct detect_record *rec, s
     if (v->scored) {
         v->score = best;
         r = buf_puts(out, ",\"anomaly_score\":");
-        r = r ?: put_num(out, best);
+        r = r ?: buf_put_json_g17(out, best);
         r = r ?: buf_puts(out, v->is_anomaly ? ",\"is_anomaly\":true,\"anomalies\":[" : ",\"is_anomaly\":false,\"anomalies\":[");
         if (r == 0 && fired.len)
             r = buf_append(out, fired.data, fired.len);
@@ -842,7 +837,7 @@ int detect_stage_tick(struct detect_stage *s, double now, struct rw_output *out)
                 buf_printf(&out->lines, "{\"_alert\":{\"detector\":");
                 buf_put_json_string(&out->lines, d->name, strlen(d->name));
                 buf_printf(&out->lines, ",\"time\":\"%s\"},\"anomaly_score\":", tsb);
-                put_num(&out->lines, r.score);
+                buf_put_json_g17(&out->lines, r.score);
                 buf_puts(&out->lines, ",\"is_anomaly\":true,\"anomalies\":[");
                 put_anomaly(&out->lines, d, key, klen, &r, NULL, NULL);
                 buf_puts(&out->lines, "]}\n");
