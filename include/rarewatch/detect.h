@@ -204,7 +204,7 @@ struct det_robust {
     double aad;      /* mean absolute deviation: a scale floor when MAD is 0 */
     double boot[DET_ROBUST_BOOT];
     uint32_t n;
-    uint32_t pad_;   /* quantile: consecutive far-tail surprises (det_finish_run) */
+    uint32_t far_run; /* quantile: consecutive far-tail surprises (det_finish_run) */
 };
 
 struct det_quantile_state {

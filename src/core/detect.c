@@ -184,9 +184,7 @@ int det_calib_params_check(const struct det_calib_params *p)
 #define CALIB_RECURRING 3.0
 /* Consecutive far-tail values longer than the history's mass over this are
  * a new normal, not one incident (det_finish_run). */
-#ifndef CALIB_STRETCH
 #define CALIB_STRETCH 256.0
-#endif
 /* A run counter past this has had its stretch learned (fits the rate
  * detector's 16-bit counter). */
 #define CALIB_STRETCH_LEARNED 0x7fffu
@@ -629,7 +627,7 @@ void det_quantile_update(const struct det_quantile_params *p, struct det_quantil
     r->expected = s->r.median;
     r->scale = det_robust_scale(&s->r);
     bool learning = s->r.n < p->min_samples;
-    det_finish_run(r, &p->calib, &s->calib, det_laplace_surprise(z), learning, &s->r.pad_);
+    det_finish_run(r, &p->calib, &s->calib, det_laplace_surprise(z), learning, &s->r.far_run);
     if (!learning) {
         r->why = z >= 0 ? DET_WHY_ABOVE : DET_WHY_BELOW;
         r->alert = fabs(z) >= p->threshold && r->score >= p->min_score;
