@@ -138,13 +138,17 @@ static double tails(const struct det_rate_params *p, const struct det_rate_state
     return det_clamp_surprise(MAX(up, down) - (upper_only ? 0 : det_log10(2.0)));
 }
 
+static int64_t intervals_per_day(const struct det_rate_params *p)
+{
+    return (int64_t)(86400 * USEC_PER_SEC) / p->interval_usec;
+}
+
 /* A daily baseline has not seen the day before it has seen a day. */
 static uint32_t min_intervals(const struct det_rate_params *p)
 {
     if (!p->daily)
         return p->min_intervals;
-    int64_t per_day = (int64_t)(86400 * USEC_PER_SEC) / p->interval_usec;
-    return (uint32_t)MAX((int64_t)p->min_intervals, per_day);
+    return (uint32_t)MAX((int64_t)p->min_intervals, intervals_per_day(p));
 }
 
 static void fill(const struct det_rate_params *p, struct det_rate_state *s, double count,
@@ -201,7 +205,7 @@ static double level_half_life(const struct det_rate_params *p)
 {
     if (!p->daily)
         return p->half_life;
-    return MAX(p->half_life, (double)((int64_t)(86400 * USEC_PER_SEC) / p->interval_usec));
+    return MAX(p->half_life, (double)intervals_per_day(p));
 }
 
 static void learn(const struct det_rate_params *p, struct det_rate_state *s, double count,
