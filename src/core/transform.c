@@ -620,9 +620,10 @@ static bool path_eq(const struct json_path *a, const struct json_path *b, uint32
     return true;
 }
 
-static struct json_doc *cur_doc(struct xf_worker *w, struct xf_record *rec)
+/* w->in, not the record's doc: also read after xf_apply returned, for
+ * deferred edits. */
+static struct json_doc *cur_doc(struct xf_worker *w)
 {
-    (void)rec; /* w->in: also after xf_apply returned, for deferred edits */
     return w->cur < 0 ? w->in : &w->doc[w->cur];
 }
 
@@ -659,14 +660,14 @@ static int overlay_get(void *ud, const struct json_path *p, struct rw_value *out
         if (r < 0)
             return r;
     }
-    int r = json_lookup_text(cur_doc(w, w->rec), p, out);
+    int r = json_lookup_text(cur_doc(w), p, out);
     return r < 0 ? r : 1;
 }
 
 static void env_of(struct xf_worker *w, struct xf_record *rec, struct expr_env *env)
 {
     *env = (struct expr_env){
-        .doc = cur_doc(w, rec),
+        .doc = cur_doc(w),
         .overlay = overlay_get,
         .overlay_ud = w,
         .scratch = &w->scratch,
@@ -685,7 +686,7 @@ static int materialize(struct xf_worker *w, struct xf_record *rec)
     int next = w->cur == 0 ? 1 : 0;
     struct buf *b = &w->out[next];
     buf_reset(b);
-    int r = json_splice(b, cur_doc(w, rec), w->ed, w->ned);
+    int r = json_splice(b, cur_doc(w), w->ed, w->ned);
     if (r < 0)
         return r;
     if ((r = json_scan(&w->doc[next], b->data, b->len)) < 0)
@@ -747,7 +748,7 @@ static int keep(struct xf_worker *w, struct xf_record *rec, const struct xf *x)
     int r = materialize(w, rec);
     if (r < 0)
         return r;
-    struct json_doc *d = cur_doc(w, rec);
+    struct json_doc *d = cur_doc(w);
     int next = w->cur == 0 ? 1 : 0;
     struct buf *b = &w->out[next];
     buf_reset(b);
@@ -978,7 +979,7 @@ int xf_apply(const struct xf_stage *s, struct xf_worker *w, struct xf_record *re
     if (res == XF_KEEP && rec->defer && w->ned) {
         /* Left pending: reads go through the overlay, xf_append_record()
          * splices the edits straight into the output line. */
-        w->view = cur_doc(w, rec);
+        w->view = cur_doc(w);
         w->view->overlay = view_overlay;
         w->view->overlay_ud = w;
         w->rec = NULL; /* the caller's; only w->in is read from now on */
@@ -990,14 +991,14 @@ int xf_apply(const struct xf_stage *s, struct xf_worker *w, struct xf_record *re
         if (r < 0)
             return r;
     }
-    w->view = cur_doc(w, rec);
+    w->view = cur_doc(w);
     *view = w->view;
     return res;
 }
 
 int xf_append_record(struct xf_worker *w, struct buf *out, bool *empty)
 {
-    struct json_doc *d = cur_doc(w, w->rec);
+    struct json_doc *d = cur_doc(w);
     if (!w->ned) {
         const struct json_node *root = &d->nodes[0];
         *empty = json_first_child(d, 0) == JSON_NONE;
