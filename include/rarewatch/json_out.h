@@ -59,6 +59,12 @@ int json_splice(struct buf *out, const struct json_doc *d, const struct json_edi
 
 /* Encoders for single values, also used for building NDJSON by hand. */
 int buf_put_json_number(struct buf *b, double x);
+/* The scanned root object's text without its closing brace, so that
+ * fields can be appended to it; *empty: it has no members (the first
+ * appended field then needs no comma). */
+int json_append_root_open(struct buf *out, const struct json_doc *d, bool *empty);
+/* The decimal digits of v (every uint64_t, where a double would round). */
+int buf_put_u64(struct buf *b, uint64_t v);
 int buf_put_json_value(struct buf *b, const struct rw_value *v);
 /* Exactly the text of printf("%.17g", x) in the C locale (non-finite: null),
  * without printf's cost on the common range (integers below 1e17 and

@@ -19,6 +19,19 @@ static char *put_u64(char *end, uint64_t v)
     return end;
 }
 
+int json_append_root_open(struct buf *out, const struct json_doc *d, bool *empty)
+{
+    const struct json_node *root = &d->nodes[0];
+    *empty = json_first_child(d, 0) == JSON_NONE;
+    return buf_append(out, d->text + root->start, root->end - 1 - root->start);
+}
+
+int buf_put_u64(struct buf *b, uint64_t v)
+{
+    char tmp[24], *end = tmp + sizeof(tmp), *p = put_u64(end, v);
+    return buf_append(b, p, (size_t)(end - p));
+}
+
 int buf_put_json_number(struct buf *b, double x)
 {
     static const double pow10[] = { 1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rarewatch/json_out.h"
 #include "rarewatch/strutil.h"
 
 const char *rw_stage_name(enum rw_stage s)
@@ -102,12 +103,7 @@ int rw_provenance_append_tail_json(struct buf *b, const struct rw_provenance *p)
     int r = buf_puts(b, ",\"sequence_number\":");
     r = r ?: buf_put_json_string(b, p->sequence_number.p ? p->sequence_number.p : "", p->sequence_number.len);
     r = r ?: buf_puts(b, ",\"sub_sequence_number\":");
-    char num[24], *ne = num + sizeof(num), *np = ne;
-    uint64_t v = p->sub_sequence_number;
-    do
-        *--np = (char)('0' + v % 10);
-    while (v /= 10);
-    r = r ?: buf_append(b, np, (size_t)(ne - np));
+    r = r ?: buf_put_u64(b, p->sub_sequence_number);
     r = r ?: buf_puts(b, ",\"partition_key\":");
     r = r ?: buf_put_json_string(b, p->partition_key.p ? p->partition_key.p : "", p->partition_key.len);
     r = r ?: buf_puts(b, ",\"arrival_time\":\"");

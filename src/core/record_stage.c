@@ -9,6 +9,7 @@
 #include "rarewatch/base64.h"
 #include "rarewatch/conf_schema.h"
 #include "rarewatch/csv.h"
+#include "rarewatch/json_out.h"
 #include "rarewatch/json_scan.h"
 #include "rarewatch/strutil.h"
 #include "rarewatch/window.h"
@@ -185,13 +186,10 @@ static int process_object(struct rs_worker *w, const struct xf_stage *xf, struct
      * brace: the record's own bytes are copied, not rebuilt. */
     bool empty;
     int r;
-    if (xfs) {
+    if (xfs)
         r = xf_append_record(w->xw, &out->lines, &empty);
-    } else {
-        const struct json_node *root = &doc->nodes[0];
-        r = buf_append(&out->lines, doc->text + root->start, root->end - 1 - root->start);
-        empty = json_first_child(doc, 0) == JSON_NONE;
-    }
+    else
+        r = json_append_root_open(&out->lines, doc, &empty);
     struct detect_verdict v = { 0 };
     if (r == 0 && det) {
         size_t mark = out->lines.len;

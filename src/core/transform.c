@@ -999,11 +999,8 @@ int xf_apply(const struct xf_stage *s, struct xf_worker *w, struct xf_record *re
 int xf_append_record(struct xf_worker *w, struct buf *out, bool *empty)
 {
     struct json_doc *d = cur_doc(w);
-    if (!w->ned) {
-        const struct json_node *root = &d->nodes[0];
-        *empty = json_first_child(d, 0) == JSON_NONE;
-        return buf_append(out, d->text + root->start, root->end - 1 - root->start);
-    }
+    if (!w->ned)
+        return json_append_root_open(out, d, empty);
     /* What materialize() would write and scan, without the scan: the
      * splice of an edited object is "{" members "}" with no blanks around. */
     size_t mark = out->len;
