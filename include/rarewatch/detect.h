@@ -230,6 +230,7 @@ struct det_rate_params {
     struct det_calib_params calib;
 };
 
+#define DET_RATE_RUN_MAX 4
 struct det_rate_state {
     int64_t cur;      /* index of the open interval (ts / interval), valid when started */
     double count;     /* events in the open interval */
@@ -239,14 +240,14 @@ struct det_rate_state {
     uint32_t n;       /* closed intervals */
     uint32_t started;
     struct det_calib calib;
-    /* The run: consecutive closed intervals on the same side of their
-     * expectation (a burst or a drop spanning several intervals is tested
-     * as one), at most DET_RATE_RUN_MAX of them. */
-    float run_count, run_expected;
-    uint16_t run_len;
+    /* The closed intervals before the open one, newest first, hist_len of
+     * them: a closing interval is tested together with each run of
+     * intervals it ends (a burst or a drop spanning several intervals is
+     * one test), up to DET_RATE_RUN_MAX intervals long. */
+    float hist_count[DET_RATE_RUN_MAX - 1], hist_expected[DET_RATE_RUN_MAX - 1];
+    uint16_t hist_len;
     uint16_t far_run;  /* consecutive far-tail surprises (det_finish_run) */
 };
-#define DET_RATE_RUN_MAX 4
 
 void det_rate_params_default(struct det_rate_params *p);
 int det_rate_params_check(const struct det_rate_params *p);

@@ -81,39 +81,63 @@ static double dispersion(const struct det_rate_state *s)
 static double tails(const struct det_rate_params *p, const struct det_rate_state *s,
                     double count, double expected, bool upper_only, bool *high);
 
-/* Model surprise of `count` in one interval, or of the run it closes,
- * whichever is larger; *high says which tail. */
-static double rate_surprise(const struct det_rate_params *p, const struct det_rate_state *s,
-                            double count, double expected, bool upper_only, bool *high)
+/* What a closing interval is judged on: itself alone or one of the runs
+ * of intervals it ends, whichever is the most surprising. */
+struct rate_test {
+    double surprise, count, expected;
+    unsigned len; /* intervals */
+    bool high;
+};
+
+/* Model surprise of `count` in one interval, or of a run it closes. The
+ * runs are every suffix of the last DET_RATE_RUN_MAX intervals that ends
+ * here: a burst that starts in the middle of an interval, or whose first
+ * interval was only mildly high, is tested on its own intervals and not
+ * diluted by the quiet one before it (a fixed run that started on the
+ * side of the burst and broke after DET_RATE_RUN_MAX intervals missed 15
+ * minute bursts of 10, 7 and 8 events against 1.5 each). Only runs on the
+ * closing interval's side are news now: a run whose last interval went
+ * back to normal was judged when it ended. */
+static struct rate_test rate_surprise(const struct det_rate_params *p,
+                                      const struct det_rate_state *s, double count,
+                                      double expected, bool upper_only)
 {
-    double sm = tails(p, s, count, expected, upper_only, high);
-    if (upper_only || s->run_len < 2)
-        return sm;
-    bool run_high;
+    struct rate_test t = { .count = count, .expected = expected, .len = 1 };
+    t.surprise = tails(p, s, count, expected, upper_only, &t.high);
+    if (upper_only || count == expected)
+        return t;
+    bool up = count > expected;
     /* A drop is only news where this interval expected enough events to
      * miss them (min_expected), however many the run expected in all. */
     bool lower = expected >= p->min_expected;
-    double sr = tails(p, s, s->run_count, s->run_expected, !lower, &run_high);
-    if (sr > sm) {
-        *high = run_high;
-        return sr;
+    if (!up && !lower)
+        return t;
+    double c = count, e = expected;
+    for (unsigned i = 0; i < s->hist_len; i++) {
+        c += s->hist_count[i];
+        e += s->hist_expected[i];
+        if ((c > e) != up)
+            continue;
+        bool high;
+        double sr = tails(p, s, c, e, !lower, &high);
+        if (sr > t.surprise)
+            t = (struct rate_test){ .surprise = sr, .count = c, .expected = e, .len = i + 2,
+                                    .high = high };
     }
-    return sm;
+    return t;
 }
 
-/* Extend the run with a closing interval, or start a new one. */
-static void run_add(struct det_rate_state *s, double count, double expected)
+/* The closed interval joins the history the next ones are judged with. */
+static void hist_push(struct det_rate_state *s, double count, double expected)
 {
-    bool up = count > expected, run_up = s->run_count > s->run_expected;
-    if (s->run_len == 0 || s->run_len >= DET_RATE_RUN_MAX || up != run_up ||
-        count == expected) {
-        s->run_count = 0;
-        s->run_expected = 0;
-        s->run_len = 0;
+    for (unsigned i = DET_RATE_RUN_MAX - 2; i > 0; i--) {
+        s->hist_count[i] = s->hist_count[i - 1];
+        s->hist_expected[i] = s->hist_expected[i - 1];
     }
-    s->run_count += (float)count;
-    s->run_expected += (float)expected;
-    s->run_len++;
+    s->hist_count[0] = (float)count;
+    s->hist_expected[0] = (float)expected;
+    if (s->hist_len < DET_RATE_RUN_MAX - 1)
+        s->hist_len++;
 }
 
 static double tails(const struct det_rate_params *p, const struct det_rate_state *s,
@@ -154,11 +178,15 @@ static uint32_t min_intervals(const struct det_rate_params *p)
 static void fill(const struct det_rate_params *p, struct det_rate_state *s, double count,
                  double expected, bool closing, struct det_result *r)
 {
-    bool high;
-    double sm = rate_surprise(p, s, count, expected, !closing, &high);
-    *r = (struct det_result){ .value = count, .expected = expected, .raw = sm,
-                              .scale = sqrt(dispersion(s) * MAX(expected, 0.0)),
-                              .interval = (double)p->interval_usec / (double)USEC_PER_SEC };
+    struct rate_test t = rate_surprise(p, s, count, expected, !closing);
+    double sm = t.surprise;
+    /* A run is reported as what was tested: its events against its
+     * expectation over its length. */
+    *r = (struct det_result){ .value = t.count, .expected = t.expected, .raw = sm,
+                              .scale = sqrt(dispersion(s) * MAX(t.expected, 0.0)),
+                              .interval = (double)t.len * (double)p->interval_usec /
+                                          (double)USEC_PER_SEC };
+    bool high = t.high;
     bool learning = s->n < min_intervals(p);
     if (closing) {
         uint32_t far = s->far_run;
@@ -265,12 +293,13 @@ static int advance(const struct det_rate_params *p, struct det_rate_state *s, in
     struct det_result r;
     while (s->cur < idx && nclosed < RATE_MAX_CLOSE) {
         double e = expected_count(p, s, s->cur);
-        run_add(s, s->count, e);
         fill(p, s, s->count, e, true, &r);
         /* A run that alerted has been told: the next starts afresh, so
          * the intervals after an incident are not judged with it. */
         if (r.alert)
-            s->run_len = 0;
+            s->hist_len = 0;
+        else
+            hist_push(s, s->count, e);
         if (closed && (nclosed == 0 || r.score > closed->score))
             *closed = r;
         learn(p, s, s->count, s->cur,
@@ -285,7 +314,7 @@ static int advance(const struct det_rate_params *p, struct det_rate_state *s, in
         s->mean *= exp2(-k / level_half_life(p));
         s->n += (uint32_t)MIN(k, (double)(UINT32_MAX - s->n));
         s->cur = idx;
-        s->run_len = 0;
+        s->hist_len = 0;
     }
     return nclosed;
 }
