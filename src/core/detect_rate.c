@@ -158,8 +158,10 @@ static double tails(const struct det_rate_params *p, const struct det_rate_state
     double up = want_down && k <= lam - margin ? 0 : det_poisson_upper_surprise(k, lam);
     double down = !want_down || k >= lam + margin ? 0 : det_poisson_lower_surprise(k, lam);
     *high = up >= down;
-    /* Two-sided: the smaller tail, doubled. */
-    return det_clamp_surprise(MAX(up, down) - (upper_only ? 0 : det_log10(2.0)));
+    /* Two-sided where both tails are tested: the larger surprise, less a
+     * factor 2. Where a drop cannot be news (too few events expected) the
+     * test is one-sided and its surprise is taken as is. */
+    return det_clamp_surprise(MAX(up, down) - (want_down ? det_log10(2.0) : 0));
 }
 
 static int64_t intervals_per_day(const struct det_rate_params *p)
