@@ -243,6 +243,38 @@ TEST(rate_spike_drop_and_silence)
     CHECK_INT(det_rate_tick(&p, &s, t + 365 * 24 * 60 * MIN_US, &closed), 0);
 }
 
+/* A burst that starts in an interval's last seconds: the quiet interval it
+ * starts in must not dilute the run it is judged on, and where a drop is
+ * not testable (fewer than min_expected events expected) the test is
+ * one-sided, its surprise the upper tail as is. */
+TEST(rate_judges_each_run_a_burst_ends)
+{
+    struct det_rate_params p;
+    det_rate_params_default(&p);
+    p.min_score = 1; /* no alert, so no run is cut short by one */
+    struct det_rate_state s = { 0 };
+    struct det_result closed;
+    int64_t t0 = 1700000000LL * 1000000;
+    for (int m = 0; m < 300; m++)
+        det_rate_add(&p, &s, t0 + m * MIN_US, (uint32_t)(1 + m % 2), &closed, NULL);
+    det_rate_add(&p, &s, t0 + 300 * MIN_US, 2, &closed, NULL);
+    det_rate_add(&p, &s, t0 + 301 * MIN_US, 9, &closed, NULL);
+    CHECK_INT(det_rate_add(&p, &s, t0 + 302 * MIN_US, 9, &closed, NULL), 1);
+    CHECK_NEAR(closed.value, 9, 0); /* the interval alone beat 2 + 9 */
+    double phi = MAX(1.0, s.disp);
+    CHECK_INT(det_rate_tick(&p, &s, t0 + 303 * MIN_US, &closed), 1);
+    /* 9 + 9 against ~3 (10^-8.4) is rarer than 2 + 9 + 9 against ~4.5
+     * (10^-7.2) or 9 alone (10^-4.6): the verdict is that run's. */
+    CHECK_NEAR(closed.value, 18, 0);
+    CHECK_NEAR(closed.interval, 120, 0);
+    CHECK_NEAR(closed.expected, 3, 0.3);
+    CHECK(closed.why == DET_WHY_RATE_HIGH);
+    CHECK_NEAR(closed.raw, det_poisson_upper_surprise(18 / phi, closed.expected / phi), 1e-12);
+    _cleanup_buf_ struct buf b = BUF_INIT;
+    CHECK_INT(det_reason(&b, DET_RATE, &closed, "#tag5", "posts", NULL), 0);
+    CHECK_CONTAINS(b.data, "posts: 18 events in 2m vs ");
+}
+
 static int rate_run_days(const struct det_rate_params *p, struct det_rate_state *s, int days,
                          int64_t t0)
 {
