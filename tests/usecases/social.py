@@ -13,13 +13,17 @@ from common import T0, cycle, main, poisson  # noqa: E402
 KEY = "hashtag"
 
 
-def generate(rnd, scale=1.0, start=T0):
+def generate(rnd, scale=1.0, start=T0, truth=None):
+    """truth, a dict if given, receives each hashtag's base rate (events/s before
+    the daily cycle), for tests/quality/oracle_social.py."""
     recs, events = [], []
     # A smaller stream has fewer hashtags, not fewer days: the hour-of-day profile
     # needs days of history. The burst probability keeps the expected incidents.
     n_tags = 30 if scale >= 1 else max(5, round(30 * scale))
     tags = [f"#tag{i}" for i in range(n_tags)]
     rate = {h: rnd.uniform(0.002, 0.01) for h in tags}
+    if truth is not None:
+        truth.update(rate)
     burst = {}
     days = 6
     warm = start + 2 * 86400
