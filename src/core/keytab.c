@@ -42,6 +42,12 @@ struct keytab {
     uint32_t nfree;
     uint32_t hand;   /* CLOCK hand */
     uint32_t sweep;  /* keytab_expire cursor */
+    /* Slots at or past this were never used: the free stack hands out
+     * slot 0 first and takes freed slots back on top, so the used slots
+     * stay below the peak count and a walk (keytab_next: the rate
+     * detectors' tick, snapshots) need not read a table sized for
+     * max_keys that holds a few keys. */
+    uint32_t hwm;
     struct ix *index;
     uint32_t *free_slots;
     unsigned char *slab;
@@ -331,6 +337,8 @@ void *keytab_get_hashed(struct keytab *t, uint64_t h, const char *key, size_t le
         pos = probe(t, h, key, len, &hit);
     }
     uint32_t si = t->free_slots[--t->nfree];
+    if (si >= t->hwm)
+        t->hwm = si + 1;
     struct slot_hdr *s = slot_at(t, si);
     s->hash = h;
     s->last_used = now_usec;
@@ -379,12 +387,13 @@ size_t keytab_expire(struct keytab *t, int64_t now_usec, uint32_t budget)
 {
     if (t->p.idle_usec <= 0 || t->count == 0)
         return 0;
-    if (budget == 0 || budget > t->p.max_keys)
-        budget = t->p.max_keys;
+    /* count > 0, so hwm > 0; the slots past it were never used. */
+    if (budget == 0 || budget > t->hwm)
+        budget = t->hwm;
     size_t removed = 0;
     for (uint32_t k = 0; k < budget; k++) {
-        uint32_t si = t->sweep;
-        t->sweep = (t->sweep + 1) % t->p.max_keys;
+        uint32_t si = t->sweep < t->hwm ? t->sweep : 0;
+        t->sweep = (si + 1) % t->hwm;
         struct slot_hdr *s = slot_at(t, si);
         if (s->used && now_usec - s->last_used > t->p.idle_usec) {
             if (t->p.on_remove)
@@ -400,7 +409,7 @@ size_t keytab_expire(struct keytab *t, int64_t now_usec, uint32_t budget)
 bool keytab_next(const struct keytab *t, uint32_t *pos, const char **key, size_t *len,
                  void **value, int64_t *last_used_usec)
 {
-    while (*pos < t->p.max_keys) {
+    while (*pos < t->hwm) {
         struct slot_hdr *s = slot_at(t, (*pos)++);
         if (!s->used)
             continue;

@@ -100,6 +100,45 @@ static void count_evicted(void *v, void *ud)
     CHECK(*(uint32_t *)v == 7);
 }
 
+/* A table sized for many keys that holds a few: the walk and the expiry
+ * sweep cover the slots ever used, every key once, removed slots reused. */
+TEST(walk_and_expiry_cover_a_sparse_table)
+{
+    struct keytab *t = keytab_new(&(struct keytab_params){ .max_keys = 100000, .value_size = 4,
+                                                           .idle_usec = 10 });
+    char k[32];
+    for (unsigned i = 0; i < 50; i++)
+        *(uint32_t *)keytab_get(t, k, (size_t)key(k, i), 0, NULL) = i;
+    for (unsigned i = 10; i < 30; i++)
+        CHECK_INT(keytab_remove(t, k, (size_t)key(k, i)), 1);
+    for (unsigned i = 50; i < 80; i++)
+        *(uint32_t *)keytab_get(t, k, (size_t)key(k, i), 0, NULL) = i;
+    unsigned seen[80] = { 0 }, n = 0;
+    uint32_t pos = 0;
+    void *v;
+    while (keytab_next(t, &pos, NULL, NULL, &v, NULL)) {
+        CHECK(*(uint32_t *)v < 80);
+        seen[*(uint32_t *)v]++;
+        n++;
+    }
+    CHECK_UINT(n, 60);
+    for (unsigned i = 0; i < 80; i++)
+        CHECK_UINT(seen[i], i >= 10 && i < 30 ? 0 : 1);
+    /* 60 slots in use, the last at index 59 (20 of the 30 new keys took
+     * the freed slots): the sweep goes round those, so after 100 slots
+     * swept while nothing was idle, six slices of 10 see them all. */
+    size_t gone = 0;
+    for (int pass = 0; pass < 10; pass++)
+        gone += keytab_expire(t, 5, 10);
+    CHECK_UINT(gone, 0);
+    for (int pass = 0; pass < 6; pass++)
+        gone += keytab_expire(t, 100, 10);
+    CHECK_UINT(gone, 60);
+    pos = 0;
+    CHECK(!keytab_next(t, &pos, NULL, NULL, NULL, NULL));
+    keytab_free(t);
+}
+
 TEST(eviction_hands_the_value_to_on_remove)
 {
     struct keytab *t = keytab_new(&(struct keytab_params){ .max_keys = 8, .value_size = 4,
