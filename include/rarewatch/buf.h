@@ -55,6 +55,17 @@ int buf_vprintf(struct buf *b, const char *fmt, va_list ap) _printf_(2, 0);
  * requires; invalid UTF-8 bytes are replaced by U+FFFD so output is always
  * valid JSON. */
 int buf_put_json_string(struct buf *b, const char *s, size_t n);
+/* Are the eight bytes of w all ones buf_put_json_string copies unchanged
+ * (not '"', '\\', a control byte or non-ASCII)? SWAR: a control byte borrows
+ * into, and a non-ASCII byte has, its top bit; '"' and '\\' become zero bytes
+ * under the XOR, which the (x - 1) & ~x test finds. Exact: a borrow only
+ * starts at a byte that is itself special. */
+static inline bool buf_json_plain8(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+    return !(((w - ones * 0x20) | w | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & highs);
+}
 static inline void buf_reset(struct buf *b)
 {
     b->len = 0;

@@ -107,18 +107,13 @@ int buf_put_json_string(struct buf *b, const char *s, size_t n)
     char *o = b->data + b->len;
     *o++ = '"';
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
-    /* Eight bytes at a time while none needs care (SWAR: a control byte
-     * borrows into, and a non-ASCII byte has, its top bit; '"' and '\\'
-     * become zero bytes under the XOR). A false alarm only sends one byte
-     * down the exact path below. */
-    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    /* Eight bytes at a time while none needs care; a word with one special
+     * byte sends one byte down the exact path below. */
     while (p < end) {
         if (end - p >= 8) {
             uint64_t w;
             memcpy(&w, p, 8);
-            uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
-            uint64_t bad = ((w - ones * 0x20) | w | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & highs;
-            if (!bad) {
+            if (buf_json_plain8(w)) {
                 memcpy(o, p, 8);
                 o += 8;
                 p += 8;

@@ -271,13 +271,28 @@ static inline bool plain_ascii(const char *s, size_t n)
             return false;
     }
 #endif
-    static const uint8_t special[256] = {
-        [0x00 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xff] = 1,
-    };
-    for (; i < n; i++)
-        if (special[(unsigned char)s[i]])
-            return false;
-    return true;
+    /* The rest (the whole of a short key or value) in one or two words,
+     * the two loads overlapping where fewer than 8 or 16 bytes are left:
+     * a byte checked twice changes nothing. */
+    size_t left = n - i;
+    const char *t = s + i;
+    uint64_t w, w2;
+    if (left >= 8) {
+        memcpy(&w, t, 8);
+        memcpy(&w2, t + left - 8, 8);
+        return buf_json_plain8(w) && buf_json_plain8(w2);
+    }
+    if (left >= 4) {
+        uint32_t a, b;
+        memcpy(&a, t, 4);
+        memcpy(&b, t + left - 4, 4);
+        return buf_json_plain8(a | (uint64_t)b << 32);
+    }
+    /* 0-3 bytes: padded with plain 'A's. */
+    w = 0x4141414141414141ull;
+    for (size_t j = 0; j < left; j++)
+        w = w << 8 | (uint8_t)t[j];
+    return buf_json_plain8(w);
 }
 
 static inline int w_string(struct buf *b, const char *s, size_t n)
@@ -502,8 +517,10 @@ static int splice_obj(const struct splice *c, uint32_t obj, const uint8_t *E, un
         if (matched[i])
             continue;
         const struct json_step *st = edit_step(c, E[i], lvl);
-        unsigned ng = 0;
-        for (unsigned j = i; j < ne; j++)
+        unsigned ng = 1;
+        G[0] = E[i];
+        matched[i] = 1;
+        for (unsigned j = i + 1; j < ne; j++)
             if (!matched[j] && same_key(st, edit_step(c, E[j], lvl))) {
                 G[ng++] = E[j];
                 matched[j] = 1;
