@@ -5,6 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 int buf_reserve(struct buf *b, size_t extra)
 {
     if (extra > SIZE_MAX / 2 - b->len)
@@ -107,6 +111,22 @@ int buf_put_json_string(struct buf *b, const char *s, size_t n)
     char *o = b->data + b->len;
     *o++ = '"';
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
+#ifdef __SSE2__
+    /* Sixteen bytes a step first (the 56-digit sequence number of every
+     * "_kinesis" object is four steps instead of seven words). */
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+        /* Signed compare: bytes >= 0x80 count as < 0x20. */
+        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+                                 _mm_cmplt_epi8(v, space));
+        if (_mm_movemask_epi8(m))
+            break;
+        _mm_storeu_si128((__m128i *)(void *)o, v);
+        o += 16;
+        p += 16;
+    }
+#endif
     /* Eight bytes at a time while none needs care; a word with one special
      * byte sends one byte down the exact path below. */
     while (p < end) {
