@@ -567,18 +567,38 @@ bool json_str_eq(const struct json_doc *d, uint32_t i, const char *key, size_t n
     return k == kend;
 }
 
-/* Member names are short; a call to memcmp costs more than comparing them. */
+/* Member names are short; a call to memcmp costs more than comparing them.
+ * 4 to 16 bytes as two words each side, overlapping when shorter than two
+ * words (a byte compared twice changes nothing); no load leaves a or b. */
 static inline bool bytes_eq(const char *a, const char *b, size_t n)
 {
-    if (n > 16)
-        return memcmp(a, b, n) == 0;
+    if (n >= 8) {
+        if (n > 16)
+            return memcmp(a, b, n) == 0;
+        uint64_t a0, a1, b0, b1;
+        memcpy(&a0, a, 8);
+        memcpy(&b0, b, 8);
+        memcpy(&a1, a + n - 8, 8);
+        memcpy(&b1, b + n - 8, 8);
+        return !((a0 ^ b0) | (a1 ^ b1));
+    }
+    if (n >= 4) {
+        uint32_t a0, a1, b0, b1;
+        memcpy(&a0, a, 4);
+        memcpy(&b0, b, 4);
+        memcpy(&a1, a + n - 4, 4);
+        memcpy(&b1, b + n - 4, 4);
+        return !((a0 ^ b0) | (a1 ^ b1));
+    }
     for (size_t i = 0; i < n; i++)
         if (a[i] != b[i])
             return false;
     return true;
 }
 
-uint32_t json_obj_find_key(const struct json_doc *d, uint32_t obj, const char *key, size_t keylen)
+/* Inline in json_path_find, the lookups of every record. */
+static inline __attribute__((always_inline)) uint32_t find_key(const struct json_doc *d, uint32_t obj,
+                                                               const char *key, size_t keylen)
 {
     if (obj >= d->n || d->nodes[obj].type != JSON_T_OBJECT)
         return JSON_NONE;
@@ -595,9 +615,14 @@ uint32_t json_obj_find_key(const struct json_doc *d, uint32_t obj, const char *k
     return JSON_NONE;
 }
 
+uint32_t json_obj_find_key(const struct json_doc *d, uint32_t obj, const char *key, size_t keylen)
+{
+    return find_key(d, obj, key, keylen);
+}
+
 uint32_t json_obj_get(const struct json_doc *d, uint32_t obj, const char *key, size_t keylen)
 {
-    uint32_t k = json_obj_find_key(d, obj, key, keylen);
+    uint32_t k = find_key(d, obj, key, keylen);
     return k == JSON_NONE ? JSON_NONE : k + 1;
 }
 
@@ -872,9 +897,10 @@ uint32_t json_path_find(const struct json_doc *d, const struct json_path *p)
     uint32_t i = 0;
     for (uint32_t k = 0; k < p->n && i != JSON_NONE; k++) {
         const struct json_step *st = &p->steps[k];
-        if (st->kind == JSON_STEP_KEY)
-            i = json_obj_get(d, i, st->key, st->keylen);
-        else
+        if (st->kind == JSON_STEP_KEY) {
+            uint32_t key = find_key(d, i, st->key, st->keylen);
+            i = key == JSON_NONE ? JSON_NONE : key + 1;
+        } else
             i = json_arr_get(d, i, st->index);
     }
     return i;
