@@ -741,7 +741,20 @@ static bool equal(const struct rw_value *a, const struct rw_value *b)
     }
 }
 
-static int ev(const struct expr *e, uint32_t i, struct expr_env *env, struct rw_value *out);
+static int ev_node(const struct expr *e, uint32_t i, struct expr_env *env, struct rw_value *out);
+
+/* Constants (the operand of most comparisons and arithmetic, many function
+ * arguments) are read in place: the recursive call cost more than the
+ * value. */
+static inline int ev(const struct expr *e, uint32_t i, struct expr_env *env, struct rw_value *out)
+{
+    const struct enode *n = &e->n[i];
+    if (n->op == E_CONST) {
+        *out = n->k;
+        return 0;
+    }
+    return ev_node(e, i, env, out);
+}
 
 static int type_error(struct expr_env *env, const char *why)
 {
@@ -1058,7 +1071,7 @@ static bool compare(uint8_t op, const struct rw_value *a, const struct rw_value 
     }
 }
 
-static int ev(const struct expr *e, uint32_t i, struct expr_env *env, struct rw_value *out)
+static int ev_node(const struct expr *e, uint32_t i, struct expr_env *env, struct rw_value *out)
 {
     const struct enode *n = &e->n[i];
     struct rw_value a, b;
