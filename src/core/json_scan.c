@@ -683,6 +683,22 @@ static double strtod_c(const char *s)
     return strtod(s, NULL);
 }
 
+/* Numbers the fast path cannot round correctly: strtod on a NUL-terminated
+ * copy. Out of line so the fast path has no buffer (and no stack guard). */
+static __attribute__((noinline)) double parse_number_slow(const char *p, size_t n)
+{
+    char small[64];
+    char *tmp = n < sizeof(small) ? small : malloc(n + 1);
+    if (!tmp)
+        return NAN;
+    memcpy(tmp, p, n);
+    tmp[n] = 0;
+    double v = strtod_c(tmp);
+    if (tmp != small)
+        free(tmp);
+    return v;
+}
+
 double json_parse_number(const char *p, size_t n)
 {
     static const double pow10[] = { 1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
@@ -739,16 +755,7 @@ double json_parse_number(const char *p, size_t n)
         if (exp10 < 0 && exp10 >= -22)
             return neg ? -(v / pow10[-exp10]) : v / pow10[-exp10];
     }
-    char small[64];
-    char *tmp = n < sizeof(small) ? small : malloc(n + 1);
-    if (!tmp)
-        return NAN;
-    memcpy(tmp, p, n);
-    tmp[n] = 0;
-    double v = strtod_c(tmp);
-    if (tmp != small)
-        free(tmp);
-    return v;
+    return parse_number_slow(p, n);
 }
 
 int json_get_number(const struct json_doc *d, uint32_t i, double *out)
