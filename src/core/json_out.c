@@ -435,6 +435,39 @@ static int emit_member(const struct splice *c, uint32_t key, const struct json_s
 #undef SEP_AND_KEY
 }
 
+/* Is key node k (klen raw bytes, esc: has escapes) the name key[0..n)? */
+static inline bool member_is(const struct json_doc *d, uint32_t k, size_t klen, bool esc, const char *key, size_t n)
+{
+    /* Decoding never lengthens a name, so a longer edit key cannot match
+     * even an escaped one. */
+    if (n > klen || (!esc && n != klen))
+        return false;
+    const char *kp = d->text + d->nodes[k].start + 1;
+    return !esc ? klen == 0 || (kp[0] == key[0] && memcmp(kp, key, klen) == 0) : json_str_eq(d, k, key, n);
+}
+
+/* Is none of this level's edit keys a member of obj? One walk for all of
+ * them, with the walk's tests in splice_obj: the length mask first, then
+ * the names (escaped ones decoded). */
+static bool none_present(const struct splice *c, uint32_t obj, const char *const *keys, const uint32_t *klens,
+                         unsigned ne, uint64_t lens)
+{
+    const struct json_doc *d = c->d;
+    const struct json_node *nodes = d->nodes;
+    uint32_t end = nodes[obj].next;
+    for (uint32_t k = obj + 1; k < end; k = nodes[k + 1].next) {
+        const struct json_node *kn = &nodes[k];
+        size_t klen = kn->end - kn->start - 2;
+        bool esc = kn->flags & JSON_F_ESCAPED;
+        if (_likely_(!esc && !(lens >> MIN(klen, 63u) & 1)))
+            continue;
+        for (unsigned i = 0; i < ne; i++)
+            if (member_is(d, k, klen, esc, keys[i], klens[i]))
+                return false;
+    }
+    return true;
+}
+
 static int splice_obj(const struct splice *c, uint32_t obj, const uint8_t *E, unsigned ne, unsigned lvl)
 {
     struct buf *out = c->out;
@@ -459,7 +492,21 @@ static int splice_obj(const struct splice *c, uint32_t obj, const uint8_t *E, un
         lens |= UINT64_C(1) << MIN(st->keylen, 63u);
     }
     w_putc(out, '{');
-    if (obj != JSON_NONE) {
+    if (obj != JSON_NONE && none_present(c, obj, keys, klens, ne, lens)) {
+        /* Every edit here is to a member the object does not have (the
+         * common case: set a new field): the members are all one run, so
+         * copy it whole instead of walking them. It starts at the first key
+         * and, as only whitespace separates tokens, ends where the
+         * whitespace before the closing brace starts, as the walk's run. */
+        uint32_t k0 = json_first_child(d, obj);
+        if (k0 != JSON_NONE) {
+            const char *rs = d->text + nodes[k0].start, *re = d->text + nodes[obj].end - 1;
+            while (re[-1] == ' ' || re[-1] == '\t' || re[-1] == '\n' || re[-1] == '\r')
+                re--;
+            w_mem(out, rs, (size_t)(re - rs));
+            first = false;
+        }
+    } else if (obj != JSON_NONE) {
         uint32_t run_start = JSON_NONE, run_end = 0;
         uint32_t end = nodes[obj].next;
         for (uint32_t k = obj + 1; k < end; k = nodes[k + 1].next) {
@@ -474,15 +521,9 @@ static int splice_obj(const struct splice *c, uint32_t obj, const uint8_t *E, un
                 continue;
             }
             unsigned ng = 0;
-            const char *kp = d->text + kn->start + 1;
             bool dup = false;
             for (unsigned i = 0; i < ne && (esc || (lens >> MIN(klen, 63u) & 1)); i++) {
-                /* Decoding never lengthens a name, so a longer edit key
-                 * cannot match even an escaped one. */
-                if (klens[i] > klen || (!esc && klens[i] != klen))
-                    continue;
-                if (!esc ? klen == 0 || (kp[0] == keys[i][0] && memcmp(kp, keys[i], klen) == 0)
-                         : json_str_eq(d, k, keys[i], klens[i])) {
+                if (member_is(d, k, klen, esc, keys[i], klens[i])) {
                     G[ng++] = E[i];
                     dup |= matched[i];
                     matched[i] = 1;
