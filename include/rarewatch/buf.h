@@ -66,6 +66,8 @@ static inline bool buf_json_plain8(uint64_t w)
     uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
     return !(((w - ones * 0x20) | w | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & highs);
 }
+/* Are all of s[0..n) bytes buf_put_json_string copies unchanged? */
+bool buf_json_plain(const char *s, size_t n);
 static inline void buf_reset(struct buf *b)
 {
     b->len = 0;

@@ -101,9 +101,58 @@ static size_t utf8_valid_len(const unsigned char *s, size_t n)
     return len;
 }
 
+bool buf_json_plain(const char *s, size_t n)
+{
+    size_t i = 0;
+#ifdef __SSE2__
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        /* Signed compare: bytes >= 0x80 count as < 0x20. */
+        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+                                 _mm_cmplt_epi8(v, space));
+        if (_mm_movemask_epi8(m))
+            return false;
+    }
+#endif
+    /* The rest (the whole of a short key or value) in one or two words,
+     * the two loads overlapping where fewer than 8 or 16 bytes are left:
+     * a byte checked twice changes nothing. */
+    size_t left = n - i;
+    const char *t = s + i;
+    uint64_t w, w2;
+    if (left >= 8) {
+        memcpy(&w, t, 8);
+        memcpy(&w2, t + left - 8, 8);
+        return buf_json_plain8(w) && buf_json_plain8(w2);
+    }
+    if (left >= 4) {
+        uint32_t a, b;
+        memcpy(&a, t, 4);
+        memcpy(&b, t + left - 4, 4);
+        return buf_json_plain8(a | (uint64_t)b << 32);
+    }
+    /* 0-3 bytes: padded with plain 'A's. */
+    w = 0x4141414141414141ull;
+    for (size_t j = 0; j < left; j++)
+        w = w << 8 | (uint8_t)t[j];
+    return buf_json_plain8(w);
+}
+
 int buf_put_json_string(struct buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    /* Most strings need no escape (every output line's sequence number and
+     * partition key): checked a word or 16 bytes at a time, then copied. */
+    if (_likely_(n + 2 < b->cap - b->len) && buf_json_plain(s, n)) {
+        char *o = b->data + b->len;
+        o[0] = '"';
+        memcpy(o + 1, s, n);
+        o[n + 1] = '"';
+        b->len += n + 2;
+        b->data[b->len] = 0;
+        return 0;
+    }
     /* Worst case: every byte becomes \u00XX (6) or U+FFFD (3). */
     int r = buf_reserve(b, n * 6 + 2);
     if (r < 0)
@@ -111,22 +160,6 @@ int buf_put_json_string(struct buf *b, const char *s, size_t n)
     char *o = b->data + b->len;
     *o++ = '"';
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
-#ifdef __SSE2__
-    /* Sixteen bytes a step first (the 56-digit sequence number of every
-     * "_kinesis" object is four steps instead of seven words). */
-    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
-    while (end - p >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-        /* Signed compare: bytes >= 0x80 count as < 0x20. */
-        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
-                                 _mm_cmplt_epi8(v, space));
-        if (_mm_movemask_epi8(m))
-            break;
-        _mm_storeu_si128((__m128i *)(void *)o, v);
-        o += 16;
-        p += 16;
-    }
-#endif
     /* Eight bytes at a time while none needs care; a word with one special
      * byte sends one byte down the exact path below. */
     while (p < end) {

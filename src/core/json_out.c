@@ -6,10 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
-
 static char *put_u64(char *end, uint64_t v)
 {
     do {
@@ -255,49 +251,9 @@ static inline void w_mem(struct buf *b, const void *p, size_t n)
     b->len += n;
 }
 
-/* No byte that forces buf_put_json_string's slow path: '"', '\\',
- * controls, and anything non-ASCII (which must be UTF-8-checked). */
-static inline bool plain_ascii(const char *s, size_t n)
-{
-    size_t i = 0;
-#ifdef __SSE2__
-    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
-    for (; i + 16 <= n; i += 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
-        /* Signed compare: bytes >= 0x80 count as < 0x20. */
-        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
-                                 _mm_cmplt_epi8(v, space));
-        if (_mm_movemask_epi8(m))
-            return false;
-    }
-#endif
-    /* The rest (the whole of a short key or value) in one or two words,
-     * the two loads overlapping where fewer than 8 or 16 bytes are left:
-     * a byte checked twice changes nothing. */
-    size_t left = n - i;
-    const char *t = s + i;
-    uint64_t w, w2;
-    if (left >= 8) {
-        memcpy(&w, t, 8);
-        memcpy(&w2, t + left - 8, 8);
-        return buf_json_plain8(w) && buf_json_plain8(w2);
-    }
-    if (left >= 4) {
-        uint32_t a, b;
-        memcpy(&a, t, 4);
-        memcpy(&b, t + left - 4, 4);
-        return buf_json_plain8(a | (uint64_t)b << 32);
-    }
-    /* 0-3 bytes: padded with plain 'A's. */
-    w = 0x4141414141414141ull;
-    for (size_t j = 0; j < left; j++)
-        w = w << 8 | (uint8_t)t[j];
-    return buf_json_plain8(w);
-}
-
 static inline int w_string(struct buf *b, const char *s, size_t n)
 {
-    if (!plain_ascii(s, n))
+    if (!buf_json_plain(s, n))
         return buf_put_json_string(b, s, n);
     w_putc(b, '"');
     w_mem(b, s, n);
