@@ -241,7 +241,7 @@ int buf_put_json_value(struct buf *b, const struct rw_value *v)
 
 /*
  * Splicing writes into space reserved once, up front, for the worst case
- * (see splice_bound), so the per-byte helpers below need no capacity checks;
+ * (see json_splice), so the per-byte helpers below need no capacity checks;
  * the per-call checks of buf_putc/buf_append cost more than the copying.
  */
 static inline void w_putc(struct buf *b, char c) { b->data[b->len++] = c; }
@@ -289,22 +289,6 @@ static size_t value_bound(const struct rw_value *v)
     case RW_ARRAY: return v->s.len;
     default: return 5;
     }
-}
-
-/* The output never exceeds the input record (runs, kept members and
- * rewritten keys are copies of it, and every comma written replaces one
- * dropped) plus, per edit, what it can create: per path step a comma, the
- * escaped key, a colon and a pair of braces, then the value. */
-static size_t splice_bound(const struct json_doc *d, const struct json_edit *edits, size_t n)
-{
-    size_t total = d->nodes[0].end - d->nodes[0].start + 8;
-    for (size_t i = 0; i < n; i++) {
-        const struct json_path *p = edits[i].path;
-        for (uint32_t k = 0; k < p->n; k++)
-            total += (size_t)p->steps[k].keylen * 6 + 6;
-        total += value_bound(&edits[i].value);
-    }
-    return total;
 }
 
 struct splice {
@@ -544,18 +528,27 @@ int json_splice(struct buf *out, const struct json_doc *d, const struct json_edi
     if (!d->n || d->nodes[0].type != JSON_T_OBJECT || n > JSON_SPLICE_MAX_EDITS)
         return -EINVAL;
     uint8_t E[JSON_SPLICE_MAX_EDITS];
+    /* The edits are checked, and the room the output can need is summed in
+     * the same pass: it never exceeds the input record (runs, kept members
+     * and rewritten keys are copies of it, and every comma written replaces
+     * one dropped) plus, per edit, what it can create: per path step a
+     * comma, the escaped key, a colon and a pair of braces, then the value. */
+    size_t bound = d->nodes[0].end - d->nodes[0].start + 8;
     for (size_t i = 0; i < n; i++) {
         const struct json_path *p = edits[i].path;
         if (!p || p->n == 0 || p->n > JSON_MAX_DEPTH)
             return -EINVAL;
-        for (uint32_t k = 0; k < p->n; k++)
+        for (uint32_t k = 0; k < p->n; k++) {
             if (p->steps[k].kind != JSON_STEP_KEY)
                 return -EINVAL;
+            bound += (size_t)p->steps[k].keylen * 6 + 6;
+        }
         if (edits[i].value.type == RW_STR && edits[i].value.s.len > UINT32_MAX / 8)
             return -EINVAL;
+        bound += value_bound(&edits[i].value);
         E[i] = (uint8_t)i;
     }
-    size_t saved = out->len, bound = splice_bound(d, edits, n);
+    size_t saved = out->len;
     int r = buf_reserve(out, bound);
     if (r < 0)
         return r;
