@@ -6,12 +6,27 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Two decimal digits per lookup. */
+static const char digit_pairs[200] = {
+#define DP(t) t, '0', t, '1', t, '2', t, '3', t, '4', t, '5', t, '6', t, '7', t, '8', t, '9'
+    DP('0'), DP('1'), DP('2'), DP('3'), DP('4'), DP('5'), DP('6'), DP('7'), DP('8'), DP('9'),
+#undef DP
+};
+
+/* The decimal digits of v, ending at end; returns where they start. Two
+ * digits a step (every line's amount and sub-sequence number). */
 static char *put_u64(char *end, uint64_t v)
 {
-    do {
-        *--end = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
+    while (v >= 100) {
+        end -= 2;
+        memcpy(end, digit_pairs + 2 * (v % 100), 2);
+        v /= 100;
+    }
+    if (v >= 10) {
+        end -= 2;
+        memcpy(end, digit_pairs + 2 * v, 2);
+    } else
+        *--end = (char)('0' + v);
     return end;
 }
 
@@ -91,13 +106,6 @@ static const unsigned __int128 pow10_u128[22] = {
     1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull, 10000000000000ull,
     100000000000000ull, 1000000000000000ull, 10000000000000000ull, 100000000000000000ull,
     1000000000000000000ull, 10000000000000000000ull, U128_E19 * 10, U128_E19 * 100,
-};
-
-/* Two decimal digits per lookup. */
-static const char digit_pairs[200] = {
-#define DP(t) t, '0', t, '1', t, '2', t, '3', t, '4', t, '5', t, '6', t, '7', t, '8', t, '9'
-    DP('0'), DP('1'), DP('2'), DP('3'), DP('4'), DP('5'), DP('6'), DP('7'), DP('8'), DP('9'),
-#undef DP
 };
 
 /* The 8 decimal digits of v < 10^8 into out[0..8). */
