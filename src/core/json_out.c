@@ -352,7 +352,11 @@ static int emit_member(const struct splice *c, uint32_t key, const struct json_s
         *first = false;                                                                  \
         if (key != JSON_NONE)                                                            \
             w_mem(out, d->text + d->nodes[key].start, d->nodes[key].end - d->nodes[key].start); \
-        else if ((r = w_string(out, st->key, st->keylen)) < 0)                           \
+        else if (st->plain) {                                                            \
+            w_putc(out, '"');                                                            \
+            w_mem(out, st->key, st->keylen);                                             \
+            w_putc(out, '"');                                                            \
+        } else if ((r = w_string(out, st->key, st->keylen)) < 0)                         \
             return r;                                                                    \
         w_putc(out, ':');                                                                \
     } while (0)

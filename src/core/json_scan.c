@@ -892,6 +892,8 @@ int json_path_compile(const char *spec, struct json_path **out)
         first = false;
     }
     p->n = n;
+    for (uint32_t k = 0; k < n; k++)
+        p->steps[k].plain = p->steps[k].kind == JSON_STEP_KEY && buf_json_plain(p->steps[k].key, p->steps[k].keylen);
     *out = p;
     return 0;
 bad:
