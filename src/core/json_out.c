@@ -435,7 +435,9 @@ static int splice_obj(const struct splice *c, uint32_t obj, const uint8_t *E, un
     const struct json_doc *d = c->d;
     const struct json_node *nodes = d->nodes;
     bool first = true;
-    uint8_t matched[JSON_SPLICE_MAX_EDITS];
+    /* Bit i: edit E[i] found its member. */
+    static_assert(JSON_SPLICE_MAX_EDITS <= 64, "matched is a 64-bit set");
+    uint64_t matched = 0;
     uint8_t G[JSON_SPLICE_MAX_EDITS];
     /* This level's keys, gathered once instead of chased per member. */
     const char *keys[JSON_SPLICE_MAX_EDITS];
@@ -449,7 +451,6 @@ static int splice_obj(const struct splice *c, uint32_t obj, const uint8_t *E, un
         const struct json_step *st = edit_step(c, E[i], lvl);
         keys[i] = st->key;
         klens[i] = st->keylen;
-        matched[i] = 0;
         names |= UINT64_C(1) << name_bit(st->keylen, st->keylen ? (unsigned char)st->key[0] : '"');
     }
     w_putc(out, '{');
@@ -487,8 +488,8 @@ static int splice_obj(const struct splice *c, uint32_t obj, const uint8_t *E, un
             for (unsigned i = 0; i < ne && maybe; i++) {
                 if (member_is(d, k, klen, esc, keys[i], klens[i])) {
                     G[ng++] = E[i];
-                    dup |= matched[i];
-                    matched[i] = 1;
+                    dup |= matched >> i & 1;
+                    matched |= UINT64_C(1) << i;
                 }
             }
             if (_likely_(!ng)) {
@@ -517,16 +518,16 @@ static int splice_obj(const struct splice *c, uint32_t obj, const uint8_t *E, un
     /* Edits addressed to members that do not exist yet, grouped by key in
      * the order they were given. */
     for (unsigned i = 0; i < ne; i++) {
-        if (matched[i])
+        if (matched >> i & 1)
             continue;
         const struct json_step *st = edit_step(c, E[i], lvl);
         unsigned ng = 1;
         G[0] = E[i];
-        matched[i] = 1;
+        matched |= UINT64_C(1) << i;
         for (unsigned j = i + 1; j < ne; j++)
-            if (!matched[j] && same_key(st, edit_step(c, E[j], lvl))) {
+            if (!(matched >> j & 1) && same_key(st, edit_step(c, E[j], lvl))) {
                 G[ng++] = E[j];
-                matched[j] = 1;
+                matched |= UINT64_C(1) << j;
             }
         if ((r = emit_member(c, JSON_NONE, st, G, ng, lvl, &first, false)) < 0)
             return r;
