@@ -28,7 +28,16 @@ struct buf {
 
 #define BUF_INIT { NULL, 0, 0 }
 
-int buf_reserve(struct buf *b, size_t extra);
+/* The growing path of buf_reserve. */
+int buf_reserve_grow(struct buf *b, size_t extra);
+/* Room for extra more bytes and the NUL. Inline: on the record path the
+ * room is there on almost every call, and that is one compare. */
+static inline int buf_reserve(struct buf *b, size_t extra)
+{
+    if (_likely_(extra < b->cap - b->len)) /* len + extra + 1 <= cap; cap == 0: never taken */
+        return 0;
+    return buf_reserve_grow(b, extra);
+}
 /* The growing path of buf_append. */
 int buf_append_grow(struct buf *b, const void *p, size_t n);
 

@@ -9,7 +9,7 @@
 #include <emmintrin.h>
 #endif
 
-int buf_reserve(struct buf *b, size_t extra)
+int buf_reserve_grow(struct buf *b, size_t extra)
 {
     if (extra > SIZE_MAX / 2 - b->len)
         return -ENOMEM;
