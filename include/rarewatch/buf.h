@@ -89,7 +89,12 @@ char *buf_steal(struct buf *b);
 static inline void buf_freep(struct buf *b) { buf_free(b); }
 #define _cleanup_buf_ _cleanup_(buf_freep)
 
-struct arena_block;
+/* Visible for the inline fast paths below; only buf.c touches the fields. */
+struct arena_block {
+    struct arena_block *next;
+    size_t size, used;
+    _Alignas(16) unsigned char data[];
+};
 struct arena {
     struct arena_block *head;
     size_t block_size;
@@ -97,7 +102,33 @@ struct arena {
 
 #define ARENA_INIT { NULL, 0 }
 
-void *arena_alloc(struct arena *a, size_t n);
+/* The paths that allocate or free blocks. */
+void *arena_alloc_grow(struct arena *a, size_t n);
+void arena_reset_blocks(struct arena *a);
+
+/* 16-byte aligned. Inline, as arena_reset: the record path allocates and
+ * resets per record, and in steady state one block has the room. */
+static inline void *arena_alloc(struct arena *a, size_t n)
+{
+    struct arena_block *blk = a->head;
+    size_t r = (n + 15) & ~(size_t)15;
+    if (_likely_(blk && r >= n && blk->size - blk->used >= r)) {
+        void *p = blk->data + blk->used;
+        blk->used += r;
+        return p;
+    }
+    return arena_alloc_grow(a, n);
+}
 char *arena_strndup(struct arena *a, const char *s, size_t n);
-void arena_reset(struct arena *a);
+/* Frees nothing in steady state: keeps one block, sized to the high-water
+ * mark (see arena_reset_blocks). */
+static inline void arena_reset(struct arena *a)
+{
+    if (_likely_(!a->head || !a->head->next)) {
+        if (a->head)
+            a->head->used = 0;
+        return;
+    }
+    arena_reset_blocks(a);
+}
 void arena_free(struct arena *a);

@@ -231,13 +231,7 @@ char *buf_steal(struct buf *b)
     return p;
 }
 
-struct arena_block {
-    struct arena_block *next;
-    size_t size, used;
-    _Alignas(16) unsigned char data[];
-};
-
-void *arena_alloc(struct arena *a, size_t n)
+void *arena_alloc_grow(struct arena *a, size_t n)
 {
     n = (n + 15) & ~(size_t)15;
     struct arena_block *blk = a->head;
@@ -270,7 +264,7 @@ char *arena_strndup(struct arena *a, const char *s, size_t n)
     return p;
 }
 
-void arena_reset(struct arena *a)
+void arena_reset_blocks(struct arena *a)
 {
     /* Keep one block, sized to the high-water mark, so the next batch fits
      * without allocating. */
