@@ -666,15 +666,22 @@ static __attribute__((noinline)) int get_escaped_string(struct json_doc *d, cons
     return 0;
 }
 
+/* String node nd (the type checked by the caller). Inline in
+ * json_get_value, which every field read goes through. */
+static inline int get_string(struct json_doc *d, const struct json_node *nd, struct rw_str *out)
+{
+    if (nd->flags & JSON_F_ESCAPED)
+        return get_escaped_string(d, nd, out);
+    *out = (struct rw_str){ d->text + nd->start + 1, nd->end - nd->start - 2 };
+    return 0;
+}
+
 int json_get_string(struct json_doc *d, uint32_t i, struct rw_str *out)
 {
     const struct json_node *nd = &d->nodes[i];
     if (nd->type != JSON_T_STRING)
         return -EINVAL;
-    if (nd->flags & JSON_F_ESCAPED)
-        return get_escaped_string(d, nd, out);
-    *out = (struct rw_str){ d->text + nd->start + 1, nd->end - nd->start - 2 };
-    return 0;
+    return get_string(d, nd, out);
 }
 
 static locale_t c_locale;
@@ -787,7 +794,7 @@ int json_get_value(struct json_doc *d, uint32_t i, struct rw_value *out)
         return 0;
     case JSON_T_STRING: {
         *out = (struct rw_value){ .type = RW_STR };
-        return json_get_string(d, i, &out->s);
+        return get_string(d, nd, &out->s);
     }
     case JSON_T_OBJECT:
     case JSON_T_ARRAY:
