@@ -28,7 +28,16 @@ struct buf {
 
 #define BUF_INIT { NULL, 0, 0 }
 
-int buf_reserve(struct buf *b, size_t extra);
+/* The growing path of buf_reserve. */
+int buf_reserve_grow(struct buf *b, size_t extra);
+/* Room for extra more bytes and the NUL. Inline: on the record path the
+ * room is there on almost every call, and that is one compare. */
+static inline int buf_reserve(struct buf *b, size_t extra)
+{
+    if (_likely_(extra < b->cap - b->len)) /* len + extra + 1 <= cap; cap == 0: never taken */
+        return 0;
+    return buf_reserve_grow(b, extra);
+}
 /* The growing path of buf_append. */
 int buf_append_grow(struct buf *b, const void *p, size_t n);
 
@@ -55,6 +64,19 @@ int buf_vprintf(struct buf *b, const char *fmt, va_list ap) _printf_(2, 0);
  * requires; invalid UTF-8 bytes are replaced by U+FFFD so output is always
  * valid JSON. */
 int buf_put_json_string(struct buf *b, const char *s, size_t n);
+/* Are the eight bytes of w all ones buf_put_json_string copies unchanged
+ * (not '"', '\\', a control byte or non-ASCII)? SWAR: a control byte borrows
+ * into, and a non-ASCII byte has, its top bit; '"' and '\\' become zero bytes
+ * under the XOR, which the (x - 1) & ~x test finds. Exact: a borrow only
+ * starts at a byte that is itself special. */
+static inline bool buf_json_plain8(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+    return !(((w - ones * 0x20) | w | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & highs);
+}
+/* Are all of s[0..n) bytes buf_put_json_string copies unchanged? */
+bool buf_json_plain(const char *s, size_t n);
 static inline void buf_reset(struct buf *b)
 {
     b->len = 0;
@@ -67,7 +89,12 @@ char *buf_steal(struct buf *b);
 static inline void buf_freep(struct buf *b) { buf_free(b); }
 #define _cleanup_buf_ _cleanup_(buf_freep)
 
-struct arena_block;
+/* Visible for the inline fast paths below; only buf.c touches the fields. */
+struct arena_block {
+    struct arena_block *next;
+    size_t size, used;
+    _Alignas(16) unsigned char data[];
+};
 struct arena {
     struct arena_block *head;
     size_t block_size;
@@ -75,7 +102,33 @@ struct arena {
 
 #define ARENA_INIT { NULL, 0 }
 
-void *arena_alloc(struct arena *a, size_t n);
+/* The paths that allocate or free blocks. */
+void *arena_alloc_grow(struct arena *a, size_t n);
+void arena_reset_blocks(struct arena *a);
+
+/* 16-byte aligned. Inline, as arena_reset: the record path allocates and
+ * resets per record, and in steady state one block has the room. */
+static inline void *arena_alloc(struct arena *a, size_t n)
+{
+    struct arena_block *blk = a->head;
+    size_t r = (n + 15) & ~(size_t)15;
+    if (_likely_(blk && r >= n && blk->size - blk->used >= r)) {
+        void *p = blk->data + blk->used;
+        blk->used += r;
+        return p;
+    }
+    return arena_alloc_grow(a, n);
+}
 char *arena_strndup(struct arena *a, const char *s, size_t n);
-void arena_reset(struct arena *a);
+/* Frees nothing in steady state: keeps one block, sized to the high-water
+ * mark (see arena_reset_blocks). */
+static inline void arena_reset(struct arena *a)
+{
+    if (_likely_(!a->head || !a->head->next)) {
+        if (a->head)
+            a->head->used = 0;
+        return;
+    }
+    arena_reset_blocks(a);
+}
 void arena_free(struct arena *a);

@@ -148,6 +148,8 @@ struct json_step {
     enum json_step_kind kind;
     uint32_t index;
     uint32_t keylen;
+    bool plain;      /* key needs no escape in JSON (buf_json_plain): the
+                      * splicer writes it as it is */
     const char *key; /* decoded; points into the path's own storage */
 };
 struct json_path {

@@ -244,29 +244,62 @@ TGT_AVX2 static size_t enc_avx2(const void *in, size_t n, char *out)
 #define DEC_ROLL 0, 16, 19, 4, -65, -65, -71, -71, 0, 0, 0, 0, 0, 0, 0, 0
 #define DEC_PACK 2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1
 
-/* 32 characters -> 24 bytes with a 32-byte store: while at least 44 are
- * left (33 bytes of room). */
-TGT_AVX2 static int dec_avx2(const char *in, size_t n, uint8_t *out, size_t *outlen)
+/* 32 characters at s into 24 bytes (in the low 24 of *v); false when one
+ * is outside the alphabet. */
+TGT_AVX2 static inline bool dec32(const char *s, __m256i *out)
 {
     const __m256i lut_lo = _mm256_setr_epi8(DEC_LUT_LO, DEC_LUT_LO), lut_hi = _mm256_setr_epi8(DEC_LUT_HI, DEC_LUT_HI);
     const __m256i roll_lut = _mm256_setr_epi8(DEC_ROLL, DEC_ROLL), pack = _mm256_setr_epi8(DEC_PACK, DEC_PACK);
     const __m256i m2f = _mm256_set1_epi8(0x2f);
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 4, 5, 6, 7, 7);
+    __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)s);
+    __m256i hin = _mm256_and_si256(_mm256_srli_epi32(v, 4), m2f);
+    __m256i lon = _mm256_and_si256(v, m2f);
+    __m256i bad = _mm256_and_si256(_mm256_shuffle_epi8(lut_lo, lon), _mm256_shuffle_epi8(lut_hi, hin));
+    if (_unlikely_(!_mm256_testz_si256(bad, bad)))
+        return false;
+    __m256i roll = _mm256_shuffle_epi8(roll_lut, _mm256_add_epi8(_mm256_cmpeq_epi8(v, m2f), hin));
+    v = _mm256_add_epi8(v, roll);
+    v = _mm256_maddubs_epi16(v, _mm256_set1_epi32(0x01400140));
+    v = _mm256_madd_epi16(v, _mm256_set1_epi32(0x00011000));
+    *out = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(v, pack), lanes);
+    return true;
+}
+
+/* 32 characters -> 24 bytes with a 32-byte store: while at least 44 are
+ * left (33 bytes of room). */
+TGT_AVX2 static int dec_avx2(const char *in, size_t n, uint8_t *out, size_t *outlen)
+{
     const char *s = in;
     uint8_t *o = out;
+    __m256i v;
     for (; n >= 44; s += 32, n -= 32, o += 24) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)s);
-        __m256i hin = _mm256_and_si256(_mm256_srli_epi32(v, 4), m2f);
-        __m256i lon = _mm256_and_si256(v, m2f);
-        __m256i bad = _mm256_and_si256(_mm256_shuffle_epi8(lut_lo, lon), _mm256_shuffle_epi8(lut_hi, hin));
-        if (_unlikely_(!_mm256_testz_si256(bad, bad)))
+        if (!dec32(s, &v))
             return -EINVAL;
-        __m256i roll = _mm256_shuffle_epi8(roll_lut, _mm256_add_epi8(_mm256_cmpeq_epi8(v, m2f), hin));
-        v = _mm256_add_epi8(v, roll);
-        v = _mm256_maddubs_epi16(v, _mm256_set1_epi32(0x01400140));
-        v = _mm256_madd_epi16(v, _mm256_set1_epi32(0x00011000));
-        v = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(v, pack), lanes);
         _mm256_storeu_si256((__m256i *)(void *)o, v);
+    }
+    /* What is left before the last quad (8 to 36 characters: up to nine
+     * quads for the scalar code, eight on a 300-byte record) in one or two
+     * more steps with the store masked to the 24 bytes decoded, so nothing
+     * past them is touched: 32 characters while as many are left, then the
+     * last 32 before the last quad, which overlap what was decoded above
+     * (the same bytes are written again). The last quad, maybe padded,
+     * stays with the scalar code. */
+    const __m256i low24 = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+    for (; n >= 36; s += 32, n -= 32, o += 24) {
+        if (!dec32(s, &v))
+            return -EINVAL;
+        _mm256_maskstore_epi32((int *)(void *)o, low24, v);
+    }
+    size_t done = (size_t)(s - in);
+    if (n > 4 && done + (n - 4) >= 32) {
+        size_t back = 32 - (n - 4); /* a multiple of 4: n and 32 are */
+        if (!dec32(s - back, &v))
+            return -EINVAL;
+        _mm256_maskstore_epi32((int *)(void *)(o - back / 4 * 3), low24, v);
+        s += n - 4;
+        o += (n - 4) / 4 * 3;
+        n = 4;
     }
     _mm256_zeroupper(); /* as in enc_avx2 */
     size_t tail;

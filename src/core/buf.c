@@ -5,7 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-int buf_reserve(struct buf *b, size_t extra)
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+int buf_reserve_grow(struct buf *b, size_t extra)
 {
     if (extra > SIZE_MAX / 2 - b->len)
         return -ENOMEM;
@@ -97,9 +101,58 @@ static size_t utf8_valid_len(const unsigned char *s, size_t n)
     return len;
 }
 
+bool buf_json_plain(const char *s, size_t n)
+{
+    size_t i = 0;
+#ifdef __SSE2__
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        /* Signed compare: bytes >= 0x80 count as < 0x20. */
+        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+                                 _mm_cmplt_epi8(v, space));
+        if (_mm_movemask_epi8(m))
+            return false;
+    }
+#endif
+    /* The rest (the whole of a short key or value) in one or two words,
+     * the two loads overlapping where fewer than 8 or 16 bytes are left:
+     * a byte checked twice changes nothing. */
+    size_t left = n - i;
+    const char *t = s + i;
+    uint64_t w, w2;
+    if (left >= 8) {
+        memcpy(&w, t, 8);
+        memcpy(&w2, t + left - 8, 8);
+        return buf_json_plain8(w) && buf_json_plain8(w2);
+    }
+    if (left >= 4) {
+        uint32_t a, b;
+        memcpy(&a, t, 4);
+        memcpy(&b, t + left - 4, 4);
+        return buf_json_plain8(a | (uint64_t)b << 32);
+    }
+    /* 0-3 bytes: padded with plain 'A's. */
+    w = 0x4141414141414141ull;
+    for (size_t j = 0; j < left; j++)
+        w = w << 8 | (uint8_t)t[j];
+    return buf_json_plain8(w);
+}
+
 int buf_put_json_string(struct buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    /* Most strings need no escape (every output line's sequence number and
+     * partition key): checked a word or 16 bytes at a time, then copied. */
+    if (_likely_(n + 2 < b->cap - b->len) && buf_json_plain(s, n)) {
+        char *o = b->data + b->len;
+        o[0] = '"';
+        memcpy(o + 1, s, n);
+        o[n + 1] = '"';
+        b->len += n + 2;
+        b->data[b->len] = 0;
+        return 0;
+    }
     /* Worst case: every byte becomes \u00XX (6) or U+FFFD (3). */
     int r = buf_reserve(b, n * 6 + 2);
     if (r < 0)
@@ -107,18 +160,13 @@ int buf_put_json_string(struct buf *b, const char *s, size_t n)
     char *o = b->data + b->len;
     *o++ = '"';
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
-    /* Eight bytes at a time while none needs care (SWAR: a control byte
-     * borrows into, and a non-ASCII byte has, its top bit; '"' and '\\'
-     * become zero bytes under the XOR). A false alarm only sends one byte
-     * down the exact path below. */
-    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    /* Eight bytes at a time while none needs care; a word with one special
+     * byte sends one byte down the exact path below. */
     while (p < end) {
         if (end - p >= 8) {
             uint64_t w;
             memcpy(&w, p, 8);
-            uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
-            uint64_t bad = ((w - ones * 0x20) | w | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & highs;
-            if (!bad) {
+            if (buf_json_plain8(w)) {
                 memcpy(o, p, 8);
                 o += 8;
                 p += 8;
@@ -183,13 +231,7 @@ char *buf_steal(struct buf *b)
     return p;
 }
 
-struct arena_block {
-    struct arena_block *next;
-    size_t size, used;
-    _Alignas(16) unsigned char data[];
-};
-
-void *arena_alloc(struct arena *a, size_t n)
+void *arena_alloc_grow(struct arena *a, size_t n)
 {
     n = (n + 15) & ~(size_t)15;
     struct arena_block *blk = a->head;
@@ -222,7 +264,7 @@ char *arena_strndup(struct arena *a, const char *s, size_t n)
     return p;
 }
 
-void arena_reset(struct arena *a)
+void arena_reset_blocks(struct arena *a)
 {
     /* Keep one block, sized to the high-water mark, so the next batch fits
      * without allocating. */

@@ -741,7 +741,34 @@ static bool equal(const struct rw_value *a, const struct rw_value *b)
     }
 }
 
-static int ev(const struct expr *e, uint32_t i, struct expr_env *env, struct rw_value *out);
+static int ev_node(const struct expr *e, uint32_t i, struct expr_env *env, struct rw_value *out);
+
+static inline int ev_path(const struct enode *n, struct expr_env *env, struct rw_value *out)
+{
+    int r;
+    if (env->overlay && (r = env->overlay(env->overlay_ud, n->path, out)) != 0)
+        return r < 0 ? r : 0;
+    if (!env->doc) {
+        *out = RW_VALUE_MISSING;
+        return 0;
+    }
+    return json_lookup(env->doc, n->path, out);
+}
+
+/* Constants and field reads (the leaves: the operands of most comparisons
+ * and arithmetic, many function arguments) are answered in place: the
+ * evaluator's call and frame cost more than either. */
+static inline int ev(const struct expr *e, uint32_t i, struct expr_env *env, struct rw_value *out)
+{
+    const struct enode *n = &e->n[i];
+    if (n->op == E_CONST) {
+        *out = n->k;
+        return 0;
+    }
+    if (n->op == E_PATH)
+        return ev_path(n, env, out);
+    return ev_node(e, i, env, out);
+}
 
 static int type_error(struct expr_env *env, const char *why)
 {
@@ -1058,7 +1085,7 @@ static bool compare(uint8_t op, const struct rw_value *a, const struct rw_value 
     }
 }
 
-static int ev(const struct expr *e, uint32_t i, struct expr_env *env, struct rw_value *out)
+static int ev_node(const struct expr *e, uint32_t i, struct expr_env *env, struct rw_value *out)
 {
     const struct enode *n = &e->n[i];
     struct rw_value a, b;
@@ -1068,13 +1095,7 @@ static int ev(const struct expr *e, uint32_t i, struct expr_env *env, struct rw_
         *out = n->k;
         return 0;
     case E_PATH:
-        if (env->overlay && (r = env->overlay(env->overlay_ud, n->path, out)) != 0)
-            return r < 0 ? r : 0;
-        if (!env->doc) {
-            *out = RW_VALUE_MISSING;
-            return 0;
-        }
-        return json_lookup(env->doc, n->path, out);
+        return ev_path(n, env, out);
     case E_NEG:
         if ((r = ev(e, n->a, env, &a)) < 0)
             return r;

@@ -567,18 +567,38 @@ bool json_str_eq(const struct json_doc *d, uint32_t i, const char *key, size_t n
     return k == kend;
 }
 
-/* Member names are short; a call to memcmp costs more than comparing them. */
+/* Member names are short; a call to memcmp costs more than comparing them.
+ * 4 to 16 bytes as two words each side, overlapping when shorter than two
+ * words (a byte compared twice changes nothing); no load leaves a or b. */
 static inline bool bytes_eq(const char *a, const char *b, size_t n)
 {
-    if (n > 16)
-        return memcmp(a, b, n) == 0;
+    if (n >= 8) {
+        if (n > 16)
+            return memcmp(a, b, n) == 0;
+        uint64_t a0, a1, b0, b1;
+        memcpy(&a0, a, 8);
+        memcpy(&b0, b, 8);
+        memcpy(&a1, a + n - 8, 8);
+        memcpy(&b1, b + n - 8, 8);
+        return !((a0 ^ b0) | (a1 ^ b1));
+    }
+    if (n >= 4) {
+        uint32_t a0, a1, b0, b1;
+        memcpy(&a0, a, 4);
+        memcpy(&b0, b, 4);
+        memcpy(&a1, a + n - 4, 4);
+        memcpy(&b1, b + n - 4, 4);
+        return !((a0 ^ b0) | (a1 ^ b1));
+    }
     for (size_t i = 0; i < n; i++)
         if (a[i] != b[i])
             return false;
     return true;
 }
 
-uint32_t json_obj_find_key(const struct json_doc *d, uint32_t obj, const char *key, size_t keylen)
+/* Inline in json_path_find, the lookups of every record. */
+static inline __attribute__((always_inline)) uint32_t find_key(const struct json_doc *d, uint32_t obj,
+                                                               const char *key, size_t keylen)
 {
     if (obj >= d->n || d->nodes[obj].type != JSON_T_OBJECT)
         return JSON_NONE;
@@ -595,9 +615,14 @@ uint32_t json_obj_find_key(const struct json_doc *d, uint32_t obj, const char *k
     return JSON_NONE;
 }
 
+uint32_t json_obj_find_key(const struct json_doc *d, uint32_t obj, const char *key, size_t keylen)
+{
+    return find_key(d, obj, key, keylen);
+}
+
 uint32_t json_obj_get(const struct json_doc *d, uint32_t obj, const char *key, size_t keylen)
 {
-    uint32_t k = json_obj_find_key(d, obj, key, keylen);
+    uint32_t k = find_key(d, obj, key, keylen);
     return k == JSON_NONE ? JSON_NONE : k + 1;
 }
 
@@ -612,16 +637,13 @@ uint32_t json_arr_get(const struct json_doc *d, uint32_t arr, uint32_t idx)
     return i < end ? i : JSON_NONE;
 }
 
-int json_get_string(struct json_doc *d, uint32_t i, struct rw_str *out)
+/* The escapes of string node nd resolved into the arena. Out of line: the
+ * strings a record path reads seldom have escapes, and the plain case is
+ * then a leaf function. */
+static __attribute__((noinline)) int get_escaped_string(struct json_doc *d, const struct json_node *nd,
+                                                        struct rw_str *out)
 {
-    const struct json_node *nd = &d->nodes[i];
-    if (nd->type != JSON_T_STRING)
-        return -EINVAL;
     const char *raw = d->text + nd->start + 1, *rend = d->text + nd->end - 1;
-    if (!(nd->flags & JSON_F_ESCAPED)) {
-        *out = (struct rw_str){ raw, (uint32_t)(rend - raw) };
-        return 0;
-    }
     char *buf = arena_alloc(d->arena, (size_t)(rend - raw) + 1);
     if (!buf)
         return -ENOMEM;
@@ -644,6 +666,24 @@ int json_get_string(struct json_doc *d, uint32_t i, struct rw_str *out)
     return 0;
 }
 
+/* String node nd (the type checked by the caller). Inline in
+ * json_get_value, which every field read goes through. */
+static inline int get_string(struct json_doc *d, const struct json_node *nd, struct rw_str *out)
+{
+    if (nd->flags & JSON_F_ESCAPED)
+        return get_escaped_string(d, nd, out);
+    *out = (struct rw_str){ d->text + nd->start + 1, nd->end - nd->start - 2 };
+    return 0;
+}
+
+int json_get_string(struct json_doc *d, uint32_t i, struct rw_str *out)
+{
+    const struct json_node *nd = &d->nodes[i];
+    if (nd->type != JSON_T_STRING)
+        return -EINVAL;
+    return get_string(d, nd, out);
+}
+
 static locale_t c_locale;
 static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
 static void c_locale_init(void) { c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0); }
@@ -656,6 +696,22 @@ static double strtod_c(const char *s)
     if (c_locale)
         return strtod_l(s, NULL, c_locale);
     return strtod(s, NULL);
+}
+
+/* Numbers the fast path cannot round correctly: strtod on a NUL-terminated
+ * copy. Out of line so the fast path has no buffer (and no stack guard). */
+static __attribute__((noinline)) double parse_number_slow(const char *p, size_t n)
+{
+    char small[64];
+    char *tmp = n < sizeof(small) ? small : malloc(n + 1);
+    if (!tmp)
+        return NAN;
+    memcpy(tmp, p, n);
+    tmp[n] = 0;
+    double v = strtod_c(tmp);
+    if (tmp != small)
+        free(tmp);
+    return v;
 }
 
 double json_parse_number(const char *p, size_t n)
@@ -714,16 +770,7 @@ double json_parse_number(const char *p, size_t n)
         if (exp10 < 0 && exp10 >= -22)
             return neg ? -(v / pow10[-exp10]) : v / pow10[-exp10];
     }
-    char small[64];
-    char *tmp = n < sizeof(small) ? small : malloc(n + 1);
-    if (!tmp)
-        return NAN;
-    memcpy(tmp, p, n);
-    tmp[n] = 0;
-    double v = strtod_c(tmp);
-    if (tmp != small)
-        free(tmp);
-    return v;
+    return parse_number_slow(p, n);
 }
 
 int json_get_number(const struct json_doc *d, uint32_t i, double *out)
@@ -747,7 +794,7 @@ int json_get_value(struct json_doc *d, uint32_t i, struct rw_value *out)
         return 0;
     case JSON_T_STRING: {
         *out = (struct rw_value){ .type = RW_STR };
-        return json_get_string(d, i, &out->s);
+        return get_string(d, nd, &out->s);
     }
     case JSON_T_OBJECT:
     case JSON_T_ARRAY:
@@ -852,6 +899,8 @@ int json_path_compile(const char *spec, struct json_path **out)
         first = false;
     }
     p->n = n;
+    for (uint32_t k = 0; k < n; k++)
+        p->steps[k].plain = p->steps[k].kind == JSON_STEP_KEY && buf_json_plain(p->steps[k].key, p->steps[k].keylen);
     *out = p;
     return 0;
 bad:
@@ -872,9 +921,10 @@ uint32_t json_path_find(const struct json_doc *d, const struct json_path *p)
     uint32_t i = 0;
     for (uint32_t k = 0; k < p->n && i != JSON_NONE; k++) {
         const struct json_step *st = &p->steps[k];
-        if (st->kind == JSON_STEP_KEY)
-            i = json_obj_get(d, i, st->key, st->keylen);
-        else
+        if (st->kind == JSON_STEP_KEY) {
+            uint32_t key = find_key(d, i, st->key, st->keylen);
+            i = key == JSON_NONE ? JSON_NONE : key + 1;
+        } else
             i = json_arr_get(d, i, st->index);
     }
     return i;

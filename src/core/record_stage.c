@@ -153,8 +153,13 @@ static int process_object(struct rs_worker *w, const struct xf_stage *xf, struct
     bool xfs = xf && (xf_stage_count(xf) || xf_stage_has_where(xf));
     if (xfs) {
         /* Windows read the record's nodes, not through the overlay. */
-        struct xf_record xr = { .doc = &w->doc, .event_time = t, .arrival_time = arrival,
-                                .defer = !win_set_count(w->win) };
+        /* Field by field: an initializer would zero its 200-byte reason
+         * per record, which xf_apply sets itself. */
+        struct xf_record xr;
+        xr.doc = &w->doc;
+        xr.event_time = t;
+        xr.arrival_time = arrival;
+        xr.defer = !win_set_count(w->win);
         int r = xf_apply(xf, w->xw, &xr, &doc);
         if (r < 0)
             return r;

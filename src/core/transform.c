@@ -609,8 +609,11 @@ struct xf_worker *xf_worker_free(struct xf_worker *w)
     return NULL;
 }
 
-static bool path_eq(const struct json_path *a, const struct json_path *b, uint32_t n)
+/* Inline: asked for every edit on every read through the overlay. */
+static inline bool path_eq(const struct json_path *a, const struct json_path *b, uint32_t n)
 {
+    if (a == b)
+        return true;
     for (uint32_t i = 0; i < n; i++) {
         const struct json_step *x = &a->steps[i], *y = &b->steps[i];
         if (x->kind != y->kind || (x->kind == JSON_STEP_INDEX ? x->index != y->index
@@ -635,9 +638,23 @@ static int materialize(struct xf_worker *w, struct xf_record *rec);
  * members were edited) the overlay is spliced first and the result read.
  * Always answers (returns 1), so a flush in the middle of an expression
  * never leaves later reads on the old document. */
+static __attribute__((noinline)) int overlay_get_edited(struct xf_worker *w, const struct json_path *p,
+                                                       struct rw_value *out);
+
 static int overlay_get(void *ud, const struct json_path *p, struct rw_value *out)
 {
     struct xf_worker *w = ud;
+    /* No edit pending (the reads of the first transforms of a record): the
+     * text answers, without the frame of the walk over the edits. */
+    if (!w->ned) {
+        int r = json_lookup_text(cur_doc(w), p, out);
+        return r < 0 ? r : 1;
+    }
+    return overlay_get_edited(w, p, out);
+}
+
+static int overlay_get_edited(struct xf_worker *w, const struct json_path *p, struct rw_value *out)
+{
     bool flush = false;
     for (size_t i = w->ned; i-- > 0;) {
         const struct json_edit *e = &w->ed[i];

@@ -64,6 +64,16 @@ TEST(add_top_level_fields)
               "{\"id\": 7, \"user\": {\"country\":\"DE\"},\"anomaly_score\":0.93,\"flag\":true,\"why\":\"a\\\"b\"}");
     CHECK_STR(SPLICE("{}", { "a", false, RW_VALUE_NULL }), "{\"a\":null}");
     CHECK_STR(SPLICE(" { } ", { "a", false, RW_VALUE_NUM(1) }), "{\"a\":1}");
+    /* Only new members (copied as one run): the whitespace inside is kept,
+     * the whitespace after the last member is not, as when members are
+     * walked; likewise one level down. */
+    CHECK_STR(SPLICE("{\n\t\"a\" : 1 ,\r\n \"b\":[2] \t\r\n}", { "c", false, RW_VALUE_NUM(3) }),
+              "{\"a\" : 1 ,\r\n \"b\":[2],\"c\":3}");
+    CHECK_STR(SPLICE("{\"o\":{ \"x\":1 \n},\"y\":2}", { "o.z", false, RW_VALUE_NUM(5) }),
+              "{\"o\":{\"x\":1,\"z\":5},\"y\":2}");
+    /* One of the names present (escaped): the walk. */
+    CHECK_STR(SPLICE("{\"\\u0062\":1 }", { "a", false, RW_VALUE_NUM(2) }, { "b", false, RW_VALUE_NUM(3) }),
+              "{\"\\u0062\":3,\"a\":2}");
 }
 
 TEST(add_nested_object)

@@ -330,6 +330,13 @@ TEST(path_compile_errors)
     CHECK(p->steps[1].keylen == 3 && memcmp(p->steps[1].key, "x.y", 3) == 0);
     CHECK_INT(p->steps[3].kind, JSON_STEP_INDEX);
     CHECK_UINT(p->steps[3].index, 3);
+    /* Keys that need no escape in JSON are marked so (the splicer copies
+     * them); one with a quote, a control byte or non-ASCII is not. */
+    CHECK(p->steps[0].plain && p->steps[1].plain && p->steps[2].plain && !p->steps[3].plain);
+    json_path_free(p);
+    p = NULL;
+    CHECK_INT(json_path_compile("[\"a\\\"b\"][\"\\u00e9\"][\"\\t\"]", &p), 0);
+    CHECK(p && p->n == 3 && !p->steps[0].plain && !p->steps[1].plain && !p->steps[2].plain);
     json_path_free(p);
 }
 

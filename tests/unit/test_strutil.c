@@ -67,16 +67,21 @@ TEST(formatting_round_trips)
 }
 
 /* The arithmetic civil date against gmtime_r + snprintf: days across
- * leap years and centuries (1970..2400), every millisecond digit. */
+ * leap years and centuries (1970..2400), every millisecond digit; every
+ * other call in the same second as the one before (the per-thread copy of
+ * the text up to the seconds), with another millisecond. */
 TEST(iso8601_is_gmtime)
 {
-    uint64_t x = 88172645463325252ull;
+    uint64_t x = 88172645463325252ull, prev = 0;
     for (int i = 0; i < 200000; i++) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         uint64_t usec = i < 1000 ? (uint64_t)i * 86400 * 1000000ull * 146 + (uint64_t)i * 999
                                  : x % (13569465600ull * 1000000ull);
+        if (i % 2)
+            usec = prev - prev % 1000000 + x % 1000000;
+        prev = usec;
         time_t t = (time_t)(usec / 1000000);
         struct tm tm;
         gmtime_r(&t, &tm);
