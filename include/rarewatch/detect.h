@@ -302,7 +302,8 @@ void det_category_update(const struct det_category_params *p, struct det_categor
 struct det_auto_params {
     double half_life;      /* samples the baselines span, default 3000, >= 16 */
     double dedup_half_life;/* samples over which a reported peak damps the
-                            * repeats that follow it, default 30; 0 = off */
+                            * repeats that follow it (they score only when 10x
+                            * rarer), default 30; 0 = off */
     uint32_t min_samples;  /* learning period, default 50 (>= 2) */
     double min_score;      /* alert at score >= this, default 0.9999 */
     struct det_calib_params calib; /* default half_life 2000, not 10000:

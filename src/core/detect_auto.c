@@ -42,8 +42,12 @@
  * quantised series) called routine daily spikes 1-in-10^200.
  *
  * Dedup: after a reported surprise, the following samples only score when
- * they exceed that peak (decayed with dedup_half_life): one incident gives
- * one high score, not one per sample, and a bigger event still gets through.
+ * they are ten times rarer than that peak (decayed with dedup_half_life;
+ * the margin once the peak was at least 1-in-10): one incident gives one
+ * high score, not one per sample, and a much bigger event still gets
+ * through. Without the margin, an incident whose evidence builds up over
+ * a few samples (the volatility view's EW does) scored once per sample,
+ * each a little rarer than the last.
  *
  * The measurements behind these choices are in tests/quality/README.md.
  */
@@ -156,7 +160,7 @@ void det_auto_update(const struct det_auto_params *p, struct det_auto_state *s, 
         if (p->dedup_half_life > 0) {
             double recent = s->peak * det_decay(p->dedup_half_life);
             s->peak = MAX(recent, r->surprise);
-            if (r->surprise <= recent) {
+            if (r->surprise <= recent + (recent >= 1 ? 1 : 0)) {
                 r->surprise = 0;
                 r->score = 0;
             }
