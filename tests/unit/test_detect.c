@@ -435,6 +435,30 @@ TEST(auto_daily_view_catches_value_wrong_for_the_hour)
     CHECK(!r.alert);
 }
 
+TEST(auto_volatility_view_catches_oscillation)
+{
+    struct det_auto_params p;
+    det_auto_params_default(&p);
+    struct det_auto_state s = { 0 };
+    struct det_result r;
+    rng_state = 11;
+    unsigned alerts = 0;
+    for (int i = 0; i < 3000; i++) {
+        det_auto_update(&p, &s, 100 + gauss(), 0, &r);
+        alerts += r.alert;
+    }
+    CHECK(alerts <= 2);
+    /* The series starts to flap between 97.5 and 102.5: no single value is
+     * rare for the level (2.5 sigma), the size of its steps is. */
+    int first = -1;
+    for (int i = 0; i < 40; i++) {
+        det_auto_update(&p, &s, 100 + (i & 1 ? 2.5 : -2.5) + 0.2 * gauss(), 0, &r);
+        if (r.alert && first < 0)
+            first = i;
+    }
+    CHECK(first >= 0 && first < 20);
+}
+
 TEST(auto_constant_series_then_change)
 {
     struct det_auto_params p;
