@@ -303,7 +303,8 @@ struct det_auto_params {
     double half_life;      /* samples the baselines span, default 3000, >= 16 */
     double dedup_half_life;/* samples over which a reported peak damps the
                             * repeats that follow it (they score only when 10x
-                            * rarer), default 30; 0 = off */
+                            * rarer; it fades only on samples under 1-in-100),
+                            * default 30; 0 = off */
     uint32_t min_samples;  /* learning period, default 50 (>= 2) */
     double min_score;      /* alert at score >= this, default 0.9999 */
     struct det_calib_params calib; /* default half_life 2000, not 10000:

@@ -47,7 +47,9 @@
  * high score, not one per sample, and a much bigger event still gets
  * through. Without the margin, an incident whose evidence builds up over
  * a few samples (the volatility view's EW does) scored once per sample,
- * each a little rarer than the last.
+ * each a little rarer than the last. The peak fades only on samples under
+ * 1-in-100 (surprise 2): while an incident goes on, it does not count as a
+ * new one every dedup_half_life samples.
  *
  * The measurements behind these choices are in tests/quality/README.md.
  */
@@ -158,7 +160,10 @@ void det_auto_update(const struct det_auto_params *p, struct det_auto_state *s, 
     }
     if (!learning) {
         if (p->dedup_half_life > 0) {
-            double recent = s->peak * det_decay(p->dedup_half_life);
+            /* The peak fades only while the series is calm: an incident
+             * whose samples stay 1-in-100 rare is one incident however long
+             * it lasts. */
+            double recent = r->surprise >= 2 ? s->peak : s->peak * det_decay(p->dedup_half_life);
             s->peak = MAX(recent, r->surprise);
             if (r->surprise <= recent + (recent >= 1 ? 1 : 0)) {
                 r->surprise = 0;
