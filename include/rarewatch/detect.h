@@ -297,15 +297,21 @@ void det_category_update(const struct det_category_params *p, struct det_categor
 
 /* Two views of one numeric series (its level; its time-of-day profile),
  * each calibrated against its own history, combined by Fisher's method and
- * calibrated once more. See detect_auto.c for the reasoning. */
+ * calibrated once more; beside them a volatility view (the recent size of
+ * the steps between samples), calibrated on its own, and the score is the
+ * larger of the two. See detect_auto.c for the reasoning. */
 struct det_auto_params {
     double half_life;      /* samples the baselines span, default 3000, >= 16 */
     double dedup_half_life;/* samples over which a reported peak damps the
-                            * repeats that follow it, default 30; 0 = off */
+                            * repeats that follow it (they score only when 10x
+                            * rarer; it fades only on samples under 1-in-100),
+                            * default 30; 0 = off */
     uint32_t min_samples;  /* learning period, default 50 (>= 2) */
     double min_score;      /* alert at score >= this, default 0.9999 */
     struct det_calib_params calib; /* default half_life 2000, not 10000:
-                                    * rarity judged on recent history */
+                                    * rarity judged on recent history;
+                                    * max_slope 0.7: past the trusted levels
+                                    * the normal tail is tempered */
 };
 
 #define DET_AUTO_VIEWS 2
@@ -323,7 +329,14 @@ struct det_auto_state {
     uint32_t pad_;
     struct det_calib view[DET_AUTO_VIEWS];
     struct det_calib calib;
+    /* Volatility view (snapshot layout 2; a layout-1 state, 104 bytes
+     * shorter, is not loaded: the key starts fresh). */
+    double prev_x;     /* the previous value */
+    double vol_short;  /* EW mean |x - prev_x|, half-life DET_AUTO_VOL_HALF_LIFE */
+    struct det_ew vol; /* long-run EW mean/variance of vol_short */
+    struct det_calib vol_calib;
 };
+#define DET_AUTO_VOL_HALF_LIFE 8
 
 void det_auto_params_default(struct det_auto_params *p);
 int det_auto_params_check(const struct det_auto_params *p);

@@ -23,9 +23,33 @@
  * alone, and the result is calibrated once more, so the score is a tail
  * probability for this series.
  *
+ * Volatility: beside the level, the recent size of the steps between
+ * samples (an EW mean of |x - previous x| over ~DET_AUTO_VOL_HALF_LIFE
+ * samples) against the long-run EW mean and variance of that same
+ * quantity, upper tail only, calibrated on its own history. It sees what
+ * a level view cannot: a series that starts to oscillate or to jitter
+ * around an unchanged mean (an autoscaling group flapping, a load
+ * balancer's spikes coming denser). It is not folded into Fisher's
+ * combination (there it added its noise to every sample's score and lost
+ * more than it found): the score is the larger of the point score and the
+ * volatility score, each a calibrated tail probability of its own.
+ *
+ * Calibration tails: past the levels a view's history can vouch for, the
+ * calibrated surprise grows at most 0.7 times as fast as the model's
+ * (calib.max_slope). The normal tail of an EW model is too bold far out
+ * on real data (CPU, disk and request series are heavy-tailed), and
+ * extrapolating the data's own slope there (often steeper than 1 on
+ * quantised series) called routine daily spikes 1-in-10^200.
+ *
  * Dedup: after a reported surprise, the following samples only score when
- * they exceed that peak (decayed with dedup_half_life): one incident gives
- * one high score, not one per sample, and a bigger event still gets through.
+ * they are ten times rarer than that peak (decayed with dedup_half_life;
+ * the margin once the peak was at least 1-in-10): one incident gives one
+ * high score, not one per sample, and a much bigger event still gets
+ * through. Without the margin, an incident whose evidence builds up over
+ * a few samples (the volatility view's EW does) scored once per sample,
+ * each a little rarer than the last. The peak fades only on samples under
+ * 1-in-100 (surprise 2): while an incident goes on, it does not count as a
+ * new one every dedup_half_life samples.
  *
  * The measurements behind these choices are in tests/quality/README.md.
  */
@@ -43,6 +67,7 @@ void det_auto_params_default(struct det_auto_params *p)
                                    .min_score = 0.9999 };
     det_calib_params_default(&p->calib);
     p->calib.half_life = 2000;
+    p->calib.max_slope = 0.7;
 }
 
 int det_auto_params_check(const struct det_auto_params *p)
@@ -116,12 +141,31 @@ void det_auto_update(const struct det_auto_params *p, struct det_auto_state *s, 
         k++;
     }
     r->raw = fisher_surprise(cal, k);
+
+    /* Volatility: the first sample has no step (0). */
+    double step = s->n ? fabs(x - s->prev_x) : 0;
+    s->prev_x = x;
+    s->vol_short += (1 - det_decay(DET_AUTO_VOL_HALF_LIFE)) * (step - s->vol_short);
+    double sd_vol, z_vol = det_ew_z(&s->vol, s->vol_short, &sd_vol);
+    double s_vol = z_vol > 0 && s->vol.weight > 10 ? det_normal_surprise(z_vol) : 0;
+    double cal_vol = det_calib_surprise(&p->calib, &s->vol_calib, s_vol);
+    if (!learning)
+        det_calib_learn(&p->calib, &s->vol_calib, s_vol);
+    det_ew_learn(&s->vol, s->vol_short, decay);
+
     det_finish(r, &p->calib, &s->calib, r->raw, learning);
+    if (!learning && cal_vol > r->surprise) {
+        r->surprise = cal_vol;
+        r->score = det_surprise_to_score(cal_vol);
+    }
     if (!learning) {
         if (p->dedup_half_life > 0) {
-            double recent = s->peak * det_decay(p->dedup_half_life);
+            /* The peak fades only while the series is calm: an incident
+             * whose samples stay 1-in-100 rare is one incident however long
+             * it lasts. */
+            double recent = r->surprise >= 2 ? s->peak : s->peak * det_decay(p->dedup_half_life);
             s->peak = MAX(recent, r->surprise);
-            if (r->surprise <= recent) {
+            if (r->surprise <= recent + (recent >= 1 ? 1 : 0)) {
                 r->surprise = 0;
                 r->score = 0;
             }

@@ -402,6 +402,18 @@ TEST(rare_category_many_equally_rare_values_do_not_alert)
     CHECK(alerts < 10);
 }
 
+/* n samples of mean + sd * N(0,1) without timestamps; returns the alerts. */
+static unsigned auto_feed_noise(const struct det_auto_params *p, struct det_auto_state *s, int n,
+                                double mean, double sd, struct det_result *r)
+{
+    unsigned alerts = 0;
+    for (int i = 0; i < n; i++) {
+        det_auto_update(p, s, mean + sd * gauss(), 0, r);
+        alerts += r->alert;
+    }
+    return alerts;
+}
+
 TEST(auto_catches_spike_and_level_shift)
 {
     struct det_auto_params p;
@@ -409,12 +421,7 @@ TEST(auto_catches_spike_and_level_shift)
     struct det_auto_state s = { 0 };
     struct det_result r;
     rng_state = 5;
-    unsigned alerts = 0;
-    for (int i = 0; i < 3000; i++) {
-        det_auto_update(&p, &s, 1000 + 30 * gauss(), 0, &r);
-        alerts += r.alert;
-    }
-    CHECK(alerts <= 2);
+    CHECK(auto_feed_noise(&p, &s, 3000, 1000, 30, &r) <= 2);
     det_auto_update(&p, &s, 1400, 0, &r);
     CHECK(r.alert);
     _cleanup_buf_ struct buf b = BUF_INIT;
@@ -465,6 +472,25 @@ TEST(auto_daily_view_catches_value_wrong_for_the_hour)
     }
     det_auto_update(&p, &u, 100, 0, &r);
     CHECK(!r.alert);
+}
+
+TEST(auto_volatility_view_catches_oscillation)
+{
+    struct det_auto_params p;
+    det_auto_params_default(&p);
+    struct det_auto_state s = { 0 };
+    struct det_result r;
+    rng_state = 11;
+    CHECK(auto_feed_noise(&p, &s, 3000, 100, 1, &r) <= 2);
+    /* The series starts to flap between 97.5 and 102.5: no single value is
+     * rare for the level (2.5 sigma), the size of its steps is. */
+    int first = -1;
+    for (int i = 0; i < 40; i++) {
+        det_auto_update(&p, &s, 100 + (i & 1 ? 2.5 : -2.5) + 0.2 * gauss(), 0, &r);
+        if (r.alert && first < 0)
+            first = i;
+    }
+    CHECK(first >= 0 && first < 20);
 }
 
 TEST(auto_constant_series_then_change)
