@@ -61,6 +61,8 @@ enum det_why {
     DET_WHY_RATE_LOW,     /* fewer (or no) events than expected */
     DET_WHY_NEW_CATEGORY, /* categorical value never seen for this key */
     DET_WHY_RARE_CATEGORY,/* seen before, but rare */
+    DET_WHY_VOLATILITY,   /* the steps between values far larger than usual (auto):
+                           * value the recent mean step, expected its usual size */
 };
 
 struct det_result {
@@ -68,7 +70,8 @@ struct det_result {
     double surprise; /* calibrated -log10(p), >= 0 (score = 1 - 10^-surprise) */
     double raw;      /* native raw score: sigmas (zscore, quantile), distance past
                       * the bound (threshold), else -log10 p_model */
-    double value;    /* observed value (count for rate, probability for rare_category) */
+    double value;    /* observed value (count for rate, probability for rare_category,
+                      * recent mean step for auto's volatility) */
     double expected; /* what the model expected (mean, median, time-of-day
                       * profile, count, typical probability) */
     double scale;    /* spread used (sigma, robust sigma); 0 if none */

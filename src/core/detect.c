@@ -480,6 +480,17 @@ int det_reason(struct buf *out, enum det_type type, const struct det_result *r,
         if (k >= 0)
             k = buf_printf(out, " vs %.1f expected", r->expected);
         break;
+    case DET_WHY_VOLATILITY:
+        k = buf_printf(out, "%s: the steps between values average ", f);
+        if (k >= 0)
+            k = put_num(out, r->value);
+        if (k >= 0 && r->scale > 0 && isfinite(r->scale))
+            k = buf_printf(out, ", %.1fσ above their usual ", (r->value - r->expected) / r->scale);
+        else if (k >= 0)
+            k = buf_puts(out, ", above their usual ");
+        if (k >= 0)
+            k = put_num(out, r->expected);
+        break;
     case DET_WHY_NEW_CATEGORY:
     case DET_WHY_RARE_CATEGORY:
         k = buf_printf(out, "%s ", f);

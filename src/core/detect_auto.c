@@ -151,10 +151,12 @@ void det_auto_update(const struct det_auto_params *p, struct det_auto_state *s, 
     double cal_vol = det_calib_surprise(&p->calib, &s->vol_calib, s_vol);
     if (!learning)
         det_calib_learn(&p->calib, &s->vol_calib, s_vol);
+    double vol_usual = s->vol.mean; /* what z_vol was measured against */
     det_ew_learn(&s->vol, s->vol_short, decay);
 
     det_finish(r, &p->calib, &s->calib, r->raw, learning);
-    if (!learning && cal_vol > r->surprise) {
+    bool by_vol = !learning && cal_vol > r->surprise;
+    if (by_vol) {
         r->surprise = cal_vol;
         r->score = det_surprise_to_score(cal_vol);
     }
@@ -171,7 +173,14 @@ void det_auto_update(const struct det_auto_params *p, struct det_auto_state *s, 
             }
         }
         r->alert = r->score >= p->min_score;
-        if (which == VIEW_DAILY) {
+        if (by_vol) {
+            /* The reason says what decided the score: the steps, not the
+             * value (which may sit in its usual range). */
+            r->why = DET_WHY_VOLATILITY;
+            r->value = s->vol_short;
+            r->expected = vol_usual;
+            r->scale = sd_vol;
+        } else if (which == VIEW_DAILY) {
             r->why = DET_WHY_DAILY;
             r->expected = profile;
             r->scale = sd_resid;

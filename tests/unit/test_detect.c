@@ -487,8 +487,19 @@ TEST(auto_volatility_view_catches_oscillation)
     int first = -1;
     for (int i = 0; i < 40; i++) {
         det_auto_update(&p, &s, 100 + (i & 1 ? 2.5 : -2.5) + 0.2 * gauss(), 0, &r);
-        if (r.alert && first < 0)
+        if (r.alert && first < 0) {
             first = i;
+            /* The reason is about the steps (noise of sd 1 steps ~1.13 on
+             * average; the flapping's steps are ~5 and pull the recent mean
+             * up), not about a value in its usual range. */
+            CHECK(r.why == DET_WHY_VOLATILITY);
+            CHECK_NEAR(r.expected, 2 / sqrt(M_PI), 0.1);
+            CHECK(r.value > r.expected + 3 * r.scale);
+            _cleanup_buf_ struct buf b = BUF_INIT;
+            CHECK_INT(det_reason(&b, DET_AUTO, &r, "asg-1", "instances", NULL), 0);
+            CHECK_CONTAINS(b.data, "instances: the steps between values average ");
+            CHECK_CONTAINS(b.data, "σ above their usual ");
+        }
     }
     CHECK(first >= 0 && first < 20);
 }
@@ -523,6 +534,10 @@ TEST(reason_sentences)
     r = (struct det_result){ .value = 3, .expected = 10, .scale = 0.5, .why = DET_WHY_DAILY };
     CHECK_INT(det_reason(&b, DET_AUTO, &r, "k", "temp", NULL), 0);
     CHECK_STR(b.data, "temp 3.00 is 14.0σ below the usual value for this time of day 10.00 for key \"k\"");
+    buf_reset(&b);
+    r = (struct det_result){ .value = 4.8, .expected = 0.25, .scale = 0.5, .why = DET_WHY_VOLATILITY };
+    CHECK_INT(det_reason(&b, DET_AUTO, &r, "asg-1", "instances", NULL), 0);
+    CHECK_STR(b.data, "instances: the steps between values average 4.80, 9.1σ above their usual 0.25 for key \"asg-1\"");
     buf_reset(&b);
     r = (struct det_result){ .value = 0.0025, .expected = 0.4, .why = DET_WHY_RARE_CATEGORY };
     CHECK_INT(det_reason(&b, DET_RARE_CATEGORY, &r, NULL, "ua", "curl/7"), 0);
