@@ -201,57 +201,28 @@ static const double calib_edge[DET_CALIB_BINS] = {
     15, 21.627416997969519, 31, 44.254833995939045, 63, 89.509667991878089, 127, 180.01933598375618,
 };
 
-/* The smallest float f with f >= m as a double: for a float x, x >= m
- * and x >= f are the same test, so the bins can be compared as floats. */
-static inline float float_at_least(double m)
-{
-    float f = (float)m;
-    return (double)f < m ? nextafterf(f, INFINITY) : f;
-}
-
-/* The highest bin edge with at least `mass` of history above it (tail is
- * non-increasing, so counting is finding): the bins compared four at a
- * time (the compiler leaves a scalar loop of compares). */
-typedef float calib_v4 __attribute__((vector_size(16)));
-typedef int32_t calib_v4i __attribute__((vector_size(16)));
-static inline int calib_top(const float *tail, float mass)
-{
-    _Static_assert(DET_CALIB_BINS % 4 == 0, "bins in whole vectors");
-    const calib_v4 m = { mass, mass, mass, mass };
-    calib_v4i n = { 0, 0, 0, 0 };
-    for (int j = 0; j < DET_CALIB_BINS; j += 4) {
-        calib_v4 v;
-        memcpy(&v, tail + j, sizeof(v));
-        n += v >= m; /* -1 where true */
-    }
-    /* Edges above the first: bin 0 is not one. */
-    return -(n[0] + n[1] + n[2] + n[3]) - (tail[0] >= mass);
-}
-
-/* History at least as surprising as u: the bins above u's bin, and the
- * part of its own bin above it (the open last bin counts as one bin wide). */
-static inline double calib_tail_at(const float *tail, double u, int *b_out)
-{
-    int b = u < DET_CALIB_BINS - 1 ? (int)u : DET_CALIB_BINS - 1;
-    double above = b + 1 < DET_CALIB_BINS ? tail[b + 1] : 0;
-    *b_out = b;
-    return above + (tail[b] - above) * MAX(0.0, b + 1 - u);
-}
-
-/* u: calib_u(s), which det_finish computes once for both calls; t:
- * calib_tail_at(u). Where the answer is an empirical frequency q (most
- * updates), *q_out gets it, so the score 1 - q needs no exp2 of the
- * surprise; NAN otherwise. */
-static double calib_surprise_t(const struct det_calib_params *p, const struct det_calib *c,
-                               double s, double u, double t, double *q_out)
+/* u: calib_u(s), which det_finish computes once for both calls. Where the
+ * answer is an empirical frequency q (most updates), *q_out gets it, so
+ * the score 1 - q needs no exp2 of the surprise; NAN otherwise. */
+static double calib_surprise_u(const struct det_calib_params *p, const struct det_calib *c,
+                               double s, double u, double *q_out)
 {
     *q_out = NAN;
     const float *tail = c->tail;
     double total = tail[0];
     if (!(total >= p->min_mass))
         return s;
-    int top = calib_top(tail, float_at_least(p->min_mass));
+    /* The highest bin edge with enough history above it to trust its tail
+     * (tail is non-increasing, so counting is finding). */
+    int top = 0;
+    for (int j = 1; j < DET_CALIB_BINS; j++)
+        top += tail[j] >= p->min_mass;
     double s_top = calib_edge[top];
+    /* History at least as surprising as s: the bins above, and the part of
+     * s's own bin above it (the open last bin counts as one bin wide). */
+    int b = u < DET_CALIB_BINS - 1 ? (int)u : DET_CALIB_BINS - 1;
+    double above = b + 1 < DET_CALIB_BINS ? tail[b + 1] : 0;
+    double t = above + (tail[b] - above) * MAX(0.0, b + 1 - u);
     if (u < top) {
         *q_out = t / total;
         return det_clamp_surprise(-det_log10(*q_out));
@@ -276,22 +247,19 @@ static double calib_surprise_t(const struct det_calib_params *p, const struct de
     return det_clamp_surprise(s_cal);
 }
 
-static double calib_surprise_u(const struct det_calib_params *p, const struct det_calib *c,
-                               double s, double u, double *q_out)
-{
-    int b;
-    return calib_surprise_t(p, c, s, u, calib_tail_at(c->tail, u, &b), q_out);
-}
-
 /* The far tail: fewer than min_mass values in the history at least as
- * surprising as u (t: calib_tail_at(u)). (Not "at or past the highest
- * trusted edge": while no edge above the first has min_mass, that is every
- * value, and a history that skips all but the first of consecutive far
- * values would then stop learning for good.) */
-static bool calib_far_t(const struct det_calib_params *p, const struct det_calib *c, double t)
+ * surprising as u. (Not "at or past the highest trusted edge": while no
+ * edge above the first has min_mass, that is every value, and a history
+ * that skips all but the first of consecutive far values would then stop
+ * learning for good.) */
+static bool calib_far_u(const struct det_calib_params *p, const struct det_calib *c, double u)
 {
-    if (!(c->tail[0] >= p->min_mass))
+    const float *tail = c->tail;
+    if (!(tail[0] >= p->min_mass))
         return false;
+    int b = u < DET_CALIB_BINS - 1 ? (int)u : DET_CALIB_BINS - 1;
+    double above = b + 1 < DET_CALIB_BINS ? tail[b + 1] : 0;
+    double t = above + (tail[b] - above) * MAX(0.0, b + 1 - u);
     return t < p->min_mass;
 }
 
@@ -334,9 +302,7 @@ void det_finish_run(struct det_result *r, const struct det_calib_params *cp, str
     if (isnan(s_model))
         s_model = 0;
     double u = calib_u(MAX(s_model, 0.0)), q;
-    int b;
-    double t = calib_tail_at(c->tail, u, &b);
-    r->surprise = calib_surprise_t(cp, c, s_model, u, t, &q);
+    r->surprise = calib_surprise_u(cp, c, s_model, u, &q);
     /* 1 - 10^-surprise is 1 - q when the surprise is -log10 q (unless the
      * clamp at DET_SURPRISE_MAX cut it, where both are 1). */
     r->score = q >= 0 && r->surprise < DET_SURPRISE_MAX ? 1 - q : det_surprise_to_score(r->surprise);
@@ -345,7 +311,7 @@ void det_finish_run(struct det_result *r, const struct det_calib_params *cp, str
          * latency shift of 40 samples learned as 40 far-tail surprises
          * would make the next incident on this key "seen before" and mute
          * it. Only the first of consecutive far-tail samples is learned. */
-        if (calib_far_t(cp, c, t)) {
+        if (calib_far_u(cp, c, u)) {
             /* But a stretch that is long against the history is no longer
              * an incident: it is what the key does now (a level shift the
              * model has not followed yet), and a history without it would
