@@ -597,7 +597,8 @@ void det_zscore_update(const struct det_zscore_params *p, struct det_zscore_stat
     r->raw = z;
     r->expected = s->ew.mean;
     bool learning = s->n < MAX(p->min_samples, 2u);
-    det_finish(r, &p->calib, &s->calib, det_normal_surprise(z), learning);
+    /* While learning det_finish reads no surprise: no erfc for it. */
+    det_finish(r, &p->calib, &s->calib, learning ? 0 : det_normal_surprise(z), learning);
     if (!learning) {
         r->why = z >= 0 ? DET_WHY_ABOVE : DET_WHY_BELOW;
         r->alert = fabs(z) >= p->threshold && r->score >= p->min_score;
@@ -638,7 +639,8 @@ void det_quantile_update(const struct det_quantile_params *p, struct det_quantil
     r->expected = s->r.median;
     r->scale = det_robust_scale(&s->r);
     bool learning = s->r.n < p->min_samples;
-    det_finish_run(r, &p->calib, &s->calib, det_laplace_surprise(z), learning, &s->r.far_run);
+    det_finish_run(r, &p->calib, &s->calib, learning ? 0 : det_laplace_surprise(z), learning,
+                   &s->r.far_run);
     if (!learning) {
         r->why = z >= 0 ? DET_WHY_ABOVE : DET_WHY_BELOW;
         r->alert = fabs(z) >= p->threshold && r->score >= p->min_score;
