@@ -21,6 +21,9 @@
  * incident whose first DET_RATE_RUN_MAX intervals the dispersion does not
  * learn (learn). */
 #define RATE_INCIDENT_SURPRISE 4.0
+/* Model surprise (-log10 p) of a closing interval from which the runs it
+ * ends are tested too (rate_surprise). */
+#define RATE_RUN_MIN_SURPRISE 1.0
 
 void det_rate_params_default(struct det_rate_params *p)
 {
@@ -104,7 +107,13 @@ static struct rate_test rate_surprise(const struct det_rate_params *p,
 {
     struct rate_test t = { .count = count, .expected = expected, .len = 1 };
     t.surprise = tails(p, s, count, expected, upper_only, &t.high);
-    if (upper_only || count == expected)
+    /* A run is judged where an interval adds evidence to it: one that is
+     * itself at least 1-in-10 on the run's side. A burst's or an outage's
+     * intervals are (4 events against 0.5 is 1-in-500), and the runs of
+     * ordinary intervals, which cannot reach an alert, cost nothing: each
+     * run is a Poisson tail, and a key closes an interval every few
+     * events (bench_detect: +115 ns per record untested, 1.6 closes each). */
+    if (upper_only || count == expected || t.surprise < RATE_RUN_MIN_SURPRISE)
         return t;
     bool up = count > expected;
     /* A drop is only news where this interval expected enough events to
