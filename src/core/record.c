@@ -95,17 +95,34 @@ int rw_provenance_append_head_json(struct buf *b, const struct rw_provenance *p)
     return r ?: buf_put_json_string(b, p->shard_id.p ? p->shard_id.p : "", p->shard_id.len);
 }
 
+/* plain: known to need no escape (the scanner saw none in the envelope). */
+static inline int put_str(struct buf *b, const struct rw_str *s, bool plain)
+{
+    if (!plain)
+        return buf_put_json_string(b, s->p ? s->p : "", s->len);
+    int r = buf_reserve(b, s->len + 2);
+    if (r < 0)
+        return r;
+    char *o = b->data + b->len;
+    o[0] = '"';
+    memcpy(o + 1, s->p, s->len);
+    o[s->len + 1] = '"';
+    b->len += s->len + 2;
+    b->data[b->len] = 0;
+    return 0;
+}
+
 int rw_provenance_append_tail_json(struct buf *b, const struct rw_provenance *p)
 {
     char ts[40];
     uint64_t usec = p->arrival_time > 0 ? (uint64_t)llround(p->arrival_time * 1e6) : 0;
     format_iso8601_ms(ts, sizeof(ts), usec);
     int r = buf_puts(b, ",\"sequence_number\":");
-    r = r ?: buf_put_json_string(b, p->sequence_number.p ? p->sequence_number.p : "", p->sequence_number.len);
+    r = r ?: put_str(b, &p->sequence_number, p->sequence_number_plain);
     r = r ?: buf_puts(b, ",\"sub_sequence_number\":");
     r = r ?: buf_put_u64(b, p->sub_sequence_number);
     r = r ?: buf_puts(b, ",\"partition_key\":");
-    r = r ?: buf_put_json_string(b, p->partition_key.p ? p->partition_key.p : "", p->partition_key.len);
+    r = r ?: put_str(b, &p->partition_key, p->partition_key_plain);
     r = r ?: buf_puts(b, ",\"arrival_time\":\"");
     r = r ?: buf_puts(b, ts);
     r = r ?: buf_puts(b, "\"}");
