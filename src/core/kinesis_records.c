@@ -149,13 +149,17 @@ static int parse_record(struct json_doc *d, uint32_t obj, struct kinesis_record 
                 return bad(d, "Data is not a string");
             data = v;
         } else if (KEY_IS(d, k, "PartitionKey")) {
-            if (FIRST(2) && (r = get_str(d, v, &rec->partition_key)) < 0)
-                return r;
-            rec->partition_key_plain = plain_string(d, v, &rec->partition_key);
+            if (FIRST(2)) {
+                if ((r = get_str(d, v, &rec->partition_key)) < 0)
+                    return r;
+                rec->partition_key_plain = plain_string(d, v, &rec->partition_key);
+            }
         } else if (KEY_IS(d, k, "SequenceNumber")) {
-            if (FIRST(4) && (r = get_str(d, v, &rec->sequence_number)) < 0)
-                return r;
-            rec->sequence_number_plain = plain_string(d, v, &rec->sequence_number);
+            if (FIRST(4)) {
+                if ((r = get_str(d, v, &rec->sequence_number)) < 0)
+                    return r;
+                rec->sequence_number_plain = plain_string(d, v, &rec->sequence_number);
+            }
         } else if (KEY_IS(d, k, "ApproximateArrivalTimestamp")) {
             if (vn->type != JSON_T_NUMBER)
                 return bad(d, "ApproximateArrivalTimestamp is not a number");

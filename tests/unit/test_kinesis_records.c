@@ -116,6 +116,13 @@ TEST(plain_flags_and_escaped_output)
             CHECK_STR(got, want);
         }
     }
+    /* A duplicate member: the first counts, its flag too. */
+    CHECK_INT(parse(&kr, &a, "{\"Records\":[{\"Data\":\"\",\"PartitionKey\":\"a\\\"b\",\"PartitionKey\":\"c\","
+                             "\"SequenceNumber\":\"1\",\"SequenceNumber\":\"\\u00e9\"}]}"), 0);
+    CHECK(str_is(kr.records[0].partition_key, "a\"b"));
+    CHECK(!kr.records[0].partition_key_plain);
+    CHECK(str_is(kr.records[0].sequence_number, "1"));
+    CHECK(kr.records[0].sequence_number_plain);
     kinesis_records_free(&kr);
     arena_free(&a);
 }
