@@ -77,6 +77,21 @@ static inline bool buf_json_plain8(uint64_t w)
 }
 /* Are all of s[0..n) bytes buf_put_json_string copies unchanged? */
 bool buf_json_plain(const char *s, size_t n);
+/* buf_put_json_string for a string known to be buf_json_plain: quoted and
+ * copied. Inline: the fast path of both. */
+static inline int buf_put_json_plain(struct buf *b, const char *s, size_t n)
+{
+    int r = buf_reserve(b, n + 2);
+    if (r < 0)
+        return r;
+    char *o = b->data + b->len;
+    o[0] = '"';
+    memcpy(o + 1, s, n);
+    o[n + 1] = '"';
+    b->len += n + 2;
+    b->data[b->len] = 0;
+    return 0;
+}
 static inline void buf_reset(struct buf *b)
 {
     b->len = 0;

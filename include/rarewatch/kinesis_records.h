@@ -37,6 +37,8 @@ struct kinesis_record {
     size_t data_len;
     struct rw_str partition_key;
     struct rw_str sequence_number;
+    /* The two above need no JSON escape (plain ASCII, no quote or backslash) */
+    bool partition_key_plain, sequence_number_plain;
     struct rw_str encryption_type;   /* p == NULL when absent */
     struct rw_str explicit_hash_key; /* p == NULL when absent */
     double arrival;                  /* epoch seconds; NAN when absent */

@@ -24,6 +24,9 @@ struct rw_provenance {
     struct rw_str partition_key;
     uint64_t sub_sequence_number; /* KPL sub-record index; 0 for plain records */
     bool aggregated;              /* came from a KPL aggregate */
+    /* Known to need no JSON escape (false: not known, checked when
+     * written). Whoever replaces a field's text must set or clear its flag. */
+    bool sequence_number_plain, partition_key_plain;
     double arrival_time;          /* ApproximateArrivalTimestamp, epoch seconds */
 };
 

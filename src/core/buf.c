@@ -144,15 +144,8 @@ int buf_put_json_string(struct buf *b, const char *s, size_t n)
     static const char hex[] = "0123456789abcdef";
     /* Most strings need no escape (every output line's sequence number and
      * partition key): checked a word or 16 bytes at a time, then copied. */
-    if (_likely_(n + 2 < b->cap - b->len) && buf_json_plain(s, n)) {
-        char *o = b->data + b->len;
-        o[0] = '"';
-        memcpy(o + 1, s, n);
-        o[n + 1] = '"';
-        b->len += n + 2;
-        b->data[b->len] = 0;
-        return 0;
-    }
+    if (_likely_(n + 2 < b->cap - b->len) && buf_json_plain(s, n))
+        return buf_put_json_plain(b, s, n);
     /* Worst case: every byte becomes \u00XX (6) or U+FFFD (3). */
     int r = buf_reserve(b, n * 6 + 2);
     if (r < 0)

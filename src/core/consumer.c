@@ -397,6 +397,8 @@ static int process_response(struct wstate *ws)
         struct rw_provenance p = base;
         p.sequence_number = kr_r->sequence_number;
         p.partition_key = kr_r->partition_key;
+        p.sequence_number_plain = kr_r->sequence_number_plain;
+        p.partition_key_plain = kr_r->partition_key_plain;
         p.arrival_time = isnan(kr_r->arrival) ? 0 : kr_r->arrival;
         if (p.arrival_time > 0 && p.arrival_time < min_arrival)
             min_arrival = p.arrival_time;
@@ -442,6 +444,7 @@ static int process_response(struct wstate *ws)
                 in->prov.sub_sequence_number = sr->index;
                 in->prov.partition_key = (struct rw_str){ (const char *)sr->partition_key.ptr,
                                                           (uint32_t)sr->partition_key.len };
+                in->prov.partition_key_plain = false; /* the aggregate's bytes: checked */
                 if (!in->data) {
                     free(dl);
                     return -ENOMEM;

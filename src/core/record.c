@@ -95,17 +95,25 @@ int rw_provenance_append_head_json(struct buf *b, const struct rw_provenance *p)
     return r ?: buf_put_json_string(b, p->shard_id.p ? p->shard_id.p : "", p->shard_id.len);
 }
 
+/* plain: known to need no escape (kinesis_records_parse checked it). */
+static inline int put_str(struct buf *b, const struct rw_str *s, bool plain)
+{
+    if (plain)
+        return buf_put_json_plain(b, s->p, s->len);
+    return buf_put_json_string(b, s->p ? s->p : "", s->len);
+}
+
 int rw_provenance_append_tail_json(struct buf *b, const struct rw_provenance *p)
 {
     char ts[40];
     uint64_t usec = p->arrival_time > 0 ? (uint64_t)llround(p->arrival_time * 1e6) : 0;
     format_iso8601_ms(ts, sizeof(ts), usec);
     int r = buf_puts(b, ",\"sequence_number\":");
-    r = r ?: buf_put_json_string(b, p->sequence_number.p ? p->sequence_number.p : "", p->sequence_number.len);
+    r = r ?: put_str(b, &p->sequence_number, p->sequence_number_plain);
     r = r ?: buf_puts(b, ",\"sub_sequence_number\":");
     r = r ?: buf_put_u64(b, p->sub_sequence_number);
     r = r ?: buf_puts(b, ",\"partition_key\":");
-    r = r ?: buf_put_json_string(b, p->partition_key.p ? p->partition_key.p : "", p->partition_key.len);
+    r = r ?: put_str(b, &p->partition_key, p->partition_key_plain);
     r = r ?: buf_puts(b, ",\"arrival_time\":\"");
     r = r ?: buf_puts(b, ts);
     r = r ?: buf_puts(b, "\"}");

@@ -46,13 +46,29 @@ struct xf {
 };
 
 struct counters {
-    _Atomic uint64_t applied, dropped, failed;
+    _Atomic uint64_t n[3]; /* by enum xf_result: applied, dropped, failed */
+};
+
+/* The per-transform counters, kept per worker: each worker counts into a
+ * block of its own (one writer: a relaxed load and store, no locked
+ * instruction per record), and xf_stage_stats() sums the blocks. A worker
+ * adds its block to the stage on its first record there; blocks stay until
+ * the stage is freed, so a worker's counts outlive it. Pushed lock-free:
+ * readers walk a list that only grows. */
+struct counter_block {
+    struct counter_block *next;
+    struct counters c[];
+};
+
+struct stage_counters {
+    _Atomic(struct counter_block *) blocks;
 };
 
 struct xf_stage {
     struct xf *x;
     size_t n;
-    struct counters *c;
+    uint64_t id; /* unique per stage, never reused */
+    struct stage_counters *c;
     struct expr **where; /* per detector section, NULL = none */
     size_t nwhere;
 };
@@ -72,6 +88,10 @@ struct xf_worker {
     const struct xf_stage *stage;
     struct xf_record *rec; /* during xf_apply */
     double event_time, arrival_time;
+    /* This worker's counters in the stage with id cnt_stage (an id, not
+     * the pointer: a new stage may reuse a freed one's address). */
+    uint64_t cnt_stage;
+    struct counters *cnt;
 };
 
 /* ---- lookup tables ---- */
@@ -351,7 +371,13 @@ struct xf_stage *xf_stage_free(struct xf_stage *s)
     for (size_t i = 0; i < s->n; i++)
         xf_clear(&s->x[i]);
     free(s->x);
-    free(s->c);
+    if (s->c) {
+        for (struct counter_block *b = atomic_load(&s->c->blocks), *next; b; b = next) {
+            next = b->next;
+            free(b);
+        }
+        free(s->c);
+    }
     for (size_t i = 0; i < s->nwhere; i++)
         expr_free(s->where[i]);
     free(s->where);
@@ -533,9 +559,11 @@ int xf_stage_new(const struct rw_config *cfg, struct conf_diag *diag, struct xf_
         return -ENOMEM;
     size_t n = conf_named_count(cfg, "transform");
     s->x = calloc(n ? n : 1, sizeof(*s->x));
-    s->c = calloc(n ? n : 1, sizeof(*s->c));
+    s->c = calloc(1, sizeof(*s->c));
     if (!s->x || !s->c)
         return -ENOMEM;
+    static _Atomic uint64_t stage_ids;
+    s->id = atomic_fetch_add(&stage_ids, 1) + 1;
     unsigned errors = 0;
     for (size_t i = 0; i < n; i++) {
         s->n = i + 1;
@@ -571,9 +599,32 @@ void xf_stage_stats(const struct xf_stage *s, size_t i, struct xf_stats *o)
 {
     o->name = s->x[i].name;
     o->type = type_names[s->x[i].type];
-    o->applied = atomic_load(&s->c[i].applied);
-    o->dropped = atomic_load(&s->c[i].dropped);
-    o->failed = atomic_load(&s->c[i].failed);
+    o->applied = o->dropped = o->failed = 0;
+    for (const struct counter_block *b = atomic_load(&s->c->blocks); b; b = b->next) {
+        o->applied += atomic_load_explicit(&b->c[i].n[XF_KEEP], memory_order_relaxed);
+        o->dropped += atomic_load_explicit(&b->c[i].n[XF_DROP], memory_order_relaxed);
+        o->failed += atomic_load_explicit(&b->c[i].n[XF_FAIL], memory_order_relaxed);
+    }
+}
+
+/* Once per worker and stage: the worker's own counter block. */
+static int counters_attach(const struct xf_stage *s, struct xf_worker *w)
+{
+    struct counter_block *b = calloc(1, sizeof(*b) + (s->n ? s->n : 1) * sizeof(b->c[0]));
+    if (!b)
+        return -ENOMEM; /* the record fails like any other allocation; the next one tries again */
+    b->next = atomic_load(&s->c->blocks);
+    while (!atomic_compare_exchange_weak(&s->c->blocks, &b->next, b))
+        ;
+    w->cnt = b->c;
+    w->cnt_stage = s->id;
+    return 0;
+}
+
+/* Only this worker writes its block. */
+static inline void count(_Atomic uint64_t *p)
+{
+    atomic_store_explicit(p, atomic_load_explicit(p, memory_order_relaxed) + 1, memory_order_relaxed);
 }
 
 /* ---- per record ---- */
@@ -876,7 +927,7 @@ static int cast(struct xf_worker *w, struct xf_record *rec, const struct xf *x)
         if (x->strict)
             return fail_with(rec, x, "cannot cast a %s to %s", rw_type_name(v.type), casts[x->cast]);
         o = RW_VALUE_NULL;
-        atomic_fetch_add(&w->stage->c[x - w->stage->x].failed, 1);
+        count(&w->cnt[x - w->stage->x].n[XF_FAIL]);
     }
     return edit(w, rec, x->field, false, &o);
 }
@@ -896,7 +947,7 @@ static int run(const struct xf_stage *s, struct xf_worker *w, struct xf_record *
         if (r < 0) {
             if (x->strict)
                 return fail_with(rec, x, "where: %s", env.err ? env.err : "error");
-            atomic_fetch_add(&s->c[i].failed, 1);
+            count(&w->cnt[i].n[XF_FAIL]);
             return XF_DROP;
         }
         return rw_value_truthy(&v) ? XF_KEEP : XF_DROP;
@@ -915,7 +966,7 @@ static int run(const struct xf_stage *s, struct xf_worker *w, struct xf_record *
         if (r < 0) {
             if (x->strict)
                 return fail_with(rec, x, "value: %s", env.err ? env.err : "error");
-            atomic_fetch_add(&s->c[i].failed, 1);
+            count(&w->cnt[i].n[XF_FAIL]);
             v = RW_VALUE_NULL;
         }
         /* A missing result sets null: `set` always leaves the field present. */
@@ -986,12 +1037,20 @@ int xf_apply(const struct xf_stage *s, struct xf_worker *w, struct xf_record *re
     rec->failed_transform = NULL;
     rec->reason[0] = 0;
     int res = XF_KEEP;
-    for (size_t i = 0; s && i < s->n && res == XF_KEEP; i++) {
-        int r = run(s, w, rec, i);
-        if (r < 0)
-            return r;
-        res = r;
-        atomic_fetch_add(r == XF_KEEP ? &s->c[i].applied : r == XF_DROP ? &s->c[i].dropped : &s->c[i].failed, 1);
+    if (s && s->n) {
+        if (_unlikely_(w->cnt_stage != s->id) && counters_attach(s, w) < 0)
+            return -ENOMEM;
+        struct counters *cnt = w->cnt;
+        for (size_t i = 0, n = s->n; i < n; i++) {
+            int r = run(s, w, rec, i);
+            if (r < 0)
+                return r;
+            count(&cnt[i].n[r]);
+            if (r != XF_KEEP) {
+                res = r;
+                break;
+            }
+        }
     }
     if (res == XF_KEEP && rec->defer && w->ned) {
         /* Left pending: reads go through the overlay, xf_append_record()

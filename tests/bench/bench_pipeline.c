@@ -192,6 +192,8 @@ static void ours(void)
         ir->prov = base;
         ir->prov.sequence_number = r->sequence_number;
         ir->prov.partition_key = r->partition_key;
+        ir->prov.sequence_number_plain = r->sequence_number_plain;
+        ir->prov.partition_key_plain = r->partition_key_plain;
         ir->prov.arrival_time = isnan(r->arrival) ? 0 : r->arrival;
     }
     /* app.c stage_process, into a new batch per response as consumer.c

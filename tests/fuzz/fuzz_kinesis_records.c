@@ -3,7 +3,8 @@
  * GetRecords bodies come from the network: the envelope scanner must never
  * crash or over-read, and what it accepts must be self-consistent: every
  * Data decodes to bytes whose canonical encoding is the original text, and
- * the counts match the arrays in the document. The raw input is also fed
+ * the counts match the arrays in the document, and a partition key or
+ * sequence number flagged as needing no escape needs none. The raw input is also fed
  * to the base64 decoder and compared with an obvious reference decoder, and
  * every SIMD implementation with the scalar one.
  */
@@ -136,6 +137,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (uint32_t e = json_first_child(d, recs); e != JSON_NONE; e = json_next_sibling(d, recs, e), i++) {
             const struct kinesis_record *rec = &kr.records[i];
             if (rec->data[rec->data_len] != 0 || !rec->partition_key.p || !rec->sequence_number.p)
+                abort();
+            /* A key flagged plain is copied to the output unescaped: it must
+             * be one the writer's own check finds plain. */
+            if ((rec->partition_key_plain && !buf_json_plain(rec->partition_key.p, rec->partition_key.len)) ||
+                (rec->sequence_number_plain &&
+                 !buf_json_plain(rec->sequence_number.p, rec->sequence_number.len)))
                 abort();
             uint32_t dn = json_obj_get(d, e, "Data", 4);
             if (dn == JSON_NONE)

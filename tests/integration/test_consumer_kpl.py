@@ -49,7 +49,10 @@ def main(t):
         kin = kl.client()
         env = kinesis_local_env(kl.endpoint)
 
-        agg_a = [UserRecord(f"ka-{j}", jb({"id": f"a-{j}"})) for j in range(5)]
+        # Sub-record keys that need escapes in the output's _kinesis, under a
+        # plain outer key: the outer key's "no escape needed" must not carry over.
+        esc = ["", ' "q"', " back\\slash", " ctl\x01\x1f", " \u00e9\u20ac\U0001f600"]
+        agg_a = [UserRecord(f"ka-{j}{esc[j]}", jb({"id": f"a-{j}"})) for j in range(5)]
         agg_b = [UserRecord("kb-0", jb({"id": "b-0"}), explicit_hash_key="1234"),
                  UserRecord("kb-1", jb({"id": "b-1"}), tags=[("t", "v"), ("only-key", None)]),
                  UserRecord("kb-2", b"not json at all {"),
@@ -65,7 +68,7 @@ def main(t):
             ("nonjson", b"this is not json", "pk-nonjson"),
             ("agg-b", aggregate(agg_b), "outer-b"),
             ("cut-pb", cut_pb, "outer-cut"),
-            ("plain-1", jb({"id": "p-1"}), "pk-plain-1"),
+            ("plain-1", jb({"id": "p-1"}), 'pk-plain-1 "q" \\ \u00e9'),
         ]
         resp = kin.put_records(StreamName=STREAM, Records=[
             {"Data": data, "PartitionKey": pk} for _, data, pk in entries])
@@ -129,11 +132,13 @@ def main(t):
             big_bad = sub_ok("big", big, "big")
             t.check("an aggregate of 200 sub-records: all delivered right", not big_bad,
                     big_bad[:2])
+            pks = {name: pk for name, _, pk in entries}
             for name, pid in (("plain-0", "p-0"), ("plain-1", "p-1")):
                 k = (by_id.get(pid) or {}).get("_kinesis", {})
-                t.check(f"plain record {pid}: sub_sequence_number 0, its position",
+                t.check(f"plain record {pid}: sub_sequence_number 0, its position, its key",
                         k.get("sub_sequence_number") == 0
-                        and (k.get("shard_id"), k.get("sequence_number")) == pos[name], k)
+                        and (k.get("shard_id"), k.get("sequence_number")) == pos[name]
+                        and k.get("partition_key") == pks[name], k)
 
             dls = d.deadletters()
             t.check(f"{expected_dl} dead-letter entries", len(dls) == expected_dl,

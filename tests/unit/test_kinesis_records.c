@@ -4,6 +4,7 @@
 
 #include "rarewatch/base64.h"
 #include "rarewatch/kinesis_records.h"
+#include "rarewatch/record.h"
 #include "tap.h"
 
 static bool str_is(struct rw_str s, const char *want)
@@ -52,6 +53,76 @@ TEST(full_response)
                              "\"SequenceNumber\":\"1\"}]}"), 0);
     CHECK_UINT(kr.records[0].data_len, 4);
     CHECK(memcmp(kr.records[0].data, "ABC\xff", 4) == 0);
+    kinesis_records_free(&kr);
+    arena_free(&a);
+}
+
+/* The envelope's partition key and sequence number are copied into the
+ * output's _kinesis unchecked when the parser found them plain: every key
+ * that needs an escape (a quote, a backslash, a control character, any
+ * non-ASCII byte; written escaped or raw in the envelope) must be flagged,
+ * at every length the check handles differently, and still come out
+ * escaped; a KPL sub-record's key (the consumer clears the flag) too. */
+TEST(plain_flags_and_escaped_output)
+{
+    static const struct {
+        const char *json; /* as in the envelope */
+        bool plain;
+        const char *out;   /* as in the output line */
+    } keys[] = {
+        { "", true, "\"\"" },
+        { "a", true, "\"a\"" },
+        { "abc", true, "\"abc\"" },
+        { "pk-12", true, "\"pk-12\"" },
+        { "0123456789abcdef0123", true, "\"0123456789abcdef0123\"" },
+        { "a\\\"b", false, "\"a\\\"b\"" },
+        { "\\\\", false, "\"\\\\\"" },
+        { "key\\u0001", false, "\"key\\u0001\"" },
+        { "k\\n", false, "\"k\\n\"" },
+        { "\xc3\xa9", false, "\"\xc3\xa9\"" },
+        { "p\\u00e9", false, "\"p\xc3\xa9\"" },
+        { "abcdefg\xc3\xa9", false, "\"abcdefg\xc3\xa9\"" },
+        { "0123456789abcdef01234\xe2\x82\xac", false, "\"0123456789abcdef01234\xe2\x82\xac\"" },
+        { "0123456789abcdef0123456\\\"", false, "\"0123456789abcdef0123456\\\"\"" },
+    };
+    struct kinesis_records kr;
+    struct arena a = ARENA_INIT;
+    kinesis_records_init(&kr);
+    for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+        char body[512];
+        snprintf(body, sizeof(body),
+                 "{\"Records\":[{\"Data\":\"\",\"PartitionKey\":\"%s\",\"SequenceNumber\":\"%s\"}]}",
+                 keys[i].json, keys[i].json);
+        CHECK_INT(parse(&kr, &a, body), 0);
+        const struct kinesis_record *r = &kr.records[0];
+        CHECK(r->partition_key_plain == keys[i].plain);
+        CHECK(r->sequence_number_plain == keys[i].plain);
+        for (int kpl = 0; kpl < 2; kpl++) {
+            struct rw_provenance p = {
+                .sequence_number = r->sequence_number, .partition_key = r->partition_key,
+                .sequence_number_plain = r->sequence_number_plain,
+                .partition_key_plain = kpl ? false : r->partition_key_plain,
+            };
+            if (kpl) { /* as consumer.c: the sub-record's key, flag cleared */
+                p.aggregated = true;
+                p.partition_key = (struct rw_str){ r->partition_key.p, r->partition_key.len };
+            }
+            _cleanup_(buf_freep) struct buf b = BUF_INIT;
+            CHECK_INT(rw_provenance_append_tail_json(&b, &p), 0);
+            char want[512], got[512];
+            snprintf(want, sizeof(want), ",\"sequence_number\":%s,\"sub_sequence_number\":0,\"partition_key\":%s,",
+                     keys[i].out, keys[i].out);
+            snprintf(got, sizeof(got), "%.*s", (int)strlen(want), b.data ? b.data : "");
+            CHECK_STR(got, want);
+        }
+    }
+    /* A duplicate member: the first counts, its flag too. */
+    CHECK_INT(parse(&kr, &a, "{\"Records\":[{\"Data\":\"\",\"PartitionKey\":\"a\\\"b\",\"PartitionKey\":\"c\","
+                             "\"SequenceNumber\":\"1\",\"SequenceNumber\":\"\\u00e9\"}]}"), 0);
+    CHECK(str_is(kr.records[0].partition_key, "a\"b"));
+    CHECK(!kr.records[0].partition_key_plain);
+    CHECK(str_is(kr.records[0].sequence_number, "1"));
+    CHECK(kr.records[0].sequence_number_plain);
     kinesis_records_free(&kr);
     arena_free(&a);
 }

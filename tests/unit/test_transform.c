@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -118,6 +119,89 @@ TEST(filter_set_default)
     CHECK_UINT(st.applied, 3);
     xf_worker_free(w);
     xf_stage_free(s);
+}
+
+/* The counters are kept per worker and summed by xf_stage_stats(): two
+ * workers on two threads, read while they run, a worker's counts kept after
+ * it is freed, and a new stage (the reload) counting from zero. */
+struct count_job {
+    struct xf_stage *s;
+    unsigned n;
+    int errors;
+};
+
+static void *count_thread(void *ud)
+{
+    struct count_job *j = ud;
+    struct xf_worker *w = xf_worker_new();
+    if (!w) {
+        j->errors++;
+        return NULL;
+    }
+    for (unsigned i = 0; i < j->n; i++) {
+        char rec[64];
+        snprintf(rec, sizeof(rec), "{\"status\": %u}", i % 2 ? 503 : 200);
+        struct json_doc d;
+        json_doc_init(&d, NULL);
+        struct xf_record xr = { .doc = &d, .event_time = NAN, .arrival_time = 0 };
+        struct json_doc *view;
+        if (json_scan(&d, rec, strlen(rec)) < 0 || xf_apply(j->s, w, &xr, &view) < 0)
+            j->errors++;
+        json_doc_free(&d);
+    }
+    xf_worker_free(w);
+    return NULL;
+}
+
+TEST(counters_per_worker)
+{
+    struct conf_diag d = { .echo = stderr };
+    const char *conf = "[transform.errors]\ntype = filter\nwhere = status >= 500\n"
+                       "[transform.n]\ntype = cast\nfield = status\nto = bool\n";
+    struct xf_stage *s = stage_of(conf, &d);
+    CHECK(s);
+    if (!s)
+        return;
+    struct count_job a = { .s = s, .n = 20000 }, b = { .s = s, .n = 10000 };
+    pthread_t ta, tb;
+    CHECK_INT(pthread_create(&ta, NULL, count_thread, &a), 0);
+    CHECK_INT(pthread_create(&tb, NULL, count_thread, &b), 0);
+    struct xf_stats st;
+    uint64_t last = 0;
+    for (int i = 0; i < 100; i++) { /* read while they count: never going back */
+        xf_stage_stats(s, 0, &st);
+        CHECK(st.applied + st.dropped >= last);
+        last = st.applied + st.dropped;
+    }
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    CHECK_INT(a.errors + b.errors, 0);
+    xf_stage_stats(s, 0, &st);
+    CHECK_UINT(st.applied, 15000);
+    CHECK_UINT(st.dropped, 15000);
+    CHECK_UINT(st.failed, 0);
+    xf_stage_stats(s, 1, &st);
+    CHECK_STR(st.name, "n");
+    CHECK_UINT(st.applied, 15000);
+    /* One worker across a stage swap: its counts go to the stage it ran on. */
+    struct xf_stage *s2 = stage_of(conf, &d);
+    CHECK(s2);
+    struct xf_worker *w = xf_worker_new();
+    CHECK_STR(run(s, w, "{\"status\": 500}"), "{\"status\":true}");
+    CHECK_STR(run(s2, w, "{\"status\": 200}"), "DROP");
+    CHECK_STR(run(s2, w, "{\"status\": 200}"), "DROP");
+    xf_stage_stats(s, 0, &st);
+    CHECK_UINT(st.applied, 15001);
+    CHECK_UINT(st.dropped, 15000);
+    xf_stage_free(s);
+    xf_stage_stats(s2, 0, &st);
+    CHECK_UINT(st.applied, 0);
+    CHECK_UINT(st.dropped, 2);
+    CHECK_STR(run(s2, w, "{\"status\": 501}"), "{\"status\":true}");
+    xf_stage_stats(s2, 1, &st);
+    CHECK_UINT(st.applied, 1);
+    xf_worker_free(w);
+    xf_stage_free(s2);
 }
 
 TEST(rename_remove_keep)
