@@ -106,14 +106,17 @@ bool buf_json_plain(const char *s, size_t n)
     size_t i = 0;
 #ifdef __SSE2__
     const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+    /* The strings asked about are short and almost always plain: one test
+     * after the loop, not a branch per 16 bytes. */
+    __m128i bad = _mm_setzero_si128();
     for (; i + 16 <= n; i += 16) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
         /* Signed compare: bytes >= 0x80 count as < 0x20. */
-        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
-                                 _mm_cmplt_epi8(v, space));
-        if (_mm_movemask_epi8(m))
-            return false;
+        bad = _mm_or_si128(bad, _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+                                             _mm_cmplt_epi8(v, space)));
     }
+    if (_mm_movemask_epi8(bad))
+        return false;
 #endif
     /* The rest (the whole of a short key or value) in one or two words,
      * the two loads overlapping where fewer than 8 or 16 bytes are left:

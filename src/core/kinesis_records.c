@@ -10,9 +10,6 @@
 
 #include <math.h>
 #include <string.h>
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
 
 #include "rarewatch/base64.h"
 
@@ -85,48 +82,6 @@ static int get_str(struct json_doc *d, uint32_t v, struct rw_str *out)
     return json_get_string(d, v, out);
 }
 
-/* A string the scanner accepted and found no escape in holds no quote,
- * backslash or control character: with no byte >= 0x80 either, it is
- * written out again as it is (kinesis_record.*_plain). Checked here, a
- * word at a time, not in the scanner: a flag set there costs its loop more
- * than this. */
-static inline bool plain_string(const struct json_doc *d, uint32_t v, const struct rw_str *s)
-{
-    if (d->nodes[v].flags & JSON_F_ESCAPED)
-        return false;
-    const unsigned char *p = (const unsigned char *)s->p;
-    size_t n = s->len;
-#ifdef __SSE2__
-    /* The high bits are what movemask collects. */
-    if (n >= 16) {
-        __m128i acc = _mm_loadu_si128((const __m128i *)(const void *)(p + n - 16));
-        for (size_t i = 0; i + 16 < n; i += 16)
-            acc = _mm_or_si128(acc, _mm_loadu_si128((const __m128i *)(const void *)(p + i)));
-        return !_mm_movemask_epi8(acc);
-    }
-#endif
-    /* Two loads, overlapping when the string is shorter than both. */
-    uint64_t a, b;
-    if (n >= 8) {
-        size_t i = 0;
-        for (a = 0; i + 8 < n; i += 8) {
-            memcpy(&b, p + i, 8);
-            a |= b;
-        }
-        memcpy(&b, p + n - 8, 8);
-    } else if (n >= 4) {
-        uint32_t x, y;
-        memcpy(&x, p, 4);
-        memcpy(&y, p + n - 4, 4);
-        a = x;
-        b = y;
-    } else {
-        a = n ? p[0] | p[n / 2] : 0;
-        b = n ? p[n - 1] : 0;
-    }
-    return !((a | b) & 0x8080808080808080ull);
-}
-
 static int parse_record(struct json_doc *d, uint32_t obj, struct kinesis_record *rec,
                         struct arena *arena)
 {
@@ -152,13 +107,13 @@ static int parse_record(struct json_doc *d, uint32_t obj, struct kinesis_record 
             if (FIRST(2)) {
                 if ((r = get_str(d, v, &rec->partition_key)) < 0)
                     return r;
-                rec->partition_key_plain = plain_string(d, v, &rec->partition_key);
+                rec->partition_key_plain = buf_json_plain(rec->partition_key.p, rec->partition_key.len);
             }
         } else if (KEY_IS(d, k, "SequenceNumber")) {
             if (FIRST(4)) {
                 if ((r = get_str(d, v, &rec->sequence_number)) < 0)
                     return r;
-                rec->sequence_number_plain = plain_string(d, v, &rec->sequence_number);
+                rec->sequence_number_plain = buf_json_plain(rec->sequence_number.p, rec->sequence_number.len);
             }
         } else if (KEY_IS(d, k, "ApproximateArrivalTimestamp")) {
             if (vn->type != JSON_T_NUMBER)
