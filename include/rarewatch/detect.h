@@ -332,8 +332,9 @@ struct det_auto_state {
     uint32_t pad_;
     struct det_calib view[DET_AUTO_VIEWS];
     struct det_calib calib;
-    /* Volatility view (snapshot layout 2; a layout-1 state, 104 bytes
-     * shorter, is not loaded: the key starts fresh). */
+    /* Volatility view. The state grew by these 104 bytes: a saved state
+     * of the older size fails det_state_load's size check and the key
+     * starts fresh (there is no per-type layout number). */
     double prev_x;     /* the previous value */
     double vol_short;  /* EW mean |x - prev_x|, half-life DET_AUTO_VOL_HALF_LIFE */
     struct det_ew vol; /* long-run EW mean/variance of vol_short */
