@@ -65,6 +65,10 @@ int detect_stage_eval(struct detect_stage *s, const struct detect_record *r, str
  * only: it changes nothing, a key it gets wrong (a transform rewrites it,
  * a member of the same name nested deeper) costs a wasted prefetch. */
 void detect_stage_prefetch(struct detect_stage *s, const char *json, size_t len);
+/* Whether looking ahead pays: some detector that can be looked ahead has
+ * tables larger than the cache. While they fit, the look-ahead's search
+ * and hash cost more than the misses it hides. */
+bool detect_stage_lookahead(const struct detect_stage *s);
 
 /* Close rate intervals of keys that saw no events up to now (sales that
  * stop): each alert becomes a derived line in out. */

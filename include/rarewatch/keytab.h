@@ -92,3 +92,7 @@ void keytab_stats(const struct keytab *t, struct keytab_stats *out);
  * the side area counted for the long keys present). */
 size_t keytab_memory(const struct keytab *t);
 size_t keytab_bytes_per_key(const struct keytab *t);
+/* What lookups of the keys it holds can touch: an index line and the slot
+ * of every slot ever used (the slots stay below the peak count). Where
+ * that fits in the cache, hinting lookups ahead costs more than it saves. */
+size_t keytab_working_set(const struct keytab *t);

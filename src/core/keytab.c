@@ -440,6 +440,11 @@ size_t keytab_memory(const struct keytab *t)
            (size_t)t->p.max_keys * (sizeof(uint32_t) + t->slot_size) + (size_t)t->nlong * t->p.key_max;
 }
 
+size_t keytab_working_set(const struct keytab *t)
+{
+    return (size_t)t->hwm * (64 + t->slot_size);
+}
+
 size_t keytab_bytes_per_key(const struct keytab *t)
 {
     return (keytab_memory(t) + t->p.max_keys - 1) / t->p.max_keys;

@@ -293,8 +293,9 @@ int rs_process_batch(struct rs_worker *w, const struct xf_stage *xf, struct dete
                      const struct rw_input_record *in, size_t n, struct rw_output *out)
 {
     /* The detectors' state lines of a record are fetched while the ones
-     * before it are processed (detect_stage_prefetch). */
-    bool ahead = det && w->format == F_JSON;
+     * before it are processed (detect_stage_prefetch), once the tables
+     * have outgrown the cache. */
+    bool ahead = det && w->format == F_JSON && detect_stage_lookahead(det);
     for (size_t i = 0; ahead && i < RS_LOOKAHEAD && i < n; i++)
         detect_stage_prefetch(det, in[i].data, in[i].len);
     for (size_t i = 0; i < n; i++) {
