@@ -136,9 +136,13 @@ static int g17(double x, char *out)
         return -1;
     /* ax = m / 2^sh exactly; not an integer, so ax < 2^52 and sh >= 1, and
      * ax >= 1e-4 bounds sh by 66. */
-    int e2;
-    double f = frexp(ax, &e2);
-    uint64_t m = (uint64_t)ldexp(f, 53);
+    /* frexp and ldexp from the bits: ax >= 1e-4 is normal, so ax =
+     * (2^52 + fraction) * 2^(exponent - 1075), i.e. f = m / 2^53 with
+     * e2 = exponent - 1022. */
+    uint64_t bits;
+    memcpy(&bits, &ax, sizeof(bits));
+    int e2 = (int)(bits >> 52) - 1022;
+    uint64_t m = (bits & ((1ull << 52) - 1)) | (1ull << 52);
     int sh = 53 - e2;
     /* Seventeen significant digits: N = round(ax * 10^(16 - E)) in
      * [10^16, 10^17), rounded half to even on the exact value as glibc
