@@ -722,6 +722,12 @@ bool detect_stage_lookahead(const struct detect_stage *s)
     return false;
 }
 
+void detect_stage_force_lookahead(struct detect_stage *s)
+{
+    for (size_t i = 0; s && i < s->n; i++)
+        atomic_store(&s->d[i].big, true);
+}
+
 void detect_stage_prefetch(struct detect_stage *s, const char *json, size_t len)
 {
     if (!s || !s->n_pf)

@@ -823,6 +823,10 @@ TEST(batch_lookahead_changes_nothing)
         CHECK(fixture_new(&f, conf));
         struct detect_stage *det = f.det;
         struct rs_worker *w = f.w;
+        /* 40 keys would never turn it on by themselves. */
+        CHECK(!detect_stage_lookahead(det));
+        detect_stage_force_lookahead(det);
+        CHECK(detect_stage_lookahead(det));
         for (int i = 0; i < N; i += BATCH) {
             if (run == 0)
                 CHECK_INT(rs_process_batch(w, NULL, det, in + i, BATCH, &out[run]), 0);
@@ -854,6 +858,38 @@ TEST(batch_lookahead_changes_nothing)
         free(text[i]);
     rw_output_free(&out[0]);
     rw_output_free(&out[1]);
+}
+
+/* The record stage looks ahead once a detector's tables outgrow the cache
+ * (4 MiB of slots and index lines), not before: a few thousand keys stay
+ * below, 40,000 zscore keys (about 200 bytes each) are past it. A detector
+ * whose key is not a plain top-level member cannot be looked ahead at. */
+TEST(lookahead_turns_on_when_tables_outgrow_the_cache)
+{
+    static const char conf[] = "[input]\ntimestamp_field = ts\n"
+                               "[detector.amount]\ntype = zscore\nfield = amount\nkey = card\nmax_keys = 100000\n";
+    static const char nested[] = "[input]\ntimestamp_field = ts\n"
+                                 "[detector.amount]\ntype = zscore\nfield = amount\nkey = u.card\nmax_keys = 100000\n";
+    for (int c = 0; c < 2; c++) {
+        struct stage_fixture f;
+        CHECK(fixture_new(&f, c ? nested : conf));
+        struct rw_output out = { 0 };
+        char rec[128];
+        bool on_at_2000 = true;
+        for (int i = 0; i < 40000; i++) {
+            int len = snprintf(rec, sizeof(rec), c ? "{\"ts\":%d,\"u\":{\"card\":\"c%d\"},\"amount\":1}"
+                                                   : "{\"ts\":%d,\"card\":\"c%d\",\"amount\":1}",
+                               1795003200 + i, i);
+            rw_output_reset(&out);
+            CHECK_INT(rs_process(f.w, NULL, f.det, 0, rec, (size_t)len, NULL, &out), 0);
+            if (i == 2000)
+                on_at_2000 = detect_stage_lookahead(f.det);
+        }
+        CHECK(!on_at_2000);
+        CHECK(detect_stage_lookahead(f.det) == (c == 0));
+        rw_output_free(&out);
+        fixture_free(&f);
+    }
 }
 
 TAP_MAIN
