@@ -25,11 +25,12 @@ static inline size_t base64_encoded_len(size_t n) { return (n + 2) / 3 * 4; }
 int base64_decode(const char *in, size_t n, uint8_t *out, size_t *outlen);
 /* Encode; writes exactly base64_encoded_len(n) characters, no NUL. */
 size_t base64_encode(const void *in, size_t n, char *out);
-/* The implementations (x86-64: AVX2 besides the scalar code, picked at run
- * time; base64_encode/decode use it when the CPU has it). For the tests and
- * the fuzz target, which check that both give the same bytes: the bitmask
- * of those this CPU has (1 << impl); one it lacks falls back to scalar. */
-enum base64_impl { BASE64_SCALAR, BASE64_AVX2 };
+/* The implementations (x86-64: AVX2 and AVX-512 VBMI besides the scalar
+ * code, picked at run time; base64_encode/decode use the widest the CPU
+ * has). For the tests and the fuzz target, which check that each gives the
+ * scalar code's bytes: the bitmask of those this CPU has (1 << impl); one
+ * it lacks falls back to scalar. */
+enum base64_impl { BASE64_SCALAR, BASE64_AVX2, BASE64_AVX512, BASE64_IMPL_LAST = BASE64_AVX512 };
 unsigned base64_impls(void);
 int base64_decode_impl(enum base64_impl impl, const char *in, size_t n, uint8_t *out, size_t *outlen);
 size_t base64_encode_impl(enum base64_impl impl, const void *in, size_t n, char *out);

@@ -308,6 +308,99 @@ TGT_AVX2 static int dec_avx2(const char *in, size_t n, uint8_t *out, size_t *out
         *outlen = (size_t)(o - out) + tail;
     return r;
 }
+
+/*
+ * The AVX-512 VBMI path: 48 bytes <-> 64 characters per step with byte
+ * permutes over a whole register (W. Mula, D. Lemire, "Base64 encoding and
+ * decoding at almost the speed of a memory copy", 2019). Encoding: one
+ * permute spreads each 3 bytes s0 s1 s2 over a 32-bit lane as s1 s0 s2 s1,
+ * one multishift picks the four sextets out of each lane (bits 10, 4, 22
+ * and 16 of it), one permute looks them up in the alphabet (it reads only
+ * the low 6 bits of each index). Decoding: a two-table permute maps each
+ * character's low 7 bits to its sextet or to 0x80 outside the alphabet (a
+ * byte >= 0x80 is caught by its own high bit), the AVX2 path's two
+ * multiply-adds pack the sextets, one permute gathers the bytes. About a
+ * fifth of the AVX2 path's instructions per byte, on the CPUs that have it
+ * (Ice Lake and later servers); asked at run time like AVX2.
+ */
+#define TGT_VBMI __attribute__((target("avx2,avx512f,avx512bw,avx512vbmi")))
+
+/* Lane k of the spread: input bytes 3k+1, 3k, 3k+2, 3k+1. */
+#define SPREAD(k) 3 * (k) + 1, 3 * (k), 3 * (k) + 2, 3 * (k) + 1
+static const uint8_t enc512_spread[64] = { SPREAD(0),  SPREAD(1),  SPREAD(2),  SPREAD(3),
+                                           SPREAD(4),  SPREAD(5),  SPREAD(6),  SPREAD(7),
+                                           SPREAD(8),  SPREAD(9),  SPREAD(10), SPREAD(11),
+                                           SPREAD(12), SPREAD(13), SPREAD(14), SPREAD(15) };
+#define ALPHA(v) B64C(v)
+static const uint8_t enc512_alphabet[64] = { T64(ALPHA, 0) };
+/* Sextet of each 7-bit character, 0x80 outside the alphabet. */
+#define DV(c) (B64V(c) < 0 ? 0x80 : B64V(c))
+static const uint8_t dec512_sextet[128] = { T64(DV, 0), T64(DV, 64) };
+/* Output bytes 3k, 3k+1, 3k+2 are bytes 2, 1, 0 of packed lane k. */
+#define GATHER(k) 4 * (k) + 2, 4 * (k) + 1, 4 * (k)
+static const uint8_t dec512_gather[64] = { GATHER(0),  GATHER(1),  GATHER(2),  GATHER(3),
+                                           GATHER(4),  GATHER(5),  GATHER(6),  GATHER(7),
+                                           GATHER(8),  GATHER(9),  GATHER(10), GATHER(11),
+                                           GATHER(12), GATHER(13), GATHER(14), GATHER(15) };
+
+/* GCC 12's avx512vbmiintrin.h passes an undefined register as the unused
+ * merge source of the unmasked permutes, and -Wmaybe-uninitialized reports
+ * it where they are inlined: not our variable. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpragmas"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+/* A 64-byte load per 48 bytes: while 64 are left; the AVX2 or scalar code
+ * does the rest. */
+TGT_VBMI static size_t enc_avx512(const void *in, size_t n, char *out)
+{
+    const uint8_t *s = in;
+    char *o = out;
+    const __m512i spread = _mm512_loadu_si512(enc512_spread), alphabet = _mm512_loadu_si512(enc512_alphabet);
+    /* Bit offsets of the sextets in each 64-bit pair of lanes, for output
+     * bytes 0..7: 10, 4, 22, 16, then the same + 32. */
+    const __m512i shifts = _mm512_set1_epi64(0x3036242a1016040aLL);
+    for (; n >= 64; s += 48, n -= 48, o += 64) {
+        __m512i v = _mm512_permutexvar_epi8(spread, _mm512_loadu_si512(s));
+        _mm512_storeu_si512(o, _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(shifts, v), alphabet));
+    }
+    _mm256_zeroupper(); /* as in enc_avx2 */
+    return (size_t)(o - out) + (n >= 28 ? enc_avx2(s, n, o) : enc_scalar(s, n, o));
+}
+
+/* 64 characters -> 48 bytes with a 64-byte store: while at least 88 are
+ * left (66 bytes of room, and the last quad, maybe padded, not among
+ * them); dec_avx2 does the rest. */
+TGT_VBMI static int dec_avx512(const char *in, size_t n, uint8_t *out, size_t *outlen)
+{
+    const char *s = in;
+    uint8_t *o = out;
+    const __m512i lo = _mm512_loadu_si512(dec512_sextet), hi = _mm512_loadu_si512(dec512_sextet + 64);
+    const __m512i gather = _mm512_loadu_si512(dec512_gather);
+    for (; n >= 88; s += 64, n -= 64, o += 48) {
+        __m512i c = _mm512_loadu_si512(s);
+        __m512i v = _mm512_permutex2var_epi8(lo, c, hi);
+        if (_unlikely_(_mm512_movepi8_mask(_mm512_or_si512(v, c))))
+            return -EINVAL;
+        v = _mm512_maddubs_epi16(v, _mm512_set1_epi32(0x01400140));
+        v = _mm512_madd_epi16(v, _mm512_set1_epi32(0x00011000));
+        _mm512_storeu_si512(o, _mm512_permutexvar_epi8(gather, v));
+    }
+    _mm256_zeroupper();
+    size_t tail;
+    int r = dec_avx2(s, n, o, &tail);
+    if (r == 0)
+        *outlen = (size_t)(o - out) + tail;
+    return r;
+}
+
+#pragma GCC diagnostic pop
+
+static bool have_vbmi(void)
+{
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vbmi");
+}
 #endif
 
 unsigned base64_impls(void)
@@ -316,6 +409,8 @@ unsigned base64_impls(void)
 #ifdef B64_X86
     if (__builtin_cpu_supports("avx2"))
         m |= 1u << BASE64_AVX2;
+    if (__builtin_cpu_supports("avx2") && have_vbmi())
+        m |= 1u << BASE64_AVX512;
 #endif
     return m;
 }
@@ -325,6 +420,8 @@ int base64_decode_impl(enum base64_impl impl, const char *in, size_t n, uint8_t 
     if (n % 4)
         return -EINVAL;
 #ifdef B64_X86
+    if (impl == BASE64_AVX512 && (base64_impls() >> BASE64_AVX512 & 1))
+        return dec_avx512(in, n, out, outlen);
     if (impl == BASE64_AVX2 && (base64_impls() >> BASE64_AVX2 & 1))
         return dec_avx2(in, n, out, outlen);
 #endif
@@ -335,6 +432,8 @@ int base64_decode_impl(enum base64_impl impl, const char *in, size_t n, uint8_t 
 size_t base64_encode_impl(enum base64_impl impl, const void *in, size_t n, char *out)
 {
 #ifdef B64_X86
+    if (impl == BASE64_AVX512 && (base64_impls() >> BASE64_AVX512 & 1))
+        return enc_avx512(in, n, out);
     if (impl == BASE64_AVX2 && (base64_impls() >> BASE64_AVX2 & 1))
         return enc_avx2(in, n, out);
 #endif
@@ -348,7 +447,7 @@ int base64_decode(const char *in, size_t n, uint8_t *out, size_t *outlen)
         return -EINVAL;
 #ifdef B64_X86
     if (n >= 44 && __builtin_cpu_supports("avx2"))
-        return dec_avx2(in, n, out, outlen);
+        return n >= 88 && have_vbmi() ? dec_avx512(in, n, out, outlen) : dec_avx2(in, n, out, outlen);
 #endif
     return dec_scalar(in, n, out, outlen);
 }
@@ -357,7 +456,7 @@ size_t base64_encode(const void *in, size_t n, char *out)
 {
 #ifdef B64_X86
     if (n >= 28 && __builtin_cpu_supports("avx2"))
-        return enc_avx2(in, n, out);
+        return n >= 64 && have_vbmi() ? enc_avx512(in, n, out) : enc_avx2(in, n, out);
 #endif
     return enc_scalar(in, n, out);
 }

@@ -61,7 +61,7 @@ static void check_decode(const uint8_t *in, size_t size)
     if (!a || !b)
         abort();
     long blen = ref_base64(in, size, b);
-    for (int impl = BASE64_SCALAR; impl <= BASE64_AVX2; impl++) {
+    for (int impl = BASE64_SCALAR; impl <= BASE64_IMPL_LAST; impl++) {
         if (!(base64_impls() >> impl & 1))
             continue;
         size_t alen = 0;
@@ -90,7 +90,7 @@ static void check_base64(const uint8_t *data, size_t size)
         abort();
     if (base64_encode_impl(BASE64_SCALAR, data, size, ref) != n)
         abort();
-    for (int impl = BASE64_AVX2; impl <= BASE64_AVX2; impl++)
+    for (int impl = BASE64_AVX2; impl <= BASE64_IMPL_LAST; impl++)
         if ((base64_impls() >> impl & 1) &&
             (base64_encode_impl((enum base64_impl)impl, data, size, enc) != n || memcmp(enc, ref, n) != 0))
             abort();

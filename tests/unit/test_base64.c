@@ -164,7 +164,7 @@ TEST(every_path_agrees_with_scalar)
         x = x * 1103515245 + 12345;
         in[i] = (uint8_t)(x >> 16);
     }
-    for (int impl = BASE64_AVX2; impl <= BASE64_AVX2; impl++) {
+    for (int impl = BASE64_AVX2; impl <= BASE64_IMPL_LAST; impl++) {
         if (!(have & 1u << impl))
             continue;
         for (size_t len = 0; len <= sizeof(in); len++) {
