@@ -714,6 +714,27 @@ static __attribute__((noinline)) double parse_number_slow(const char *p, size_t 
     return v;
 }
 
+/* Eight ASCII digits at p as one number, or -1 when they are not all
+ * digits (SWAR: a byte is a digit when its high nibble is 3 and adding 6
+ * leaves it there), with three multiplies instead of a chain of eight
+ * dependent multiply-adds: the 13 digits of every record's
+ * ApproximateArrivalTimestamp were ~50 cycles of latency. m * 10^8 + this
+ * equals m after the eight digits one by one, wrap-around included (both
+ * are mod 2^64). */
+static inline int64_t digits8(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    if (((v & 0xF0F0F0F0F0F0F0F0ull) | (((v + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) >> 4)) !=
+        0x3333333333333333ull)
+        return -1;
+    v -= 0x3030303030303030ull;
+    v = (v * 10) + (v >> 8); /* byte 2k: the two digits 2k, 2k+1 */
+    v = (((v & 0x000000FF000000FFull) * (100 + (1000000ull << 32))) +
+         (((v >> 16) & 0x000000FF000000FFull) * (1 + (10000ull << 32)))) >> 32;
+    return (int64_t)v;
+}
+
 double json_parse_number(const char *p, size_t n)
 {
     static const double pow10[] = { 1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
@@ -729,6 +750,8 @@ double json_parse_number(const char *p, size_t n)
      * grammar allows no leading zeros in the integer part, so only "0.000ddd"
      * has insignificant ones, skipped below. */
     const char *ds = q;
+    for (int64_t d8; end - q >= 8 && (d8 = digits8(q)) >= 0; q += 8)
+        m = m * 100000000 + (uint64_t)d8;
     while (q < end && (unsigned)(*q - '0') <= 9)
         m = m * 10 + (uint64_t)(*q++ - '0');
     long sig = (q - ds == 1 && *ds == '0') ? 0 : q - ds;
@@ -740,6 +763,8 @@ double json_parse_number(const char *p, size_t n)
                 exp10--;
             }
         const char *fs = q;
+        for (int64_t d8; end - q >= 8 && (d8 = digits8(q)) >= 0; q += 8)
+            m = m * 100000000 + (uint64_t)d8;
         while (q < end && (unsigned)(*q - '0') <= 9)
             m = m * 10 + (uint64_t)(*q++ - '0');
         sig += q - fs;

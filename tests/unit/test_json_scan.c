@@ -244,7 +244,12 @@ TEST(numbers_random_against_strtod)
         uint64_t m = x >> (x % 40);
         int e = (int)(x >> 40) % 50 - 25;
         int frac = (int)((x >> 20) % 6);
-        if (frac)
+        if (i % 3 == 2)
+            /* Long digit runs on both sides of the point (read eight at a
+             * time), with and without an exponent after them. */
+            snprintf(s, sizeof(s), "%llu.%0*llu%s%d", (unsigned long long)(x >> (x % 64)), 1 + (int)(m % 22),
+                     (unsigned long long)(m >> 7) % 10000000000000000000ull, e & 1 ? "e" : "", e & 1 ? e : 0);
+        else if (frac)
             snprintf(s, sizeof(s), "%llu.%0*llue%d", (unsigned long long)(m / 1000000),
                      frac, (unsigned long long)(m % 1000000) % 100000, e);
         else
