@@ -346,9 +346,10 @@ static const uint8_t dec512_gather[64] = { GATHER(0),  GATHER(1),  GATHER(2),  G
 /* GCC 12's avx512vbmiintrin.h passes an undefined register as the unused
  * merge source of the unmasked permutes, and -Wmaybe-uninitialized reports
  * it where they are inlined: not our variable. */
+#if !defined(__clang__)
 #pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpragmas"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 /* A 64-byte load per 48 bytes: while 64 are left; the AVX2 or scalar code
  * does the rest. */
@@ -394,7 +395,9 @@ TGT_VBMI static int dec_avx512(const char *in, size_t n, uint8_t *out, size_t *o
     return r;
 }
 
+#if !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 
 static bool have_vbmi(void)
 {
