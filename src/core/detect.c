@@ -132,6 +132,10 @@ double det_poisson_upper_surprise(double k, double lambda)
 {
     if (k <= 0)
         return 0;
+    /* One event or more: 1 - e^-lambda exactly, without the series (a
+     * rate key closes an interval every few events, most with 0 or 1). */
+    if (k == 1)
+        return lambda > 0 ? det_clamp_surprise(-det_log10(-expm1(-lambda))) : DET_SURPRISE_MAX;
     /* P(X >= k) = P(k, lambda), the regularized lower gamma. */
     return det_clamp_surprise(-ln_gamma_reg(k, MAX(lambda, 0.0), true) / M_LN10);
 }

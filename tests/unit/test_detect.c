@@ -51,6 +51,13 @@ TEST(poisson_tails_match_direct_sums)
             pmf *= lambda / (k + 1);
         }
     }
+    /* k = 1 is taken in closed form (-expm1): it meets the series just
+     * beside it, for tiny and large lambda alike. */
+    for (double lambda = 1e-9; lambda < 60; lambda *= 1.7) {
+        double closed = det_poisson_upper_surprise(1, lambda), series = det_poisson_upper_surprise(1 + 1e-12, lambda);
+        CHECK_NEAR(closed, series, 1e-9 * (1 + closed));
+        CHECK_NEAR(closed, -log10(-expm1(-lambda)), 1e-12 * (1 + closed));
+    }
     /* Far tails stay finite and ordered. */
     double s1 = det_poisson_upper_surprise(50, 2), s2 = det_poisson_upper_surprise(60, 2);
     CHECK(s1 > 40 && s2 > s1);
