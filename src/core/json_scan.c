@@ -168,6 +168,37 @@ __attribute__((target("avx2"))) static const char *skip_plain_avx2(const char *p
 }
 #endif
 
+#ifdef SCAN_AVX2
+/* skip_plain_avx2 with AVX-512 (BW): one load and three compares into mask
+ * registers per 64 bytes, about half the instructions, where the CPU has
+ * it (the base64 Data of every Kinesis record goes through here). */
+__attribute__((target("avx2,avx512f,avx512bw"))) static const char *skip_plain_avx512(const char *p, const char *end)
+{
+    const __m512i quote = _mm512_set1_epi8('"'), bslash = _mm512_set1_epi8('\\');
+    const __m512i space = _mm512_set1_epi8(0x20);
+    while (end - p >= 64) {
+        __m512i v = _mm512_loadu_si512((const void *)p);
+        /* Signed: below 0x20 or >= 0x80. */
+        __mmask64 m = _mm512_cmpeq_epi8_mask(v, quote) | _mm512_cmpeq_epi8_mask(v, bslash) |
+                      _mm512_cmplt_epi8_mask(v, space);
+        if (m) {
+            _mm256_zeroupper();
+            return p + __builtin_ctzll(m);
+        }
+        p += 64;
+    }
+    _mm256_zeroupper();
+    return p;
+}
+
+static bool have_avx512bw;
+__attribute__((constructor)) static void detect_avx512bw(void)
+{
+    __builtin_cpu_init();
+    have_avx512bw = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+}
+#endif
+
 /* p is just after the opening quote. Returns the closing quote, or NULL with
  * *err set and *where at the offending byte. */
 static inline __attribute__((always_inline)) const char *
@@ -192,7 +223,7 @@ scan_string(const char *p, const char *end, uint8_t *flags, const char **err,
             p += 16;
 #ifdef SCAN_AVX2
             if (end - p >= 64 && __builtin_cpu_supports("avx2"))
-                p = skip_plain_avx2(p, end);
+                p = have_avx512bw ? skip_plain_avx512(p, end) : skip_plain_avx2(p, end);
 #endif
         }
 #endif
