@@ -191,11 +191,16 @@ __attribute__((target("avx2,avx512f,avx512bw"))) static const char *skip_plain_a
     return p;
 }
 
+/* Only where VBMI is there too, i.e. Ice Lake and later: on the first
+ * AVX-512 Xeons (Skylake-SP) 512-bit instructions lower the core's clock
+ * for a while, which would cost the rest of the record path more than
+ * this saves. */
 static bool have_avx512bw;
 __attribute__((constructor)) static void detect_avx512bw(void)
 {
     __builtin_cpu_init();
-    have_avx512bw = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    have_avx512bw = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                    __builtin_cpu_supports("avx512vbmi");
 }
 #endif
 
