@@ -105,8 +105,54 @@ static inline int put_str(struct buf *b, const struct rw_str *s, bool plain)
 
 int rw_provenance_append_tail_json(struct buf *b, const struct rw_provenance *p)
 {
+    /* Every output line ends with this: plain fields (the common case) are
+     * written with one room check instead of one per piece. */
+    static const char k_seq[] = ",\"sequence_number\":\"", k_sub[] = ",\"sub_sequence_number\":",
+                      k_pk[] = ",\"partition_key\":\"", k_at[] = ",\"arrival_time\":\"";
+    /* Rounded to the microsecond, half away from zero, as llround (exact:
+     * y < 2^53, so y - u is exact). */
+    double y = p->arrival_time > 0 ? p->arrival_time * 1e6 : 0;
+    uint64_t usec = 0;
+    if (y > 0) {
+        usec = y < 0x1p63 ? (uint64_t)y : UINT64_MAX;
+        if (y < 0x1p52 && y - (double)usec >= 0.5)
+            usec++;
+    }
+    /* (Years past 9999 are printed longer, by the general path.) */
+    if (_likely_(p->sequence_number_plain && p->partition_key_plain && p->sub_sequence_number < 10 &&
+                 usec < UINT64_C(253402300800000000))) {
+        size_t sl = p->sequence_number.len, pl = p->partition_key.len;
+        size_t n = sizeof(k_seq) - 1 + sl + sizeof(k_sub) - 1 + 1 + 1 + sizeof(k_pk) - 1 + pl + sizeof(k_at) - 1 +
+                   24 + 2;
+        int r = buf_reserve(b, n);
+        if (r < 0)
+            return r;
+        char *o = b->data + b->len;
+        memcpy(o, k_seq, sizeof(k_seq) - 1);
+        o += sizeof(k_seq) - 1;
+        memcpy(o, p->sequence_number.p, sl);
+        o += sl;
+        *o++ = '"';
+        memcpy(o, k_sub, sizeof(k_sub) - 1);
+        o += sizeof(k_sub) - 1;
+        *o++ = (char)('0' + p->sub_sequence_number);
+        memcpy(o, k_pk, sizeof(k_pk) - 1);
+        o += sizeof(k_pk) - 1;
+        memcpy(o, p->partition_key.p, pl);
+        o += pl;
+        *o++ = '"';
+        memcpy(o, k_at, sizeof(k_at) - 1);
+        o += sizeof(k_at) - 1;
+        /* 24 characters and its NUL, overwritten below. */
+        format_iso8601_ms(o, 25, usec);
+        o += 24;
+        *o++ = '"';
+        *o++ = '}';
+        *o = 0;
+        b->len = (size_t)(o - b->data);
+        return 0;
+    }
     char ts[40];
-    uint64_t usec = p->arrival_time > 0 ? (uint64_t)llround(p->arrival_time * 1e6) : 0;
     format_iso8601_ms(ts, sizeof(ts), usec);
     int r = buf_puts(b, ",\"sequence_number\":");
     r = r ?: put_str(b, &p->sequence_number, p->sequence_number_plain);

@@ -127,6 +127,44 @@ TEST(plain_flags_and_escaped_output)
     arena_free(&a);
 }
 
+TEST(provenance_tail_fast_path_matches_general)
+{
+    /* The one-reservation path (plain strings, sub-sequence < 10, a year
+     * of four digits) writes what the piecewise path writes: compared by
+     * running the same provenance with the plain flags cleared. */
+    static const double arrivals[] = { 0, -5, 1795847400, 1795847400.123, 1795847400.0005, 1795847400.0004999,
+                                       1795847400.9995, 1795847400.9999996, 1e-7, 253402300799.999,
+                                       253402300800.5, 4e12 };
+    static const uint64_t subs[] = { 0, 9, 10, 123456 };
+    for (size_t i = 0; i < ELEMENTSOF(arrivals); i++)
+        for (size_t j = 0; j < ELEMENTSOF(subs); j++) {
+            struct rw_provenance p = {
+                .sequence_number = { "49590000000000000000000000000000000000000000000000", 50 },
+                .partition_key = { "pk-1", 4 },
+                .sequence_number_plain = true,
+                .partition_key_plain = true,
+                .sub_sequence_number = subs[j],
+                .arrival_time = arrivals[i],
+            };
+            _cleanup_(buf_freep) struct buf fast = BUF_INIT, slow = BUF_INIT;
+            CHECK_INT(buf_puts(&fast, "{"), 0);
+            CHECK_INT(buf_puts(&slow, "{"), 0);
+            CHECK_INT(rw_provenance_append_tail_json(&fast, &p), 0);
+            p.sequence_number_plain = p.partition_key_plain = false;
+            CHECK_INT(rw_provenance_append_tail_json(&slow, &p), 0);
+            CHECK_STR(fast.data, slow.data);
+            CHECK(fast.len == strlen(fast.data));
+        }
+    /* Rounding to the microsecond before the milliseconds are cut. */
+    struct rw_provenance p = { .sequence_number = { "1", 1 }, .partition_key = { "k", 1 },
+                               .sequence_number_plain = true, .partition_key_plain = true,
+                               .arrival_time = 1795847400.9999996 };
+    _cleanup_(buf_freep) struct buf b = BUF_INIT;
+    CHECK_INT(rw_provenance_append_tail_json(&b, &p), 0);
+    CHECK_STR(b.data, ",\"sequence_number\":\"1\",\"sub_sequence_number\":0,\"partition_key\":\"k\","
+                      "\"arrival_time\":\"2026-11-28T06:30:01.000Z\"}");
+}
+
 TEST(shard_end_with_child_shards)
 {
     struct kinesis_records kr;
