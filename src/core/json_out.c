@@ -76,14 +76,14 @@ int buf_put_json_number(struct buf *b, double x)
             uint64_t m = (uint64_t)(sc + 0.5);
             if ((double)m / pow10[k] != ax)
                 continue;
-            p = put_u64(end, m);
-            /* Pad so there is a digit before the point. */
-            while (end - p <= k)
+            /* The k decimals (zero-padded), the point, then the integer
+             * part ("0" at least), written from the end: no move. */
+            uint64_t ip = m / (uint64_t)pow10[k], fp = m - ip * (uint64_t)pow10[k];
+            p = put_u64(end, fp);
+            while (end - p < k)
                 *--p = '0';
-            char *dot = end - k;
-            memmove(p - 1, p, (size_t)(dot - p));
-            p--;
-            dot[-1] = '.';
+            *--p = '.';
+            p = put_u64(p, ip);
             if (neg)
                 *--p = '-';
             return buf_append(b, p, (size_t)(end - p));

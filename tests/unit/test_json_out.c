@@ -159,6 +159,9 @@ TEST(numbers_shortest_and_exact)
     CHECK_STR(number(-12.5), "-12.5");
     CHECK_STR(number(1700000000.123), "1700000000.123");
     CHECK_STR(number(0.00012), "0.00012");
+    CHECK_STR(number(3.05), "3.05");
+    CHECK_STR(number(-0.5), "-0.5");
+    CHECK_STR(number(100.007), "100.007");
     CHECK_STR(number(9007199254740992.0), "9007199254740992");
     CHECK_STR(number(NAN), "null");
     CHECK_STR(number(INFINITY), "null");
