@@ -67,7 +67,9 @@ enum det_why {
 
 struct det_result {
     double score;    /* calibrated, [0,1]; 0 while learning */
-    double surprise; /* calibrated -log10(p), >= 0 (score = 1 - 10^-surprise) */
+    double surprise; /* calibrated -log10(p), >= 0 (score = 1 - 10^-surprise); NAN
+                      * where zscore, quantile, rate and rare_category did not
+                      * need it: read it with det_result_surprise() */
     double raw;      /* native raw score: sigmas (zscore, quantile), distance past
                       * the bound (threshold), else -log10 p_model */
     double value;    /* observed value (count for rate, probability for rare_category,
@@ -79,6 +81,9 @@ struct det_result {
     enum det_why why;
     bool alert;      /* the type's own alert rule fired (see its params) */
 };
+
+/* r->surprise, computed from the score where the update left it NAN. */
+double det_result_surprise(const struct det_result *r);
 
 /* Append one human sentence for r, e.g.
  *   amount 4812.50 is 6.3σ above the mean 52.10 for key "acct-9"

@@ -209,7 +209,7 @@ static const double calib_edge[DET_CALIB_BINS] = {
  * answer is an empirical frequency q (most updates), *q_out gets it, so
  * the score 1 - q needs no exp2 of the surprise; NAN otherwise. */
 static double calib_surprise_u(const struct det_calib_params *p, const struct det_calib *c,
-                               double s, double u, double *q_out)
+                               double s, double u, double *q_out, bool want)
 {
     *q_out = NAN;
     const float *tail = c->tail;
@@ -229,7 +229,8 @@ static double calib_surprise_u(const struct det_calib_params *p, const struct de
     double t = above + (tail[b] - above) * MAX(0.0, b + 1 - u);
     if (u < top) {
         *q_out = t / total;
-        return det_clamp_surprise(-det_log10(*q_out));
+        /* !want: the caller only needs the score, 1 - q (NAN: not computed). */
+        return want ? det_clamp_surprise(-det_log10(*q_out)) : NAN;
     }
     /* Past the trusted levels: surprise keeps growing at the rate the data
      * showed up to there (the model's ordering, the data's scale): a model
@@ -279,7 +280,7 @@ static void calib_learn_u(const struct det_calib_params *p, struct det_calib *c,
 double det_calib_surprise(const struct det_calib_params *p, const struct det_calib *c, double s)
 {
     double q;
-    return calib_surprise_u(p, c, s, calib_u(s), &q);
+    return calib_surprise_u(p, c, s, calib_u(s), &q, true);
 }
 
 void det_calib_learn(const struct det_calib_params *p, struct det_calib *c, double s)
@@ -288,14 +289,40 @@ void det_calib_learn(const struct det_calib_params *p, struct det_calib *c, doub
         calib_learn_u(p, c, calib_u(MAX(s, 0.0)));
 }
 
+static void finish(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
+                   double s_model, bool learning, uint32_t *run, bool want_surprise);
+
 void det_finish(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
                 double s_model, bool learning)
 {
-    det_finish_run(r, cp, c, s_model, learning, NULL);
+    finish(r, cp, c, s_model, learning, NULL, true);
+}
+
+void det_finish_score(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
+                      double s_model, bool learning)
+{
+    finish(r, cp, c, s_model, learning, NULL, false);
 }
 
 void det_finish_run(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
                     double s_model, bool learning, uint32_t *run)
+{
+    finish(r, cp, c, s_model, learning, run, true);
+}
+
+void det_finish_run_score(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
+                          double s_model, bool learning, uint32_t *run)
+{
+    finish(r, cp, c, s_model, learning, run, false);
+}
+
+double det_result_surprise(const struct det_result *r)
+{
+    return isnan(r->surprise) ? det_clamp_surprise(-det_log10(1 - r->score)) : r->surprise;
+}
+
+static void finish(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
+                   double s_model, bool learning, uint32_t *run, bool want_surprise)
 {
     if (learning) {
         r->surprise = 0;
@@ -306,10 +333,14 @@ void det_finish_run(struct det_result *r, const struct det_calib_params *cp, str
     if (isnan(s_model))
         s_model = 0;
     double u = calib_u(MAX(s_model, 0.0)), q;
-    r->surprise = calib_surprise_u(cp, c, s_model, u, &q);
+    double s = calib_surprise_u(cp, c, s_model, u, &q, want_surprise);
+    if (isnan(s) && !(q > 1e-300))
+        s = det_clamp_surprise(-det_log10(q)); /* at the clamp: the score from it */
+    r->surprise = s;
     /* 1 - 10^-surprise is 1 - q when the surprise is -log10 q (unless the
-     * clamp at DET_SURPRISE_MAX cut it, where both are 1). */
-    r->score = q >= 0 && r->surprise < DET_SURPRISE_MAX ? 1 - q : det_surprise_to_score(r->surprise);
+     * clamp at DET_SURPRISE_MAX cut it, where both are 1). Without the
+     * surprise (NAN), q > 1e-300 is that condition. */
+    r->score = q >= 0 && (isnan(s) || s < DET_SURPRISE_MAX) ? 1 - q : det_surprise_to_score(s);
     if (run) {
         /* An incident is one rare event, not as many as it has samples: a
          * latency shift of 40 samples learned as 40 far-tail surprises
@@ -602,7 +633,7 @@ void det_zscore_update(const struct det_zscore_params *p, struct det_zscore_stat
     r->expected = s->ew.mean;
     bool learning = s->n < MAX(p->min_samples, 2u);
     /* While learning det_finish reads no surprise: no erfc for it. */
-    det_finish(r, &p->calib, &s->calib, learning ? 0 : det_normal_surprise(z), learning);
+    det_finish_score(r, &p->calib, &s->calib, learning ? 0 : det_normal_surprise(z), learning);
     if (!learning) {
         r->why = z >= 0 ? DET_WHY_ABOVE : DET_WHY_BELOW;
         r->alert = fabs(z) >= p->threshold && r->score >= p->min_score;
@@ -643,7 +674,7 @@ void det_quantile_update(const struct det_quantile_params *p, struct det_quantil
     r->expected = s->r.median;
     r->scale = det_robust_scale(&s->r);
     bool learning = s->r.n < p->min_samples;
-    det_finish_run(r, &p->calib, &s->calib, learning ? 0 : det_laplace_surprise(z), learning,
+    det_finish_run_score(r, &p->calib, &s->calib, learning ? 0 : det_laplace_surprise(z), learning,
                    &s->r.far_run);
     if (!learning) {
         r->why = z >= 0 ? DET_WHY_ABOVE : DET_WHY_BELOW;

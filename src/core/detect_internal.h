@@ -40,6 +40,13 @@ void det_finish(struct det_result *r, const struct det_calib_params *cp, struct 
  * (*run: the detector state's count of them). */
 void det_finish_run(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
                     double s_model, bool learning, uint32_t *run);
+/* The same, for detectors whose callers read only the score: r->surprise is
+ * left NAN where the score came from the empirical tail q (most updates),
+ * which saves a logarithm per update; det_result_surprise() gives it. */
+void det_finish_score(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
+                      double s_model, bool learning);
+void det_finish_run_score(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
+                          double s_model, bool learning, uint32_t *run);
 
 /* z of x against e (sd_out: the sd used, may be NULL); learn x with the
  * given per-sample decay. */

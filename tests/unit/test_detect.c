@@ -352,10 +352,10 @@ TEST(rare_category_first_seen_and_rare)
     CHECK_INT(det_reason(&b, DET_RARE_CATEGORY, &r, "", "country", "RU"), 0);
     CHECK_STR(b.data, "country \"RU\" first seen");
     /* Seen once: no longer new, still rare, but less surprising. */
-    double first = r.surprise;
+    double first = det_result_surprise(&r);
     det_category_update(&p, &s, "RU", 2, &r);
     CHECK(r.why == DET_WHY_RARE_CATEGORY);
-    CHECK(r.surprise < first);
+    CHECK(det_result_surprise(&r) < first);
     det_category_update(&p, &s, "US", 2, &r);
     CHECK(!r.alert);
     CHECK(r.value > 0.2);
