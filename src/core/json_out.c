@@ -118,15 +118,18 @@ static inline void put8(char *out, uint32_t v)
     memcpy(out + 6, digit_pairs + 2 * (lo % 100), 2);
 }
 
-/* "%.17g" of a finite x into out (at least 32 bytes); the length, or -1
- * where the caller should ask printf. */
+/* "%.17g" of a finite x into out (at least 48 bytes: the digit runs are
+ * copied in fixed 17-byte moves, which may write past the text's end); the
+ * length, or -1 where the caller should ask printf. */
 static int g17(double x, char *out)
 {
     char *o = out;
     double ax = fabs(x);
     if (signbit(x))
         *o++ = '-';
-    if (ax < 1e17 && ax == floor(ax)) {
+    /* Integral (below 2^53 the int64 round trip says so without a call
+     * to floor; from there to 1e17 every double is an integer). */
+    if (ax < 1e17 && (ax >= 9007199254740992.0 || (double)(int64_t)ax == ax)) {
         /* At most 17 digits: %.17g prints the integer itself. */
         char t[24], *e = t + sizeof(t), *p = put_u64(e, (uint64_t)ax);
         memcpy(o, p, (size_t)(e - p));
@@ -178,7 +181,7 @@ static int g17(double x, char *out)
         }
         break;
     }
-    char dg[17];
+    char dg[40]; /* 17 digits; the fixed-size moves below read past them */
     uint64_t top = N / 100000000;        /* 9 digits */
     put8(dg + 9, (uint32_t)(N % 100000000));
     put8(dg + 1, (uint32_t)(top % 100000000));
@@ -186,11 +189,14 @@ static int g17(double x, char *out)
     int nd = 17;
     while (nd > 1 && dg[nd - 1] == '0')
         nd--; /* %g drops trailing zeros (and then a bare point) */
+    /* The digit runs below are copied 16 or 17 bytes at a time (constant
+     * sizes: inline moves, not calls) and the position advanced by what
+     * belongs to the text. */
     if (E < -4 || E >= 17) {
         *o++ = dg[0];
         if (nd > 1) {
             *o++ = '.';
-            memcpy(o, dg + 1, (size_t)nd - 1);
+            memcpy(o, dg + 1, 16);
             o += nd - 1;
         }
         int ae = E < 0 ? -E : E;
@@ -201,19 +207,20 @@ static int g17(double x, char *out)
         *o++ = (char)('0' + ae / 10 % 10);
         *o++ = (char)('0' + ae % 10);
     } else if (E >= 0) {
-        memcpy(o, dg, (size_t)E + 1);
+        memcpy(o, dg, 17);
         o += E + 1;
         if (nd > E + 1) {
+            /* The decimals, one place right for the point. */
+            memcpy(o + 1, dg + E + 1, 16);
             *o++ = '.';
-            memcpy(o, dg + E + 1, (size_t)(nd - E - 1));
             o += nd - E - 1;
         }
     } else {
         *o++ = '0';
         *o++ = '.';
-        for (int i = 0; i < -E - 1; i++)
-            *o++ = '0';
-        memcpy(o, dg, (size_t)nd);
+        memcpy(o, "0000", 4);
+        o += -E - 1;
+        memcpy(o, dg, 17);
         o += nd;
     }
     return (int)(o - out);
@@ -223,9 +230,19 @@ int buf_put_json_g17(struct buf *b, double x)
 {
     if (!isfinite(x))
         return buf_append(b, "null", 4);
+    /* Straight into the buffer (room for g17's fixed-size moves); printf
+     * only for what g17 leaves to it. */
+    int r = buf_reserve(b, 48);
+    if (r < 0)
+        return r;
+    int n = g17(x, b->data + b->len);
+    if (n >= 0) {
+        b->len += (size_t)n;
+        b->data[b->len] = 0;
+        return 0;
+    }
     char tmp[48];
-    int n = g17(x, tmp);
-    if (n < 0) {
+    {
         n = snprintf(tmp, sizeof(tmp), "%.17g", x);
         if (n < 0 || (size_t)n >= sizeof(tmp))
             return -EINVAL;
