@@ -62,6 +62,8 @@ enum json_node_type {
 #define JSON_F_ESCAPED 0x01 /* string contains at least one backslash escape */
 #define JSON_F_KEY 0x02     /* string is an object member name */
 #define JSON_F_FLOAT 0x04   /* number has a fraction or an exponent */
+#define JSON_F_NONASCII 0x08 /* string has a byte >= 0x80 in its text (a raw
+                              * UTF-8 sequence; escapes do not count) */
 
 struct json_node {
     uint32_t start, end; /* byte span of the value in the text */

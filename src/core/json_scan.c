@@ -261,6 +261,7 @@ scan_string(const char *p, const char *end, uint8_t *flags, const char **err,
             continue;
         }
         if (c >= 0x80) {
+            *flags |= JSON_F_NONASCII;
             size_t n = utf8_seq_len((const unsigned char *)p);
             if (!n) {
                 *err = "invalid UTF-8 in string";

@@ -82,6 +82,17 @@ static int get_str(struct json_doc *d, uint32_t v, struct rw_str *out)
     return json_get_string(d, v, out);
 }
 
+/* Needs the decoded string s of node vn no JSON escape? Without escapes in
+ * the text, the scanner has answered already: the text held no quote,
+ * backslash or control byte, so only a raw non-ASCII byte would need one
+ * (buf_json_plain's rule), and the scanner flags those. */
+static inline bool plain_str(const struct json_node *vn, const struct rw_str *s)
+{
+    if (vn->flags & JSON_F_ESCAPED)
+        return buf_json_plain(s->p, s->len);
+    return !(vn->flags & JSON_F_NONASCII);
+}
+
 static int parse_record(struct json_doc *d, uint32_t obj, struct kinesis_record *rec,
                         struct arena *arena)
 {
@@ -107,13 +118,13 @@ static int parse_record(struct json_doc *d, uint32_t obj, struct kinesis_record 
             if (FIRST(2)) {
                 if ((r = get_str(d, v, &rec->partition_key)) < 0)
                     return r;
-                rec->partition_key_plain = buf_json_plain(rec->partition_key.p, rec->partition_key.len);
+                rec->partition_key_plain = plain_str(vn, &rec->partition_key);
             }
         } else if (KEY_IS(d, k, "SequenceNumber")) {
             if (FIRST(4)) {
                 if ((r = get_str(d, v, &rec->sequence_number)) < 0)
                     return r;
-                rec->sequence_number_plain = buf_json_plain(rec->sequence_number.p, rec->sequence_number.len);
+                rec->sequence_number_plain = plain_str(vn, &rec->sequence_number);
             }
         } else if (KEY_IS(d, k, "ApproximateArrivalTimestamp")) {
             if (vn->type != JSON_T_NUMBER)

@@ -91,6 +91,31 @@ TEST(embedded_nul_is_not_end_of_input)
     json_doc_free(&d);
 }
 
+TEST(string_flags)
+{
+    /* ESCAPED for a backslash in the text, NONASCII for a raw byte >= 0x80
+     * (an escaped one does not count): kinesis_records derives "needs no
+     * JSON escape" from these without another pass. */
+    static const struct {
+        const char *doc;
+        uint8_t flags;
+    } cases[] = {
+        { "[\"plain 0123456789abcdef0123456789abcdef\"]", 0 },
+        { "[\"caf\xc3\xa9\"]", JSON_F_NONASCII },
+        { "[\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\xe2\x82\xac\"]", JSON_F_NONASCII },
+        { "[\"caf\\u00e9\"]", JSON_F_ESCAPED },
+        { "[\"\\n\xc3\xa9\"]", JSON_F_ESCAPED | JSON_F_NONASCII },
+        { "{\"\xc3\xa9\":1}", JSON_F_KEY | JSON_F_NONASCII },
+    };
+    struct json_doc d;
+    json_doc_init(&d, NULL);
+    for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+        CHECK_INT(json_scan(&d, cases[i].doc, strlen(cases[i].doc)), 0);
+        CHECK_INT(d.nodes[1].flags, cases[i].flags);
+    }
+    json_doc_free(&d);
+}
+
 TEST(depth_limit)
 {
     char s[2 * JSON_MAX_DEPTH + 4];
