@@ -83,6 +83,38 @@ static inline bool streq_ptr(const char *a, const char *b)
     return strcmp(a, b) == 0;
 }
 #define streq(a, b) (strcmp((a), (b)) == 0)
+
+/* a[0..n) == b[0..n), for the short names and keys of the record path
+ * (member names, detector keys, lookup keys): up to 16 bytes as two words
+ * each side, overlapping when shorter (a byte compared twice changes
+ * nothing; no load leaves either range), where a call to memcmp costs more
+ * than the compare. */
+static inline bool mem_eq(const void *a, const void *b, size_t n)
+{
+    const unsigned char *x = a, *y = b;
+    if (n > 16)
+        return memcmp(x, y, n) == 0;
+    if (n >= 8) {
+        uint64_t x0, x1, y0, y1;
+        memcpy(&x0, x, 8);
+        memcpy(&y0, y, 8);
+        memcpy(&x1, x + n - 8, 8);
+        memcpy(&y1, y + n - 8, 8);
+        return !((x0 ^ y0) | (x1 ^ y1));
+    }
+    if (n >= 4) {
+        uint32_t x0, x1, y0, y1;
+        memcpy(&x0, x, 4);
+        memcpy(&y0, y, 4);
+        memcpy(&x1, x + n - 4, 4);
+        memcpy(&y1, y + n - 4, 4);
+        return !((x0 ^ y0) | (x1 ^ y1));
+    }
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != y[i])
+            return false;
+    return true;
+}
 #define strneq(a, b, n) (strncmp((a), (b), (n)) == 0)
 
 #define USEC_PER_SEC UINT64_C(1000000)

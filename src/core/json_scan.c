@@ -604,35 +604,6 @@ bool json_str_eq(const struct json_doc *d, uint32_t i, const char *key, size_t n
     return k == kend;
 }
 
-/* Member names are short; a call to memcmp costs more than comparing them.
- * 4 to 16 bytes as two words each side, overlapping when shorter than two
- * words (a byte compared twice changes nothing); no load leaves a or b. */
-static inline bool bytes_eq(const char *a, const char *b, size_t n)
-{
-    if (n >= 8) {
-        if (n > 16)
-            return memcmp(a, b, n) == 0;
-        uint64_t a0, a1, b0, b1;
-        memcpy(&a0, a, 8);
-        memcpy(&b0, b, 8);
-        memcpy(&a1, a + n - 8, 8);
-        memcpy(&b1, b + n - 8, 8);
-        return !((a0 ^ b0) | (a1 ^ b1));
-    }
-    if (n >= 4) {
-        uint32_t a0, a1, b0, b1;
-        memcpy(&a0, a, 4);
-        memcpy(&b0, b, 4);
-        memcpy(&a1, a + n - 4, 4);
-        memcpy(&b1, b + n - 4, 4);
-        return !((a0 ^ b0) | (a1 ^ b1));
-    }
-    for (size_t i = 0; i < n; i++)
-        if (a[i] != b[i])
-            return false;
-    return true;
-}
-
 /* Inline in json_path_find, the lookups of every record. */
 static inline __attribute__((always_inline)) uint32_t find_key(const struct json_doc *d, uint32_t obj,
                                                                const char *key, size_t keylen)
@@ -644,7 +615,7 @@ static inline __attribute__((always_inline)) uint32_t find_key(const struct json
     for (uint32_t k = obj + 1; k < end; k = nodes[k + 1].next) {
         const struct json_node *kn = &nodes[k];
         if (_likely_(!(kn->flags & JSON_F_ESCAPED))) {
-            if (kn->end - kn->start - 2 == keylen && bytes_eq(d->text + kn->start + 1, key, keylen))
+            if (kn->end - kn->start - 2 == keylen && mem_eq(d->text + kn->start + 1, key, keylen))
                 return k;
         } else if (json_str_eq(d, k, key, keylen))
             return k;

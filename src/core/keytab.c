@@ -123,43 +123,12 @@ static inline char *slot_key(const struct keytab *t, struct slot_hdr *h)
     return t->long_keys + (size_t)slot_index(t, h) * t->p.key_max;
 }
 
-/* Keys are mostly short (card numbers, endpoints, hashtags): up to 16
- * bytes as two words each side, overlapping when shorter (a byte compared
- * twice changes nothing; no load leaves either key), instead of a call to
- * memcmp on every lookup. */
-static inline bool short_eq(const void *a, const void *b, size_t n)
-{
-    const unsigned char *x = a, *y = b;
-    if (n >= 8) {
-        uint64_t x0, x1, y0, y1;
-        memcpy(&x0, x, 8);
-        memcpy(&y0, y, 8);
-        memcpy(&x1, x + n - 8, 8);
-        memcpy(&y1, y + n - 8, 8);
-        return !((x0 ^ y0) | (x1 ^ y1));
-    }
-    if (n >= 4) {
-        uint32_t x0, x1, y0, y1;
-        memcpy(&x0, x, 4);
-        memcpy(&y0, y, 4);
-        memcpy(&x1, x + n - 4, 4);
-        memcpy(&y1, y + n - 4, 4);
-        return !((x0 ^ y0) | (x1 ^ y1));
-    }
-    for (size_t i = 0; i < n; i++)
-        if (x[i] != y[i])
-            return false;
-    return true;
-}
-
 static inline bool slot_key_eq(const struct keytab *t, struct slot_hdr *h, const char *key, size_t len)
 {
     if (h->klen != len)
         return false;
-    if (len <= 16)
-        return short_eq(h + 1, key, len);
     if (len <= KEY_INLINE)
-        return memcmp(h + 1, key, len) == 0;
+        return mem_eq(h + 1, key, len);
     /* The inline part holds a long key's first bytes: most mismatches end
      * there, in the line already read. */
     return memcmp(h + 1, key, KEY_INLINE) == 0 && memcmp(slot_key(t, h), key, len) == 0;

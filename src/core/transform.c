@@ -167,7 +167,7 @@ static const struct rw_value *table_find(const struct table *t, const char *key,
         uint32_t r = t->slots[i];
         if (!r)
             return NULL;
-        if (t->keylen[r - 1] == n && memcmp(t->keys[r - 1], key, n) == 0)
+        if (t->keylen[r - 1] == n && mem_eq(t->keys[r - 1], key, n))
             return &t->vals[(r - 1) * t->nfields];
     }
 }

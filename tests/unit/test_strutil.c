@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include "rarewatch/macro.h"
 #include "rarewatch/strutil.h"
 
 #include <errno.h>
@@ -6,6 +7,28 @@
 #include <time.h>
 
 #include "tap.h"
+
+TEST(mem_eq_every_length_and_position)
+{
+    /* Equal ranges at every length, and a difference at every position of
+     * every length (the two-word and four-byte paths overlap). */
+    char a[48], b[48];
+    for (size_t i = 0; i < sizeof(a); i++)
+        a[i] = b[i] = (char)('a' + i % 26);
+    for (size_t n = 0; n <= 40; n++) {
+        CHECK(mem_eq(a, b, n));
+        CHECK(mem_eq(a + 3, b + 3, n));
+        for (size_t k = 0; k < n; k++) {
+            b[k] ^= 0x20;
+            CHECK(!mem_eq(a, b, n));
+            b[k] ^= 0x20;
+        }
+        /* Bytes past n do not count. */
+        b[n] ^= 0x20;
+        CHECK(mem_eq(a, b, n));
+        b[n] ^= 0x20;
+    }
+}
 
 TEST(durations)
 {
