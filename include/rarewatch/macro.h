@@ -84,6 +84,17 @@ static inline bool streq_ptr(const char *a, const char *b)
 }
 #define streq(a, b) (strcmp((a), (b)) == 0)
 
+/* llround(y) for 0 <= y < 2^63 (half away from zero) without the libm call
+ * the record path made per record for its timestamps: below 2^52, y - (int)y
+ * is exact; from there on y is an integer. */
+static inline int64_t round_nonneg_i64(double y)
+{
+    int64_t i = (int64_t)y;
+    if (y < 0x1p52 && y - (double)i >= 0.5)
+        i++;
+    return i;
+}
+
 /* a[0..n) == b[0..n), for the short names and keys of the record path
  * (member names, detector keys, lookup keys): up to 16 bytes as two words
  * each side, overlapping when shorter (a byte compared twice changes

@@ -527,7 +527,9 @@ static int run_one(struct detector *d, const struct detect_record *rec, const ch
         det_threshold_eval(&d->p.th, x, res);
         return 1;
     }
-    int64_t ts = isfinite(rec->event_time) && rec->event_time > 0 ? (int64_t)llround(rec->event_time * 1e6) : 0;
+    /* Microseconds; an event time past the year 287,000 saturates. */
+    double et = rec->event_time;
+    int64_t ts = isfinite(et) && et > 0 ? (et < 9e12 ? round_nonneg_i64(et * 1e6) : INT64_MAX) : 0;
     uint64_t h = keytab_hash(key, klen);
     struct stripe *st = stripe_of(d, h);
     pthread_mutex_lock(&st->lock);

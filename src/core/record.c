@@ -112,12 +112,7 @@ int rw_provenance_append_tail_json(struct buf *b, const struct rw_provenance *p)
     /* Rounded to the microsecond, half away from zero, as llround (exact:
      * y < 2^53, so y - u is exact). */
     double y = p->arrival_time > 0 ? p->arrival_time * 1e6 : 0;
-    uint64_t usec = 0;
-    if (y > 0) {
-        usec = y < 0x1p63 ? (uint64_t)y : UINT64_MAX;
-        if (y < 0x1p52 && y - (double)usec >= 0.5)
-            usec++;
-    }
+    uint64_t usec = y > 0 ? (y < 0x1p63 ? (uint64_t)round_nonneg_i64(y) : UINT64_MAX) : 0;
     /* (Years past 9999 are printed longer, by the general path.) */
     if (_likely_(p->sequence_number_plain && p->partition_key_plain && p->sub_sequence_number < 10 &&
                  usec < UINT64_C(253402300800000000))) {
