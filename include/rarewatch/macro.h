@@ -103,8 +103,20 @@ static inline int64_t round_nonneg_i64(double y)
 static inline bool mem_eq(const void *a, const void *b, size_t n)
 {
     const unsigned char *x = a, *y = b;
-    if (n > 16)
+    if (n > 32)
         return memcmp(x, y, n) == 0;
+    if (n > 16) {
+        uint64_t x0, x1, x2, x3, y0, y1, y2, y3;
+        memcpy(&x0, x, 8);
+        memcpy(&x1, x + 8, 8);
+        memcpy(&x2, x + n - 16, 8);
+        memcpy(&x3, x + n - 8, 8);
+        memcpy(&y0, y, 8);
+        memcpy(&y1, y + 8, 8);
+        memcpy(&y2, y + n - 16, 8);
+        memcpy(&y3, y + n - 8, 8);
+        return !((x0 ^ y0) | (x1 ^ y1) | (x2 ^ y2) | (x3 ^ y3));
+    }
     if (n >= 8) {
         uint64_t x0, x1, y0, y1;
         memcpy(&x0, x, 8);

@@ -338,7 +338,7 @@ static inline const struct json_step *edit_step(const struct splice *c, unsigned
 
 static inline bool same_key(const struct json_step *a, const struct json_step *b)
 {
-    return a->keylen == b->keylen && memcmp(a->key, b->key, a->keylen) == 0;
+    return a->keylen == b->keylen && mem_eq(a->key, b->key, a->keylen);
 }
 
 /* Does any edit in E (those whose step lvl is the same key) create anything? */
@@ -416,7 +416,7 @@ static inline bool member_is(const struct json_doc *d, uint32_t k, size_t klen, 
     if (n > klen || (!esc && n != klen))
         return false;
     const char *kp = d->text + d->nodes[k].start + 1;
-    return !esc ? klen == 0 || (kp[0] == key[0] && memcmp(kp, key, klen) == 0) : json_str_eq(d, k, key, n);
+    return !esc ? mem_eq(kp, key, klen) : json_str_eq(d, k, key, n);
 }
 
 /* The bit of a name in the walks' filter: its length and first byte (the

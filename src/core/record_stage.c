@@ -111,8 +111,8 @@ static int append_provenance(struct rs_worker *w, struct buf *b, const struct rw
 {
     size_t sl = p->stream.len, hl = p->shard_id.len;
     struct buf *k = &w->prov_key;
-    if (!w->prov_head.len || k->len != sl + hl + 1 || (sl && memcmp(k->data, p->stream.p, sl) != 0) ||
-        k->data[sl] != 0 || (hl && memcmp(k->data + sl + 1, p->shard_id.p, hl) != 0)) {
+    if (!w->prov_head.len || k->len != sl + hl + 1 || !mem_eq(k->data, p->stream.p, sl) ||
+        k->data[sl] != 0 || !mem_eq(k->data + sl + 1, p->shard_id.p, hl)) {
         buf_reset(&w->prov_head);
         buf_reset(k);
         int r = rw_provenance_append_head_json(&w->prov_head, p);

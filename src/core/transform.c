@@ -668,7 +668,7 @@ static inline bool path_eq(const struct json_path *a, const struct json_path *b,
     for (uint32_t i = 0; i < n; i++) {
         const struct json_step *x = &a->steps[i], *y = &b->steps[i];
         if (x->kind != y->kind || (x->kind == JSON_STEP_INDEX ? x->index != y->index
-                                   : x->keylen != y->keylen || memcmp(x->key, y->key, x->keylen)))
+                                   : x->keylen != y->keylen || !mem_eq(x->key, y->key, x->keylen)))
             return false;
     }
     return true;

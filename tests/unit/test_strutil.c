@@ -12,10 +12,10 @@ TEST(mem_eq_every_length_and_position)
 {
     /* Equal ranges at every length, and a difference at every position of
      * every length (the two-word and four-byte paths overlap). */
-    char a[48], b[48];
+    char a[80], b[80];
     for (size_t i = 0; i < sizeof(a); i++)
         a[i] = b[i] = (char)('a' + i % 26);
-    for (size_t n = 0; n <= 40; n++) {
+    for (size_t n = 0; n <= 70; n++) {
         CHECK(mem_eq(a, b, n));
         CHECK(mem_eq(a + 3, b + 3, n));
         for (size_t k = 0; k < n; k++) {
