@@ -853,7 +853,9 @@ static int time_arg(const struct expr *e, const struct enode *n, struct expr_env
     return 0;
 }
 
-static int call(const struct expr *e, const struct enode *n, struct expr_env *env, struct rw_value *out)
+/* Out of line: inlined, its locals made ev_node's frame ~440 bytes, which
+ * every comparison and arithmetic node of every record then set up. */
+static __attribute__((noinline)) int call(const struct expr *e, const struct enode *n, struct expr_env *env, struct rw_value *out)
 {
     /* args is NULL in an expression whose only call takes no arguments. */
     const uint32_t *args = n->b ? e->args + n->a : NULL;
