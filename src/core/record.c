@@ -109,8 +109,7 @@ int rw_provenance_append_tail_json(struct buf *b, const struct rw_provenance *p)
      * written with one room check instead of one per piece. */
     static const char k_seq[] = ",\"sequence_number\":\"", k_sub[] = ",\"sub_sequence_number\":",
                       k_pk[] = ",\"partition_key\":\"", k_at[] = ",\"arrival_time\":\"";
-    /* Rounded to the microsecond, half away from zero, as llround (exact:
-     * y < 2^53, so y - u is exact). */
+    /* Rounded to the microsecond, half away from zero, as llround. */
     double y = p->arrival_time > 0 ? p->arrival_time * 1e6 : 0;
     uint64_t usec = y > 0 ? (y < 0x1p63 ? (uint64_t)round_nonneg_i64(y) : UINT64_MAX) : 0;
     /* (Years past 9999 are printed longer, by the general path.) */
@@ -123,21 +122,17 @@ int rw_provenance_append_tail_json(struct buf *b, const struct rw_provenance *p)
         if (r < 0)
             return r;
         char *o = b->data + b->len;
-        memcpy(o, k_seq, sizeof(k_seq) - 1);
-        o += sizeof(k_seq) - 1;
-        memcpy(o, p->sequence_number.p, sl);
-        o += sl;
+#define PUT(src, len) (memcpy(o, (src), (len)), o += (len))
+        PUT(k_seq, sizeof(k_seq) - 1);
+        PUT(p->sequence_number.p, sl);
         *o++ = '"';
-        memcpy(o, k_sub, sizeof(k_sub) - 1);
-        o += sizeof(k_sub) - 1;
+        PUT(k_sub, sizeof(k_sub) - 1);
         *o++ = (char)('0' + p->sub_sequence_number);
-        memcpy(o, k_pk, sizeof(k_pk) - 1);
-        o += sizeof(k_pk) - 1;
-        memcpy(o, p->partition_key.p, pl);
-        o += pl;
+        PUT(k_pk, sizeof(k_pk) - 1);
+        PUT(p->partition_key.p, pl);
         *o++ = '"';
-        memcpy(o, k_at, sizeof(k_at) - 1);
-        o += sizeof(k_at) - 1;
+        PUT(k_at, sizeof(k_at) - 1);
+#undef PUT
         /* 24 characters and its NUL, overwritten below. */
         format_iso8601_ms(o, 25, usec);
         o += 24;
