@@ -139,6 +139,16 @@ int json_get_number(const struct json_doc *d, uint32_t i, double *out);
 /* Any node as an rw_value (objects/arrays: raw text in s). */
 int json_get_value(struct json_doc *d, uint32_t i, struct rw_value *out);
 
+/* Single tokens, validated exactly as json_scan validates them, for the
+ * parsers of fixed shapes built on this scanner (kinesis_records.c). The
+ * text must end in a NUL at end, as for json_scan.
+ * A string whose opening quote is at p (p < end): the position after its
+ * closing quote, or NULL if it is not a valid string; *flags (zeroed by the
+ * caller) gets JSON_F_ESCAPED and JSON_F_NONASCII as for a node. */
+const char *json_scan_string_token(const char *p, const char *end, uint8_t *flags);
+/* A number at p: the position after it, or NULL; *flags gets JSON_F_FLOAT. */
+const char *json_scan_number_token(const char *p, uint8_t *flags);
+
 /* Decode the JSON number text p[0..n) (grammar already validated) to the
  * correctly rounded double. Exposed for the envelope scanner and tests. */
 double json_parse_number(const char *p, size_t n);

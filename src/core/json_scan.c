@@ -277,6 +277,68 @@ scan_string(const char *p, const char *end, uint8_t *flags, const char **err,
     }
 }
 
+/* The number token at p (a '-' or a digit): the position after it, or NULL
+ * with *where at the offending byte. *flags gets JSON_F_FLOAT for a
+ * fraction or an exponent. Reads up to the first byte that cannot continue
+ * it (the text's terminating NUL at the latest). */
+static inline __attribute__((always_inline)) const char *scan_number(const char *p, uint8_t *flags,
+                                                                     const char **where)
+{
+    const char *q = p;
+    if (*q == '-')
+        q++;
+    if (*q == '0')
+        q++;
+    else if (*q >= '1' && *q <= '9') {
+        do
+            q++;
+        while (is_digit(*q));
+    } else {
+        *where = q;
+        return NULL;
+    }
+    if (*q == '.') {
+        q++;
+        if (!is_digit(*q)) {
+            *where = q;
+            return NULL;
+        }
+        do
+            q++;
+        while (is_digit(*q));
+        *flags = JSON_F_FLOAT;
+    }
+    if ((*q | 0x20) == 'e') {
+        q++;
+        if (*q == '+' || *q == '-')
+            q++;
+        if (!is_digit(*q)) {
+            *where = q;
+            return NULL;
+        }
+        do
+            q++;
+        while (is_digit(*q));
+        *flags = JSON_F_FLOAT;
+    }
+    return q;
+}
+
+const char *json_scan_string_token(const char *p, const char *end, uint8_t *flags)
+{
+    const char *err = NULL, *where = p;
+    const char *q = scan_string(p + 1, end, flags, &err, &where);
+    return q ? q + 1 : NULL;
+}
+
+const char *json_scan_number_token(const char *p, uint8_t *flags)
+{
+    const char *where;
+    if (*p != '-' && !is_digit(*p))
+        return NULL;
+    return scan_number(p, flags, &where);
+}
+
 void json_doc_init(struct json_doc *d, struct arena *arena)
 {
     *d = (struct json_doc){ 0 };
@@ -418,44 +480,10 @@ value:
     case '-':
     case '0': case '1': case '2': case '3': case '4':
     case '5': case '6': case '7': case '8': case '9': {
-        const char *q = p;
         flags = 0;
-        if (*q == '-')
-            q++;
-        if (*q == '0')
-            q++;
-        else if (*q >= '1' && *q <= '9') {
-            do
-                q++;
-            while (is_digit(*q));
-        } else {
-            p = q;
+        const char *q = scan_number(p, &flags, &p);
+        if (!q)
             FAIL("invalid number");
-        }
-        if (*q == '.') {
-            q++;
-            if (!is_digit(*q)) {
-                p = q;
-                FAIL("invalid number");
-            }
-            do
-                q++;
-            while (is_digit(*q));
-            flags = JSON_F_FLOAT;
-        }
-        if ((*q | 0x20) == 'e') {
-            q++;
-            if (*q == '+' || *q == '-')
-                q++;
-            if (!is_digit(*q)) {
-                p = q;
-                FAIL("invalid number");
-            }
-            do
-                q++;
-            while (is_digit(*q));
-            flags = JSON_F_FLOAT;
-        }
         PUSH(JSON_T_NUMBER, flags);
         p = q;
         nodes[idx].end = (uint32_t)(p - s);

@@ -273,10 +273,224 @@ static int parse(struct kinesis_records *kr, const char *body, size_t len, struc
     return 0;
 }
 
+/* ---- the common shape in one pass ----
+ *
+ * Every GetRecords body from AWS and the emulators has one shape: an object
+ * of Records, NextShardIterator and MillisBehindLatest, each record an
+ * object of a few known members with plain strings. The general parse above
+ * scans the whole body into the tape (~9 nodes per record) and then walks
+ * it, comparing member names; here the member names are recognised by
+ * their exact spelling where they start, values are validated with the
+ * scanner's own token functions and stored directly: about a third of the
+ * instructions per record. Anything else (an unknown or repeated member, a
+ * name or Data with an escape, ChildShards, any syntax error, bad base64)
+ * returns 0 without a verdict, and the general parse decides and reports:
+ * one parser owns the error messages. fuzz_kinesis_records compares the
+ * two on every input. */
+
+static inline const char *ws(const char *p)
+{
+    while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
+        p++;
+    return p;
+}
+
+/* The member name lit (quotes included) at p, then the colon: the value's
+ * start, or NULL. */
+static inline const char *member(const char *p, const char *end, const char *lit, size_t n)
+{
+    if ((size_t)(end - p) < n || !mem_eq(p, lit, n))
+        return NULL;
+    p = ws(p + n);
+    return *p == ':' ? ws(p + 1) : NULL;
+}
+#define MEMBER(p, end, lit) member((p), (end), (lit), sizeof(lit) - 1)
+
+/* A plain string value at p into *out (its flags in *fl): the position
+ * after it, or NULL (not a string, invalid, or escaped). */
+static inline const char *plain_string(const char *p, const char *end, struct rw_str *out, uint8_t *fl)
+{
+    if (*p != '"')
+        return NULL;
+    *fl = 0;
+    const char *q = json_scan_string_token(p, end, fl);
+    if (!q || (*fl & JSON_F_ESCAPED))
+        return NULL;
+    *out = (struct rw_str){ p + 1, (uint32_t)(q - p - 2) };
+    return q;
+}
+
+/* One record object at *pp: 1 (stored, *pp after it), 0 (not the common
+ * shape) or -ENOMEM. */
+static int fast_record(const char **pp, const char *end, struct kinesis_record *rec, struct arena *arena)
+{
+    const char *p = ws(*pp + 1), *q;
+    *rec = (struct kinesis_record){ .arrival = NAN };
+    struct rw_str data = { 0 };
+    unsigned seen = 0, bit;
+    uint8_t fl;
+    for (;;) {
+        const char *v;
+        if ((v = MEMBER(p, end, "\"Data\"")))
+            bit = 1;
+        else if ((v = MEMBER(p, end, "\"PartitionKey\"")))
+            bit = 2;
+        else if ((v = MEMBER(p, end, "\"SequenceNumber\"")))
+            bit = 4;
+        else if ((v = MEMBER(p, end, "\"ApproximateArrivalTimestamp\"")))
+            bit = 8;
+        else if ((v = MEMBER(p, end, "\"EncryptionType\"")))
+            bit = 16;
+        else if ((v = MEMBER(p, end, "\"ExplicitHashKey\"")))
+            bit = 32;
+        else
+            return 0;
+        if (seen & bit)
+            return 0;
+        seen |= bit;
+        switch (bit) {
+        case 1: q = plain_string(v, end, &data, &fl); break;
+        case 2:
+            q = plain_string(v, end, &rec->partition_key, &fl);
+            rec->partition_key_plain = !(fl & JSON_F_NONASCII);
+            break;
+        case 4:
+            q = plain_string(v, end, &rec->sequence_number, &fl);
+            rec->sequence_number_plain = !(fl & JSON_F_NONASCII);
+            break;
+        case 8:
+            fl = 0;
+            if ((q = json_scan_number_token(v, &fl)))
+                rec->arrival = json_parse_number(v, (size_t)(q - v));
+            break;
+        default:
+            if ((size_t)(end - v) >= 4 && memcmp(v, "null", 4) == 0)
+                q = v + 4;
+            else
+                q = plain_string(v, end, bit == 16 ? &rec->encryption_type : &rec->explicit_hash_key, &fl);
+            break;
+        }
+        if (!q)
+            return 0;
+        p = ws(q);
+        if (*p == '}')
+            break;
+        if (*p != ',')
+            return 0;
+        p = ws(p + 1);
+    }
+    if ((seen & 7) != 7)
+        return 0;
+    char *out = arena_alloc(arena, base64_decoded_max(data.len) + 1);
+    if (!out)
+        return -ENOMEM;
+    size_t outlen;
+    if (base64_decode(data.p, data.len, (uint8_t *)out, &outlen) < 0)
+        return 0;
+    out[outlen] = 0;
+    rec->data = out;
+    rec->data_len = outlen;
+    *pp = p + 1;
+    return 1;
+}
+
+static int parse_fast(struct kinesis_records *kr, const char *body, size_t len, struct arena *arena)
+{
+    if (len >= UINT32_MAX)
+        return 0;
+    const char *end = body + len, *p = ws(body), *v, *q;
+    kr->n_records = 0;
+    kr->n_child_shards = 0;
+    kr->next_shard_iterator = (struct rw_str){ NULL, 0 };
+    kr->millis_behind_latest = -1;
+    if (*p != '{')
+        return 0;
+    p = ws(p + 1);
+    unsigned seen = 0;
+    uint8_t fl;
+    int r;
+    for (;;) {
+        if ((v = MEMBER(p, end, "\"Records\"")) && !(seen & 1)) {
+            seen |= 1;
+            if (*v != '[')
+                return 0;
+            p = ws(v + 1);
+            if (*p == ']')
+                q = p + 1;
+            else
+                for (;;) {
+                    if (*p != '{')
+                        return 0;
+                    if ((r = grow_array((void **)&kr->records, &kr->records_cap, kr->n_records + 1,
+                                        sizeof(*kr->records))) < 0)
+                        return r;
+                    if ((r = fast_record(&p, end, &kr->records[kr->n_records], arena)) <= 0)
+                        return r;
+                    kr->n_records++;
+                    p = ws(p);
+                    if (*p == ']') {
+                        q = p + 1;
+                        break;
+                    }
+                    if (*p != ',')
+                        return 0;
+                    p = ws(p + 1);
+                }
+        } else if ((v = MEMBER(p, end, "\"NextShardIterator\"")) && !(seen & 2)) {
+            seen |= 2;
+            if ((size_t)(end - v) >= 4 && memcmp(v, "null", 4) == 0)
+                q = v + 4;
+            else
+                q = plain_string(v, end, &kr->next_shard_iterator, &fl);
+        } else if ((v = MEMBER(p, end, "\"MillisBehindLatest\"")) && !(seen & 4)) {
+            seen |= 4;
+            fl = 0;
+            q = json_scan_number_token(v, &fl);
+            if (!q || (fl & JSON_F_FLOAT))
+                return 0;
+            double ms = json_parse_number(v, (size_t)(q - v));
+            if (!(ms >= 0 && ms < 9.2e18))
+                return 0;
+            kr->millis_behind_latest = (int64_t)ms;
+        } else
+            return 0;
+        if (!q)
+            return 0;
+        p = ws(q);
+        if (*p == '}')
+            break;
+        if (*p != ',')
+            return 0;
+        p = ws(p + 1);
+    }
+    if (ws(p + 1) != end || !(seen & 1))
+        return 0;
+    return 1;
+}
+
+int kinesis_records_parse_general(struct kinesis_records *kr, const char *body, size_t len,
+                                  struct arena *arena)
+{
+    int r = parse(kr, body, len, arena);
+    if (r < 0) {
+        kr->n_records = 0;
+        kr->n_child_shards = 0;
+        kr->next_shard_iterator = (struct rw_str){ NULL, 0 };
+        kr->millis_behind_latest = -1;
+    }
+    return r;
+}
+
 int kinesis_records_parse(struct kinesis_records *kr, const char *body, size_t len,
                           struct arena *arena)
 {
-    int r = parse(kr, body, len, arena);
+    int r = parse_fast(kr, body, len, arena);
+    if (r > 0) {
+        kr->doc.err_msg = NULL;
+        return 0;
+    }
+    if (r == 0)
+        r = parse(kr, body, len, arena);
     if (r < 0) {
         /* Never hand out a half-filled batch. */
         kr->n_records = 0;

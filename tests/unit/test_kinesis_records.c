@@ -165,6 +165,80 @@ TEST(provenance_tail_fast_path_matches_general)
                       "\"arrival_time\":\"2026-11-28T06:30:01.000Z\"}");
 }
 
+TEST(one_pass_reading_equals_the_general_parse)
+{
+    /* The common shape is read without the tape (kr.doc stays empty: that
+     * is how this test knows which path ran); everything else falls back
+     * to the general parse. Either way the result is the general parse's. */
+    static const struct {
+        const char *body;
+        bool fast;
+    } cases[] = {
+        /* AWS, compact */
+        { "{\"Records\":[{\"SequenceNumber\":\"4959\",\"ApproximateArrivalTimestamp\":1.7e9,\"Data\":\"aGk=\","
+          "\"PartitionKey\":\"pk\"},{\"Data\":\"\",\"PartitionKey\":\"caf\xc3\xa9\",\"SequenceNumber\":\"2\","
+          "\"EncryptionType\":\"KMS\",\"ExplicitHashKey\":null}],\"NextShardIterator\":\"AAAA\","
+          "\"MillisBehindLatest\":12}", true },
+        /* Python's json.dumps (moto): blanks after ':' and ',' */
+        { "{\"Records\": [{\"Data\": \"aGk=\", \"PartitionKey\": \"k\", \"SequenceNumber\": \"1\", "
+          "\"ApproximateArrivalTimestamp\": 1795847400.123, \"EncryptionType\": \"NONE\"}], "
+          "\"NextShardIterator\": null, \"MillisBehindLatest\": 0}\n", true },
+        { "{\"Records\":[],\"NextShardIterator\":\"x\"}", true },
+        /* the general parse's cases */
+        { "{\"Records\":[],\"NextShardIterator\":null,\"ChildShards\":[{\"ShardId\":\"s-2\",\"ParentShards\":"
+          "[\"s-1\"],\"HashKeyRange\":{\"StartingHashKey\":\"0\",\"EndingHashKey\":\"9\"}}]}", false },
+        { "{\"Records\":[{\"Data\":\"aGk=\",\"PartitionKey\":\"k\",\"SequenceNumber\":\"1\",\"New\":1}]}", false },
+        { "{\"Records\":[{\"\\u0044ata\":\"aGk=\",\"PartitionKey\":\"k\",\"SequenceNumber\":\"1\"}]}", false },
+        { "{\"Records\":[{\"Data\":\"aGk\\/\",\"PartitionKey\":\"k\",\"SequenceNumber\":\"1\"}]}", false },
+        { "{\"Records\":[{\"Data\":\"aGk=\",\"PartitionKey\":\"a\",\"PartitionKey\":\"b\",\"SequenceNumber\":\"1\"}]}",
+          false },
+        { "{\"Records\":[{\"Data\":\"aGk=\",\"PartitionKey\":\"k\\n\",\"SequenceNumber\":\"1\"}]}", false },
+        /* errors: the general parse's verdict and message */
+        { "{\"Records\":[{\"Data\":\"a\",\"PartitionKey\":\"k\",\"SequenceNumber\":\"1\"}]}", false },
+        { "{\"Records\":[{\"Data\":\"aGk=\",\"PartitionKey\":\"k\"}]}", false },
+        { "{\"Records\":[{\"Data\":\"aGk=\",\"PartitionKey\":\"k\",\"SequenceNumber\":\"1\"}],\"MillisBehindLatest\":1.5}",
+          false },
+        { "{\"Records\":[{\"Data\":\"aGk=\",\"PartitionKey\":\"k\",\"SequenceNumber\":\"1\",\"ApproximateArrivalTimestamp\":01}]}",
+          false },
+        { "{\"Records\":[]} x", false },
+        { "{\"NextShardIterator\":\"x\"}", false },
+    };
+    for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+        struct kinesis_records a, b;
+        struct arena aa = ARENA_INIT, ab = ARENA_INIT;
+        kinesis_records_init(&a);
+        kinesis_records_init(&b);
+        const char *body = cases[i].body;
+        int ra = kinesis_records_parse(&a, body, strlen(body), &aa);
+        int rb = kinesis_records_parse_general(&b, body, strlen(body), &ab);
+        CHECK_INT(ra, rb);
+        /* A parse that failed has an empty tape too: its message says
+         * the general parse ran. */
+        if (ra < 0)
+            CHECK_STR(a.doc.err_msg, b.doc.err_msg);
+        else
+            CHECK((a.doc.n == 0) == cases[i].fast);
+        CHECK(a.n_records == b.n_records && a.n_child_shards == b.n_child_shards);
+        CHECK(a.millis_behind_latest == b.millis_behind_latest);
+        CHECK(!a.next_shard_iterator.p == !b.next_shard_iterator.p);
+        for (size_t j = 0; j < a.n_records && j < b.n_records; j++) {
+            const struct kinesis_record *x = &a.records[j], *y = &b.records[j];
+            CHECK(x->data_len == y->data_len && memcmp(x->data, y->data, x->data_len + 1) == 0);
+            CHECK(x->partition_key.len == y->partition_key.len &&
+                  memcmp(x->partition_key.p, y->partition_key.p, x->partition_key.len) == 0);
+            CHECK(x->partition_key_plain == y->partition_key_plain);
+            CHECK(x->sequence_number_plain == y->sequence_number_plain);
+            CHECK(!x->encryption_type.p == !y->encryption_type.p);
+            CHECK(!x->explicit_hash_key.p == !y->explicit_hash_key.p);
+            CHECK(x->arrival == y->arrival || (isnan(x->arrival) && isnan(y->arrival)));
+        }
+        kinesis_records_free(&a);
+        kinesis_records_free(&b);
+        arena_free(&aa);
+        arena_free(&ab);
+    }
+}
+
 TEST(shard_end_with_child_shards)
 {
     struct kinesis_records kr;
