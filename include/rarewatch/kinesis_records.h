@@ -59,7 +59,9 @@ struct kinesis_records {
     /* p == NULL when absent or null: the shard is closed. */
     struct rw_str next_shard_iterator;
     int64_t millis_behind_latest; /* -1 when absent */
-    struct json_doc doc;          /* reused tape */
+    /* The general parse's reused tape (not filled when the one-pass reader
+     * took the body); err_msg / err_off after a failed parse. */
+    struct json_doc doc;
 };
 
 void kinesis_records_init(struct kinesis_records *kr);
