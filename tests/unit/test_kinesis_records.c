@@ -184,6 +184,8 @@ TEST(one_pass_reading_equals_the_general_parse)
           "\"ApproximateArrivalTimestamp\": 1795847400.123, \"EncryptionType\": \"NONE\"}], "
           "\"NextShardIterator\": null, \"MillisBehindLatest\": 0}\n", true },
         { "{\"Records\":[],\"NextShardIterator\":\"x\"}", true },
+        { "{\"Records\":[],\"NextShardIterator\":\"x\",\"ChildShards\":[ ],\"MillisBehindLatest\":5}", true },
+        { "{\"ChildShards\":null,\"Records\":[]}", true },
         /* the general parse's cases */
         { "{\"Records\":[],\"NextShardIterator\":null,\"ChildShards\":[{\"ShardId\":\"s-2\",\"ParentShards\":"
           "[\"s-1\"],\"HashKeyRange\":{\"StartingHashKey\":\"0\",\"EndingHashKey\":\"9\"}}]}", false },
