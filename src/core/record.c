@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "rarewatch/record.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -103,54 +104,57 @@ static inline int put_str(struct buf *b, const struct rw_str *s, bool plain)
     return buf_put_json_string(b, s->p ? s->p : "", s->len);
 }
 
+/* The tail's member names, for both ways of writing it. */
+#define K_SEQ ",\"sequence_number\":"
+#define K_SUB ",\"sub_sequence_number\":"
+#define K_PK ",\"partition_key\":"
+#define K_AT ",\"arrival_time\":"
+
 int rw_provenance_append_tail_json(struct buf *b, const struct rw_provenance *p)
 {
-    /* Every output line ends with this: plain fields (the common case) are
-     * written with one room check instead of one per piece. */
-    static const char k_seq[] = ",\"sequence_number\":\"", k_sub[] = ",\"sub_sequence_number\":",
-                      k_pk[] = ",\"partition_key\":\"", k_at[] = ",\"arrival_time\":\"";
     /* Rounded to the microsecond, half away from zero, as llround. */
     double y = p->arrival_time > 0 ? p->arrival_time * 1e6 : 0;
     uint64_t usec = y > 0 ? (y < 0x1p63 ? (uint64_t)round_nonneg_i64(y) : UINT64_MAX) : 0;
-    /* (Years past 9999 are printed longer, by the general path.) */
+    /* Every output line ends with this: plain fields, a one-digit
+     * sub-sequence number and a four-digit year (the common case) are
+     * written under one room check instead of one per piece. */
     if (_likely_(p->sequence_number_plain && p->partition_key_plain && p->sub_sequence_number < 10 &&
                  usec < UINT64_C(253402300800000000))) {
         size_t sl = p->sequence_number.len, pl = p->partition_key.len;
-        size_t n = sizeof(k_seq) - 1 + sl + sizeof(k_sub) - 1 + 1 + 1 + sizeof(k_pk) - 1 + pl + sizeof(k_at) - 1 +
-                   24 + 2;
+        /* The names, five quotes, one digit, 24 characters of time, "}. */
+        size_t n = sizeof(K_SEQ K_SUB K_PK K_AT) - 1 + sl + pl + 5 + 1 + 24 + 2;
         int r = buf_reserve(b, n);
         if (r < 0)
             return r;
         char *o = b->data + b->len;
 #define PUT(src, len) (memcpy(o, (src), (len)), o += (len))
-        PUT(k_seq, sizeof(k_seq) - 1);
+        PUT(K_SEQ "\"", sizeof(K_SEQ));
         PUT(p->sequence_number.p, sl);
-        *o++ = '"';
-        PUT(k_sub, sizeof(k_sub) - 1);
+        PUT("\"" K_SUB, sizeof(K_SUB));
         *o++ = (char)('0' + p->sub_sequence_number);
-        PUT(k_pk, sizeof(k_pk) - 1);
+        PUT(K_PK "\"", sizeof(K_PK));
         PUT(p->partition_key.p, pl);
-        *o++ = '"';
-        PUT(k_at, sizeof(k_at) - 1);
+        PUT("\"" K_AT "\"", sizeof(K_AT) + 1);
 #undef PUT
         /* 24 characters and its NUL, overwritten below. */
         format_iso8601_ms(o, 25, usec);
         o += 24;
         *o++ = '"';
         *o++ = '}';
+        assert((size_t)(o - b->data) - b->len == n);
         *o = 0;
         b->len = (size_t)(o - b->data);
         return 0;
     }
     char ts[40];
     format_iso8601_ms(ts, sizeof(ts), usec);
-    int r = buf_puts(b, ",\"sequence_number\":");
+    int r = buf_puts(b, K_SEQ);
     r = r ?: put_str(b, &p->sequence_number, p->sequence_number_plain);
-    r = r ?: buf_puts(b, ",\"sub_sequence_number\":");
+    r = r ?: buf_puts(b, K_SUB);
     r = r ?: buf_put_u64(b, p->sub_sequence_number);
-    r = r ?: buf_puts(b, ",\"partition_key\":");
+    r = r ?: buf_puts(b, K_PK);
     r = r ?: put_str(b, &p->partition_key, p->partition_key_plain);
-    r = r ?: buf_puts(b, ",\"arrival_time\":\"");
+    r = r ?: buf_puts(b, K_AT "\"");
     r = r ?: buf_puts(b, ts);
     r = r ?: buf_puts(b, "\"}");
     return r;
