@@ -139,6 +139,18 @@ int json_get_number(const struct json_doc *d, uint32_t i, double *out);
 /* Any node as an rw_value (objects/arrays: raw text in s). */
 int json_get_value(struct json_doc *d, uint32_t i, struct rw_value *out);
 
+/* JSON whitespace (space, tab, LF, CR) from p on: the first other byte (the
+ * text's terminating NUL at the latest). */
+static inline const char *json_skip_ws(const char *p)
+{
+    /* Most tokens follow each other directly in machine-written JSON. */
+    if (__builtin_expect((unsigned char)*p > ' ', 1))
+        return p;
+    while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
+        p++;
+    return p;
+}
+
 /* Single tokens, validated exactly as json_scan validates them, for the
  * parsers of fixed shapes built on this scanner (kinesis_records.c). The
  * text must end in a NUL at end, as for json_scan.

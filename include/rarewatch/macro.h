@@ -95,9 +95,25 @@ static inline int64_t round_nonneg_i64(double y)
     return i;
 }
 
+/* x's and y's 8 (4) bytes at offset o XORed: 0 when they are the same. */
+static inline uint64_t mem_diff8(const unsigned char *x, const unsigned char *y, size_t o)
+{
+    uint64_t a, b;
+    memcpy(&a, x + o, 8);
+    memcpy(&b, y + o, 8);
+    return a ^ b;
+}
+static inline uint32_t mem_diff4(const unsigned char *x, const unsigned char *y, size_t o)
+{
+    uint32_t a, b;
+    memcpy(&a, x + o, 4);
+    memcpy(&b, y + o, 4);
+    return a ^ b;
+}
+
 /* a[0..n) == b[0..n), for the short names and keys of the record path
- * (member names, detector keys, lookup keys): up to 16 bytes as two words
- * each side, overlapping when shorter (a byte compared twice changes
+ * (member names, detector keys, lookup keys): up to 32 bytes as two or four
+ * words each side, overlapping when shorter (a byte compared twice changes
  * nothing; no load leaves either range), where a call to memcmp costs more
  * than the compare. */
 static inline bool mem_eq(const void *a, const void *b, size_t n)
@@ -105,39 +121,18 @@ static inline bool mem_eq(const void *a, const void *b, size_t n)
     const unsigned char *x = a, *y = b;
     if (n > 32)
         return memcmp(x, y, n) == 0;
-    if (n > 16) {
-        uint64_t x0, x1, x2, x3, y0, y1, y2, y3;
-        memcpy(&x0, x, 8);
-        memcpy(&x1, x + 8, 8);
-        memcpy(&x2, x + n - 16, 8);
-        memcpy(&x3, x + n - 8, 8);
-        memcpy(&y0, y, 8);
-        memcpy(&y1, y + 8, 8);
-        memcpy(&y2, y + n - 16, 8);
-        memcpy(&y3, y + n - 8, 8);
-        return !((x0 ^ y0) | (x1 ^ y1) | (x2 ^ y2) | (x3 ^ y3));
-    }
-    if (n >= 8) {
-        uint64_t x0, x1, y0, y1;
-        memcpy(&x0, x, 8);
-        memcpy(&y0, y, 8);
-        memcpy(&x1, x + n - 8, 8);
-        memcpy(&y1, y + n - 8, 8);
-        return !((x0 ^ y0) | (x1 ^ y1));
-    }
-    if (n >= 4) {
-        uint32_t x0, x1, y0, y1;
-        memcpy(&x0, x, 4);
-        memcpy(&y0, y, 4);
-        memcpy(&x1, x + n - 4, 4);
-        memcpy(&y1, y + n - 4, 4);
-        return !((x0 ^ y0) | (x1 ^ y1));
-    }
+    if (n > 16)
+        return !(mem_diff8(x, y, 0) | mem_diff8(x, y, 8) | mem_diff8(x, y, n - 16) | mem_diff8(x, y, n - 8));
+    if (n >= 8)
+        return !(mem_diff8(x, y, 0) | mem_diff8(x, y, n - 8));
+    if (n >= 4)
+        return !(mem_diff4(x, y, 0) | mem_diff4(x, y, n - 4));
     for (size_t i = 0; i < n; i++)
         if (x[i] != y[i])
             return false;
     return true;
 }
+
 #define strneq(a, b, n) (strncmp((a), (b), (n)) == 0)
 
 #define USEC_PER_SEC UINT64_C(1000000)

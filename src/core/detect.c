@@ -290,38 +290,6 @@ void det_calib_learn(const struct det_calib_params *p, struct det_calib *c, doub
 }
 
 static void finish(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
-                   double s_model, bool learning, uint32_t *run, bool want_surprise);
-
-void det_finish(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
-                double s_model, bool learning)
-{
-    finish(r, cp, c, s_model, learning, NULL, true);
-}
-
-void det_finish_score(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
-                      double s_model, bool learning)
-{
-    finish(r, cp, c, s_model, learning, NULL, false);
-}
-
-void det_finish_run(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
-                    double s_model, bool learning, uint32_t *run)
-{
-    finish(r, cp, c, s_model, learning, run, true);
-}
-
-void det_finish_run_score(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
-                          double s_model, bool learning, uint32_t *run)
-{
-    finish(r, cp, c, s_model, learning, run, false);
-}
-
-double det_result_surprise(const struct det_result *r)
-{
-    return isnan(r->surprise) ? det_clamp_surprise(-det_log10(1 - r->score)) : r->surprise;
-}
-
-static void finish(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
                    double s_model, bool learning, uint32_t *run, bool want_surprise)
 {
     if (learning) {
@@ -365,6 +333,23 @@ static void finish(struct det_result *r, const struct det_calib_params *cp, stru
         }
     }
     calib_learn_u(cp, c, u);
+}
+
+void det_finish(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
+                double s_model, bool learning)
+{
+    finish(r, cp, c, s_model, learning, NULL, true);
+}
+
+void det_finish_run(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
+                    double s_model, bool learning, uint32_t *run)
+{
+    finish(r, cp, c, s_model, learning, run, false);
+}
+
+double det_result_surprise(const struct det_result *r)
+{
+    return isnan(r->surprise) ? det_clamp_surprise(-det_log10(1 - r->score)) : r->surprise;
 }
 
 /* ---- robust location / scale ------------------------------------------ */
@@ -632,8 +617,8 @@ void det_zscore_update(const struct det_zscore_params *p, struct det_zscore_stat
     r->raw = z;
     r->expected = s->ew.mean;
     bool learning = s->n < MAX(p->min_samples, 2u);
-    /* While learning det_finish reads no surprise: no erfc for it. */
-    det_finish_score(r, &p->calib, &s->calib, learning ? 0 : det_normal_surprise(z), learning);
+    /* While learning det_finish_run reads no surprise: no erfc for it. */
+    det_finish_run(r, &p->calib, &s->calib, learning ? 0 : det_normal_surprise(z), learning, NULL);
     if (!learning) {
         r->why = z >= 0 ? DET_WHY_ABOVE : DET_WHY_BELOW;
         r->alert = fabs(z) >= p->threshold && r->score >= p->min_score;
@@ -674,7 +659,7 @@ void det_quantile_update(const struct det_quantile_params *p, struct det_quantil
     r->expected = s->r.median;
     r->scale = det_robust_scale(&s->r);
     bool learning = s->r.n < p->min_samples;
-    det_finish_run_score(r, &p->calib, &s->calib, learning ? 0 : det_laplace_surprise(z), learning,
+    det_finish_run(r, &p->calib, &s->calib, learning ? 0 : det_laplace_surprise(z), learning,
                    &s->r.far_run);
     if (!learning) {
         r->why = z >= 0 ? DET_WHY_ABOVE : DET_WHY_BELOW;

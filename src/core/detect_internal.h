@@ -33,20 +33,18 @@ double det_decay(double half_life);
 int det_calib_params_check(const struct det_calib_params *p);
 /* Calibrate s_model into r->surprise / r->score and learn it; while
  * learning, the score is 0 and the calibrator learns nothing (the model's
- * first surprises are inflated by its own inexperience). */
+ * first surprises are inflated by its own inexperience). For `auto`, which
+ * reads the surprise. */
 void det_finish(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
                 double s_model, bool learning);
-/* det_finish, learning only the first of consecutive far-tail surprises
- * (*run: the detector state's count of them). */
+/* The same for the detectors whose callers read only the score (zscore,
+ * quantile, rate, rare_category): r->surprise is left NAN where the score
+ * came from the empirical tail q (most updates), which saves a logarithm
+ * per update; det_result_surprise() gives it. With run (the detector
+ * state's count of consecutive far-tail surprises; may be NULL), only the
+ * first of those is learned. */
 void det_finish_run(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
                     double s_model, bool learning, uint32_t *run);
-/* The same, for detectors whose callers read only the score: r->surprise is
- * left NAN where the score came from the empirical tail q (most updates),
- * which saves a logarithm per update; det_result_surprise() gives it. */
-void det_finish_score(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
-                      double s_model, bool learning);
-void det_finish_run_score(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
-                          double s_model, bool learning, uint32_t *run);
 
 /* z of x against e (sd_out: the sd used, may be NULL); learn x with the
  * given per-sample decay. */

@@ -201,7 +201,7 @@ static void fill(const struct det_rate_params *p, struct det_rate_state *s, doub
     bool learning = s->n < min_intervals(p);
     if (closing) {
         uint32_t far = s->far_run;
-        det_finish_run_score(r, &p->calib, &s->calib, sm, s->n < p->min_intervals, &far);
+        det_finish_run(r, &p->calib, &s->calib, sm, s->n < p->min_intervals, &far);
         s->far_run = (uint16_t)MIN(far, (uint32_t)UINT16_MAX);
         if (learning) {
             r->why = DET_WHY_LEARNING;

@@ -242,15 +242,13 @@ int buf_put_json_g17(struct buf *b, double x)
         return 0;
     }
     char tmp[48];
-    {
-        n = snprintf(tmp, sizeof(tmp), "%.17g", x);
-        if (n < 0 || (size_t)n >= sizeof(tmp))
-            return -EINVAL;
-        /* printf follows LC_NUMERIC; JSON needs '.' whatever the locale. */
-        for (char *c = tmp; *c; c++)
-            if (*c == ',')
-                *c = '.';
-    }
+    n = snprintf(tmp, sizeof(tmp), "%.17g", x);
+    if (n < 0 || (size_t)n >= sizeof(tmp))
+        return -EINVAL;
+    /* printf follows LC_NUMERIC; JSON needs '.' whatever the locale. */
+    for (char *c = tmp; *c; c++)
+        if (*c == ',')
+            *c = '.';
     return buf_append(b, tmp, (size_t)n);
 }
 

@@ -37,21 +37,20 @@
 #endif
 
 /* Character classes. */
-#define C_WS 0x01     /* JSON whitespace */
 #define C_STR 0x02    /* ends the fast part of a string: '"', '\\', < 0x20, >= 0x80 */
 #define C_DIGIT 0x04
 #define C_ESC 0x08    /* valid single-char escape after a backslash */
 
 static const uint8_t cclass[256] = {
-    /* 0x00..0x1f: control characters stop a string scan; four are whitespace */
+    /* 0x00..0x1f: control characters stop a string scan (whitespace: json_skip_ws) */
     [0x00] = C_STR, [0x01] = C_STR, [0x02] = C_STR, [0x03] = C_STR, [0x04] = C_STR,
-    [0x05] = C_STR, [0x06] = C_STR, [0x07] = C_STR, [0x08] = C_STR, [0x09] = C_STR | C_WS,
-    [0x0a] = C_STR | C_WS, [0x0b] = C_STR, [0x0c] = C_STR, [0x0d] = C_STR | C_WS,
+    [0x05] = C_STR, [0x06] = C_STR, [0x07] = C_STR, [0x08] = C_STR, [0x09] = C_STR,
+    [0x0a] = C_STR, [0x0b] = C_STR, [0x0c] = C_STR, [0x0d] = C_STR,
     [0x0e] = C_STR, [0x0f] = C_STR, [0x10] = C_STR, [0x11] = C_STR, [0x12] = C_STR,
     [0x13] = C_STR, [0x14] = C_STR, [0x15] = C_STR, [0x16] = C_STR, [0x17] = C_STR,
     [0x18] = C_STR, [0x19] = C_STR, [0x1a] = C_STR, [0x1b] = C_STR, [0x1c] = C_STR,
     [0x1d] = C_STR, [0x1e] = C_STR, [0x1f] = C_STR,
-    [' '] = C_WS, ['"'] = C_STR | C_ESC, ['\\'] = C_STR | C_ESC, ['/'] = C_ESC,
+    ['"'] = C_STR | C_ESC, ['\\'] = C_STR | C_ESC, ['/'] = C_ESC,
     ['b'] = C_ESC, ['f'] = C_ESC, ['n'] = C_ESC, ['r'] = C_ESC, ['t'] = C_ESC,
     ['0'] = C_DIGIT, ['1'] = C_DIGIT, ['2'] = C_DIGIT, ['3'] = C_DIGIT, ['4'] = C_DIGIT,
     ['5'] = C_DIGIT, ['6'] = C_DIGIT, ['7'] = C_DIGIT, ['8'] = C_DIGIT, ['9'] = C_DIGIT,
@@ -118,16 +117,6 @@ static inline size_t utf8_seq_len(const unsigned char *p)
         if ((p[i] & 0xC0) != 0x80)
             return 0;
     return n;
-}
-
-static inline const char *skip_ws(const char *p)
-{
-    /* Most tokens follow each other directly in machine-written JSON. */
-    if (_likely_((unsigned char)*p > ' '))
-        return p;
-    while (_unlikely_(cclass[(uint8_t)*p] & C_WS))
-        p++;
-    return p;
 }
 
 #if defined(__SSE2__) && defined(__x86_64__) && defined(__GNUC__)
@@ -326,7 +315,7 @@ static inline __attribute__((always_inline)) const char *scan_number(const char 
 
 const char *json_scan_string_token(const char *p, const char *end, uint8_t *flags)
 {
-    const char *err = NULL, *where = p;
+    const char *err, *where;
     const char *q = scan_string(p + 1, end, flags, &err, &where);
     return q ? q + 1 : NULL;
 }
@@ -334,8 +323,6 @@ const char *json_scan_string_token(const char *p, const char *end, uint8_t *flag
 const char *json_scan_number_token(const char *p, uint8_t *flags)
 {
     const char *where;
-    if (*p != '-' && !is_digit(*p))
-        return NULL;
     return scan_number(p, flags, &where);
 }
 
@@ -424,7 +411,7 @@ int json_scan(struct json_doc *d, const char *text, size_t len)
     } while (0)
 
 value:
-    p = skip_ws(p);
+    p = json_skip_ws(p);
     switch (*p) {
     case '{':
         if (_unlikely_(depth == JSON_MAX_DEPTH))
@@ -432,7 +419,7 @@ value:
         PUSH(JSON_T_OBJECT, 0);
         stack[depth++] = idx;
         in_obj = true;
-        p = skip_ws(p + 1);
+        p = json_skip_ws(p + 1);
         if (*p == '}')
             goto close;
         goto key;
@@ -442,7 +429,7 @@ value:
         PUSH(JSON_T_ARRAY, 0);
         stack[depth++] = idx;
         in_obj = false;
-        p = skip_ws(p + 1);
+        p = json_skip_ws(p + 1);
         if (*p == ']')
             goto close;
         goto value;
@@ -505,7 +492,7 @@ key:
         p = q + 1;
         nodes[idx].end = (uint32_t)(p - s);
     }
-    p = skip_ws(p);
+    p = json_skip_ws(p);
     if (_unlikely_(*p != ':'))
         FAIL("expected ':'");
     p++;
@@ -513,15 +500,15 @@ key:
 
 after:
     if (_unlikely_(depth == 0)) {
-        p = skip_ws(p);
+        p = json_skip_ws(p);
         if (p != end)
             FAIL("trailing characters after the document");
         d->n = n;
         return 0;
     }
-    p = skip_ws(p);
+    p = json_skip_ws(p);
     if (*p == ',') {
-        p = skip_ws(p + 1);
+        p = json_skip_ws(p + 1);
         if (in_obj)
             goto key;
         goto value;

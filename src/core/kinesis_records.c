@@ -208,13 +208,20 @@ static int parse_child_shard(struct json_doc *d, uint32_t obj, struct kinesis_ch
     return 0;
 }
 
-static int parse(struct kinesis_records *kr, const char *body, size_t len, struct arena *arena)
+/* No records, no child shards, no iterator: what a parse starts from and
+ * what a failed one leaves (never a half-filled batch). */
+static void clear(struct kinesis_records *kr)
 {
-    struct json_doc *d = &kr->doc;
     kr->n_records = 0;
     kr->n_child_shards = 0;
     kr->next_shard_iterator = (struct rw_str){ NULL, 0 };
     kr->millis_behind_latest = -1;
+}
+
+static int parse(struct kinesis_records *kr, const char *body, size_t len, struct arena *arena)
+{
+    struct json_doc *d = &kr->doc;
+    clear(kr);
     d->arena = arena;
     d->owns_arena = false;
     int r = json_scan(d, body, len);
@@ -291,23 +298,38 @@ static int parse(struct kinesis_records *kr, const char *body, size_t len, struc
  * one parser owns the error messages. fuzz_kinesis_records compares the
  * two on every input. */
 
-static inline const char *ws(const char *p)
-{
-    while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
-        p++;
-    return p;
-}
-
 /* The member name lit (quotes included) at p, then the colon: the value's
  * start, or NULL. */
 static inline const char *member(const char *p, const char *end, const char *lit, size_t n)
 {
     if ((size_t)(end - p) < n || !mem_eq(p, lit, n))
         return NULL;
-    p = ws(p + n);
-    return *p == ':' ? ws(p + 1) : NULL;
+    p = json_skip_ws(p + n);
+    return *p == ':' ? json_skip_ws(p + 1) : NULL;
 }
 #define MEMBER(p, end, lit) member((p), (end), (lit), sizeof(lit) - 1)
+
+/* A literal null at v: the position after it, or NULL. */
+static inline const char *null_at(const char *v, const char *end)
+{
+    return (size_t)(end - v) >= 4 && memcmp(v, "null", 4) == 0 ? v + 4 : NULL;
+}
+
+/* After a member or element ending at q, in a container closed by close:
+ * 1 and *pp at the next one, 0 and *pp past the closing bracket, -1 for
+ * anything else. */
+static inline int next_item(const char **pp, const char *q, char close)
+{
+    const char *p = json_skip_ws(q);
+    if (*p == close) {
+        *pp = p + 1;
+        return 0;
+    }
+    if (*p != ',')
+        return -1;
+    *pp = json_skip_ws(p + 1);
+    return 1;
+}
 
 /* A plain string value at p into *out (its flags in *fl): the position
  * after it, or NULL (not a string, invalid, or escaped). */
@@ -327,12 +349,13 @@ static inline const char *plain_string(const char *p, const char *end, struct rw
  * shape) or -ENOMEM. */
 static int fast_record(const char **pp, const char *end, struct kinesis_record *rec, struct arena *arena)
 {
-    const char *p = ws(*pp + 1), *q;
+    const char *p = json_skip_ws(*pp + 1), *q;
     *rec = (struct kinesis_record){ .arrival = NAN };
     struct rw_str data = { 0 };
     unsigned seen = 0, bit;
     uint8_t fl;
-    for (;;) {
+    int more;
+    do {
         const char *v;
         if ((v = MEMBER(p, end, "\"Data\"")))
             bit = 1;
@@ -367,21 +390,13 @@ static int fast_record(const char **pp, const char *end, struct kinesis_record *
                 rec->arrival = json_parse_number(v, (size_t)(q - v));
             break;
         default:
-            if ((size_t)(end - v) >= 4 && memcmp(v, "null", 4) == 0)
-                q = v + 4;
-            else
+            if (!(q = null_at(v, end)))
                 q = plain_string(v, end, bit == 16 ? &rec->encryption_type : &rec->explicit_hash_key, &fl);
             break;
         }
-        if (!q)
+        if (!q || (more = next_item(&p, q, '}')) < 0)
             return 0;
-        p = ws(q);
-        if (*p == '}')
-            break;
-        if (*p != ',')
-            return 0;
-        p = ws(p + 1);
-    }
+    } while (more);
     if ((seen & 7) != 7)
         return 0;
     char *out = arena_alloc(arena, base64_decoded_max(data.len) + 1);
@@ -393,7 +408,7 @@ static int fast_record(const char **pp, const char *end, struct kinesis_record *
     out[outlen] = 0;
     rec->data = out;
     rec->data_len = outlen;
-    *pp = p + 1;
+    *pp = p;
     return 1;
 }
 
@@ -401,49 +416,38 @@ static int parse_fast(struct kinesis_records *kr, const char *body, size_t len, 
 {
     if (len >= UINT32_MAX)
         return 0;
-    const char *end = body + len, *p = ws(body), *v, *q;
-    kr->n_records = 0;
-    kr->n_child_shards = 0;
-    kr->next_shard_iterator = (struct rw_str){ NULL, 0 };
-    kr->millis_behind_latest = -1;
+    const char *end = body + len, *p = json_skip_ws(body), *v, *q;
+    clear(kr);
     if (*p != '{')
         return 0;
-    p = ws(p + 1);
+    p = json_skip_ws(p + 1);
     unsigned seen = 0;
     uint8_t fl;
-    int r;
-    for (;;) {
+    int r, more;
+    do {
         if ((v = MEMBER(p, end, "\"Records\"")) && !(seen & 1)) {
             seen |= 1;
             if (*v != '[')
                 return 0;
-            p = ws(v + 1);
-            if (*p == ']')
-                q = p + 1;
+            q = json_skip_ws(v + 1);
+            if (*q == ']')
+                q++;
             else
-                for (;;) {
-                    if (*p != '{')
+                do {
+                    if (*q != '{')
                         return 0;
                     if ((r = grow_array((void **)&kr->records, &kr->records_cap, kr->n_records + 1,
                                         sizeof(*kr->records))) < 0)
                         return r;
-                    if ((r = fast_record(&p, end, &kr->records[kr->n_records], arena)) <= 0)
+                    if ((r = fast_record(&q, end, &kr->records[kr->n_records], arena)) <= 0)
                         return r;
                     kr->n_records++;
-                    p = ws(p);
-                    if (*p == ']') {
-                        q = p + 1;
-                        break;
-                    }
-                    if (*p != ',')
+                    if ((more = next_item(&q, q, ']')) < 0)
                         return 0;
-                    p = ws(p + 1);
-                }
+                } while (more);
         } else if ((v = MEMBER(p, end, "\"NextShardIterator\"")) && !(seen & 2)) {
             seen |= 2;
-            if ((size_t)(end - v) >= 4 && memcmp(v, "null", 4) == 0)
-                q = v + 4;
-            else
+            if (!(q = null_at(v, end)))
                 q = plain_string(v, end, &kr->next_shard_iterator, &fl);
         } else if ((v = MEMBER(p, end, "\"MillisBehindLatest\"")) && !(seen & 4)) {
             seen |= 4;
@@ -459,24 +463,17 @@ static int parse_fast(struct kinesis_records *kr, const char *body, size_t len, 
             /* Some emulators send it empty on every response; a closing
              * shard's list is the general parse's. */
             seen |= 8;
-            if ((size_t)(end - v) >= 4 && memcmp(v, "null", 4) == 0)
-                q = v + 4;
-            else if (*v == '[' && *(q = ws(v + 1)) == ']')
+            if (!(q = null_at(v, end))) {
+                if (*v != '[' || *(q = json_skip_ws(v + 1)) != ']')
+                    return 0;
                 q++;
-            else
-                return 0;
+            }
         } else
             return 0;
-        if (!q)
+        if (!q || (more = next_item(&p, q, '}')) < 0)
             return 0;
-        p = ws(q);
-        if (*p == '}')
-            break;
-        if (*p != ',')
-            return 0;
-        p = ws(p + 1);
-    }
-    if (ws(p + 1) != end || !(seen & 1))
+    } while (more);
+    if (json_skip_ws(p) != end || !(seen & 1))
         return 0;
     return 1;
 }
@@ -485,12 +482,8 @@ int kinesis_records_parse_general(struct kinesis_records *kr, const char *body, 
                                   struct arena *arena)
 {
     int r = parse(kr, body, len, arena);
-    if (r < 0) {
-        kr->n_records = 0;
-        kr->n_child_shards = 0;
-        kr->next_shard_iterator = (struct rw_str){ NULL, 0 };
-        kr->millis_behind_latest = -1;
-    }
+    if (r < 0)
+        clear(kr);
     return r;
 }
 
@@ -502,14 +495,9 @@ int kinesis_records_parse(struct kinesis_records *kr, const char *body, size_t l
         kr->doc.err_msg = NULL;
         return 0;
     }
-    if (r == 0)
-        r = parse(kr, body, len, arena);
     if (r < 0) {
-        /* Never hand out a half-filled batch. */
-        kr->n_records = 0;
-        kr->n_child_shards = 0;
-        kr->next_shard_iterator = (struct rw_str){ NULL, 0 };
-        kr->millis_behind_latest = -1;
+        clear(kr);
+        return r;
     }
-    return r;
+    return kinesis_records_parse_general(kr, body, len, arena);
 }
