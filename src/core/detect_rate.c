@@ -201,7 +201,14 @@ static void fill(const struct det_rate_params *p, struct det_rate_state *s, doub
     bool learning = s->n < min_intervals(p);
     if (closing) {
         uint32_t far = s->far_run;
-        det_finish_run(r, &p->calib, &s->calib, sm, s->n < p->min_intervals, &far);
+        /* The calibrator learns from the end of the whole learning period,
+         * a day with daily: before the hour factors have seen each hour,
+         * the model's surprises (the first morning's rise against a night
+         * it took for the level) are its own inexperience, and learned
+         * they stayed in the history for its half-life, a month: a key
+         * with three of them called every later burst "recurring" (social
+         * seed 2: 20 events against 3.3, model 10^-8.6, scored 0.9968). */
+        det_finish_run(r, &p->calib, &s->calib, sm, learning, &far);
         s->far_run = (uint16_t)MIN(far, (uint32_t)UINT16_MAX);
         if (learning) {
             r->why = DET_WHY_LEARNING;

@@ -328,6 +328,27 @@ TEST(rate_daily_profile_knows_the_hour)
     CHECK_INT(det_rate_params_check(&p), -EINVAL);
 }
 
+/* A daily key's first day is its profile's learning day: what the model
+ * calls surprising then (the 8 am rise against an hour it has not seen) is
+ * its own inexperience, and a calibrator that learned it would call the
+ * next month's bursts "seen before". */
+TEST(rate_daily_calibrator_skips_the_learning_day)
+{
+    struct det_rate_params p;
+    det_rate_params_default(&p);
+    p.interval_usec = 5 * MIN_US;
+    p.daily = true;
+    struct det_rate_state s = { 0 };
+    int64_t t0 = 1700006400LL * 1000000; /* midnight UTC */
+    rate_run_days(&p, &s, 1, t0);
+    CHECK(s.n < 288);
+    CHECK(s.calib.tail[0] == 0);
+    /* Past the day it learns. */
+    rate_run_days(&p, &s, 1, t0 + 288 * 5 * MIN_US);
+    CHECK(s.n >= 288);
+    CHECK(s.calib.tail[0] > 0);
+}
+
 TEST(rare_category_first_seen_and_rare)
 {
     struct det_category_params p;
