@@ -6,9 +6,11 @@ testing the counts in 5-minute intervals the way the `rate` detector does
 (each run of 1 to 4 intervals inside the burst, one-sided Poisson tail), at
 tail probabilities 1e-5 (the case's alert_threshold 0.99999), 3e-5 and 1e-4.
 
-A burst x8 for 15 minutes on a quiet hashtag at night is often not rarer than
-1-in-10^5 even against the truth: no detector at that threshold finds it, and
-this says how many such bursts a seed holds.
+Until 2026-11-29 a burst was 8x the hour's own volume, and one on a quiet
+hashtag at night was often not rarer than 1-in-10^5 even against the truth (up
+to a quarter of a seed's bursts). A burst now adds 7x the hashtag's daily mean
+whatever the hour; the oracle says how many bursts a seed holds that no
+detector at the threshold can find.
 
 Usage: oracle_social.py [SEED ...]     (default: 1 2 3 4 5)
 """

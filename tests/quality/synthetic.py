@@ -12,7 +12,8 @@ The data comes from the use-case generators in tests/usecases/ (shared with
            merchant reference table)
 - web:     per-endpoint latency with rare level shifts (x4 for 10 minutes);
            5xx bursts (half the requests fail for 5 minutes); /health filtered
-- social:  per-hashtag tweet counts on a daily cycle with rare bursts (x8 for 15 min)
+- social:  per-hashtag tweet counts on a daily cycle with rare bursts (+7x the daily
+           mean for 15 min)
 - sales:   per-store sales on a daily cycle; rare drops to zero for an hour;
            a slow upward drift that must not alarm
 

@@ -45,9 +45,10 @@ from cfn_local import deploy_stack  # noqa: E402
 # interactive run and for --check, and the share of injected incidents --check
 # requires (besides every kind found at least once). Found in repeated one-shard
 # --check runs with the windowed examples: fraud 12/12, web 16/16 (the 5xx
-# threshold on a window: 9/9, four runs), social 15-17/17 (its window detector alone 15/17),
+# threshold on a window: 9/9, four runs), social 15-17/17 (its window detector alone 15/17;
+# 19/19 with the bursts of 2026-11-29, which add the same volume at night as by day),
 # sales 3-4/4, 4/4 once rarewatchd ticked idle rate keys (before the windows: web 10-14/16, social 11-16/17). `rarewatch
-# replay` of seeds 1-5 (2026-11-28): web 5xx bursts 22/22, social 84/95, sales 14/14. The web
+# replay` of seeds 1-5 (2026-11-28): web 5xx bursts 22/22, social 84/95 (94/95 on 2026-11-29), sales 14/14. The web
 # and social bars leave two incidents of margin. Sales rests on the rate detector,
 # which rarewatchd ticks for idle keys (a store that stops selling is seen without
 # another of its orders): 4/4 in four runs, so its bar leaves one incident of
