@@ -298,9 +298,20 @@ static void finish(struct det_result *r, const struct det_calib_params *cp, stru
         r->why = DET_WHY_LEARNING;
         return;
     }
-    if (isnan(s_model))
-        s_model = 0;
-    double u = calib_u(MAX(s_model, 0.0)), q;
+    if (!(s_model > 0)) {
+        /* No surprise at all (an empty rate interval, a value at the mean,
+         * NAN): nothing in the history is less surprising, so the tail is
+         * the whole history, the score 0, and the value not far; what the
+         * general path below gives, without its bin walks (closing empty
+         * intervals is most of what a sparse rate key does). */
+        r->surprise = 0;
+        r->score = 0;
+        if (run)
+            *run = 0;
+        calib_learn_u(cp, c, 0);
+        return;
+    }
+    double u = calib_u(s_model), q;
     double s = calib_surprise_u(cp, c, s_model, u, &q, want_surprise);
     if (isnan(s) && !(q > 1e-300))
         s = det_clamp_surprise(-det_log10(q)); /* at the clamp: the score from it */
