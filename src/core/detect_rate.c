@@ -259,20 +259,14 @@ static void learn(const struct det_rate_params *p, struct det_rate_state *s, dou
 {
     unsigned h = 0;
     double f = hour_factor(p, s, idx, &h);
-    /* MAX(1 / (n + 1), c) without a division once the key is past its
-     * first intervals (divisions are the latency of a close). */
-    double c = 1 - det_decay(p->half_life);
-    double eta = c * (s->n + 1) < 1 ? 1.0 / (s->n + 1) : c;
+    double eta = MAX(1.0 / (s->n + 1), 1 - det_decay(p->half_life));
     double e = s->mean * f;
     /* Pearson residual, winsorised at 4 sd: one burst must not inflate the
      * dispersion (nor the mean) so much that the drop after it (a burst
      * then an outage) goes unnoticed. Measured on the count scale, against
-     * the hour's expectation, so a daily rhythm is not mistaken for noise.
-     * Compared squared: the square root only for a residual past it. */
-    double var = MAX(e, 0.05) * dispersion(s);
-    double d = count - e;
-    if (s->n && d * d > 16 * var)
-        d = copysign(4 * sqrt(var), d);
+     * the hour's expectation, so a daily rhythm is not mistaken for noise. */
+    double sd = sqrt(MAX(e, 0.05) * dispersion(s));
+    double d = s->n ? CLAMP(count - e, -4 * sd, 4 * sd) : count - e;
     /* Nor the first intervals of an incident (advance): a burst learned
      * into the dispersion as it happens hides its own next interval. */
     if (s->n && !incident)
@@ -283,7 +277,7 @@ static void learn(const struct det_rate_params *p, struct det_rate_state *s, dou
      * factors, flattened, then call every trough a drop and every peak a
      * burst. */
     double eta_level = p->daily ? MAX(1.0 / (s->n + 1), 1 - det_decay(level_half_life(p))) : eta;
-    s->mean += p->daily ? eta_level * d / f : eta_level * d; /* f is 1 without daily */
+    s->mean += eta_level * d / f;
     if (p->daily && s->mean > 0) {
         /* Each hour's factor averages that hour over about two days,
          * however many intervals an hour holds. */
