@@ -212,7 +212,7 @@ struct det_robust {
     double aad;      /* mean absolute deviation: a scale floor when MAD is 0 */
     double boot[DET_ROBUST_BOOT];
     uint32_t n;
-    uint32_t far_run; /* quantile: consecutive far-tail surprises (det_finish_run) */
+    uint32_t far_run; /* quantile: consecutive far-tail surprises (det_finish_score) */
 };
 
 struct det_quantile_state {
@@ -254,7 +254,7 @@ struct det_rate_state {
      * one test), up to DET_RATE_RUN_MAX intervals long. */
     float hist_count[DET_RATE_RUN_MAX - 1], hist_expected[DET_RATE_RUN_MAX - 1];
     uint16_t hist_len;
-    uint16_t far_run;  /* consecutive far-tail surprises (det_finish_run) */
+    uint16_t far_run;  /* consecutive far-tail surprises (det_finish_score) */
 };
 
 void det_rate_params_default(struct det_rate_params *p);

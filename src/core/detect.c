@@ -187,7 +187,7 @@ int det_calib_params_check(const struct det_calib_params *p)
  * "recurring": the calibrated tail is then the plain empirical one. */
 #define CALIB_RECURRING 3.0
 /* Consecutive far-tail values longer than the history's mass over this are
- * a new normal, not one incident (det_finish_run). */
+ * a new normal, not one incident (det_finish_score). */
 #define CALIB_STRETCH 256.0
 /* A run counter past this has had its stretch learned (fits the rate
  * detector's 16-bit counter). */
@@ -352,8 +352,8 @@ void det_finish(struct det_result *r, const struct det_calib_params *cp, struct 
     finish(r, cp, c, s_model, learning, NULL, true);
 }
 
-void det_finish_run(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
-                    double s_model, bool learning, uint32_t *run)
+void det_finish_score(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
+                      double s_model, bool learning, uint32_t *run)
 {
     finish(r, cp, c, s_model, learning, run, false);
 }
@@ -628,8 +628,8 @@ void det_zscore_update(const struct det_zscore_params *p, struct det_zscore_stat
     r->raw = z;
     r->expected = s->ew.mean;
     bool learning = s->n < MAX(p->min_samples, 2u);
-    /* While learning det_finish_run reads no surprise: no erfc for it. */
-    det_finish_run(r, &p->calib, &s->calib, learning ? 0 : det_normal_surprise(z), learning, NULL);
+    /* While learning det_finish_score reads no surprise: no erfc for it. */
+    det_finish_score(r, &p->calib, &s->calib, learning ? 0 : det_normal_surprise(z), learning, NULL);
     if (!learning) {
         r->why = z >= 0 ? DET_WHY_ABOVE : DET_WHY_BELOW;
         r->alert = fabs(z) >= p->threshold && r->score >= p->min_score;
@@ -670,8 +670,8 @@ void det_quantile_update(const struct det_quantile_params *p, struct det_quantil
     r->expected = s->r.median;
     r->scale = det_robust_scale(&s->r);
     bool learning = s->r.n < p->min_samples;
-    det_finish_run(r, &p->calib, &s->calib, learning ? 0 : det_laplace_surprise(z), learning,
-                   &s->r.far_run);
+    det_finish_score(r, &p->calib, &s->calib, learning ? 0 : det_laplace_surprise(z), learning,
+                     &s->r.far_run);
     if (!learning) {
         r->why = z >= 0 ? DET_WHY_ABOVE : DET_WHY_BELOW;
         r->alert = fabs(z) >= p->threshold && r->score >= p->min_score;

@@ -43,8 +43,8 @@ void det_finish(struct det_result *r, const struct det_calib_params *cp, struct 
  * per update; det_result_surprise() gives it. With run (the detector
  * state's count of consecutive far-tail surprises; may be NULL), only the
  * first of those is learned. */
-void det_finish_run(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
-                    double s_model, bool learning, uint32_t *run);
+void det_finish_score(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
+                      double s_model, bool learning, uint32_t *run);
 
 /* z of x against e (sd_out: the sd used, may be NULL); learn x with the
  * given per-sample decay. */

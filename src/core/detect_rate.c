@@ -208,7 +208,7 @@ static void fill(const struct det_rate_params *p, struct det_rate_state *s, doub
          * they stayed in the history for its half-life, a month: a key
          * with three of them called every later burst "recurring" (social
          * seed 2: 20 events against 3.3, model 10^-8.6, scored 0.9968). */
-        det_finish_run(r, &p->calib, &s->calib, sm, learning, &far);
+        det_finish_score(r, &p->calib, &s->calib, sm, learning, &far);
         s->far_run = (uint16_t)MIN(far, (uint32_t)UINT16_MAX);
         if (learning) {
             r->why = DET_WHY_LEARNING;
