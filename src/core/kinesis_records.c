@@ -96,6 +96,23 @@ static inline bool plain_str(const struct json_node *vn, const struct rw_str *s)
     return !(vn->flags & JSON_F_NONASCII);
 }
 
+/* Data's base64 text b64 decoded into the arena as rec's bytes, NUL
+ * terminated (a record's payload is handed on as a C string too): 0,
+ * -EBADMSG (not base64) or -ENOMEM. For both readers. */
+static int decode_data(struct kinesis_record *rec, struct rw_str b64, struct arena *arena)
+{
+    char *out = arena_alloc(arena, base64_decoded_max(b64.len) + 1);
+    if (!out)
+        return -ENOMEM;
+    size_t outlen;
+    if (base64_decode(b64.p, b64.len, (uint8_t *)out, &outlen) < 0)
+        return -EBADMSG;
+    out[outlen] = 0;
+    rec->data = out;
+    rec->data_len = outlen;
+    return 0;
+}
+
 static int parse_record(struct json_doc *d, uint32_t obj, struct kinesis_record *rec,
                         struct arena *arena)
 {
@@ -150,18 +167,8 @@ static int parse_record(struct json_doc *d, uint32_t obj, struct kinesis_record 
     struct rw_str b64s;
     if ((r = json_get_string(d, data, &b64s)) < 0)
         return r;
-    const char *b64 = b64s.p;
-    size_t b64len = b64s.len;
-    char *out = arena_alloc(arena, base64_decoded_max(b64len) + 1);
-    if (!out)
-        return -ENOMEM;
-    size_t outlen;
-    if (base64_decode(b64, b64len, (uint8_t *)out, &outlen) < 0)
-        return bad(d, "invalid base64 in Data");
-    out[outlen] = 0;
-    rec->data = out;
-    rec->data_len = outlen;
-    return 0;
+    r = decode_data(rec, b64s, arena);
+    return r == -EBADMSG ? bad(d, "invalid base64 in Data") : r;
 }
 
 static int parse_child_shard(struct json_doc *d, uint32_t obj, struct kinesis_child_shard *cs,
@@ -399,15 +406,9 @@ static int fast_record(const char **pp, const char *end, struct kinesis_record *
     } while (more);
     if ((seen & 7) != 7)
         return 0;
-    char *out = arena_alloc(arena, base64_decoded_max(data.len) + 1);
-    if (!out)
-        return -ENOMEM;
-    size_t outlen;
-    if (base64_decode(data.p, data.len, (uint8_t *)out, &outlen) < 0)
-        return 0;
-    out[outlen] = 0;
-    rec->data = out;
-    rec->data_len = outlen;
+    int r = decode_data(rec, data, arena);
+    if (r < 0)
+        return r == -EBADMSG ? 0 : r; /* bad base64: the general parse says so */
     *pp = p;
     return 1;
 }
