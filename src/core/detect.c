@@ -205,11 +205,23 @@ static const double calib_edge[DET_CALIB_BINS] = {
     15, 21.627416997969519, 31, 44.254833995939045, 63, 89.509667991878089, 127, 180.01933598375618,
 };
 
-/* u: calib_u(s), which det_finish computes once for both calls. Where the
- * answer is an empirical frequency q (most updates), *q_out gets it, so
- * the score 1 - q needs no exp2 of the surprise; NAN otherwise. */
+/* History at least as surprising as u (calib_u of s): the bins above u's
+ * bin, and the part of its own bin above it (the open last bin counts as
+ * one bin wide). finish() computes it once for both of its uses. */
+static inline double calib_tail_at(const struct det_calib *c, double u)
+{
+    const float *tail = c->tail;
+    int b = u < DET_CALIB_BINS - 1 ? (int)u : DET_CALIB_BINS - 1;
+    double above = b + 1 < DET_CALIB_BINS ? tail[b + 1] : 0;
+    return above + (tail[b] - above) * MAX(0.0, b + 1 - u);
+}
+
+/* u: calib_u(s) and t: calib_tail_at(u), which det_finish computes once for
+ * both calls. Where the answer is an empirical frequency q (most updates),
+ * *q_out gets it, so the score 1 - q needs no exp2 of the surprise; NAN
+ * otherwise. */
 static double calib_surprise_u(const struct det_calib_params *p, const struct det_calib *c,
-                               double s, double u, double *q_out, bool want)
+                               double s, double u, double t, double *q_out, bool want)
 {
     *q_out = NAN;
     const float *tail = c->tail;
@@ -217,16 +229,16 @@ static double calib_surprise_u(const struct det_calib_params *p, const struct de
     if (!(total >= p->min_mass))
         return s;
     /* The highest bin edge with enough history above it to trust its tail
-     * (tail is non-increasing, so counting is finding). */
+     * (tail is non-increasing, so counting is finding). Compared in float
+     * against the least float not below min_mass, which is the same test
+     * for a float tail and lets the compiler compare the 16 bins at once. */
+    float mf = (float)p->min_mass;
+    if ((double)mf < p->min_mass)
+        mf = nextafterf(mf, INFINITY);
     int top = 0;
     for (int j = 1; j < DET_CALIB_BINS; j++)
-        top += tail[j] >= p->min_mass;
+        top += tail[j] >= mf;
     double s_top = calib_edge[top];
-    /* History at least as surprising as s: the bins above, and the part of
-     * s's own bin above it (the open last bin counts as one bin wide). */
-    int b = u < DET_CALIB_BINS - 1 ? (int)u : DET_CALIB_BINS - 1;
-    double above = b + 1 < DET_CALIB_BINS ? tail[b + 1] : 0;
-    double t = above + (tail[b] - above) * MAX(0.0, b + 1 - u);
     if (u < top) {
         *q_out = t / total;
         /* !want: the caller only needs the score, 1 - q (NAN: not computed). */
@@ -253,19 +265,13 @@ static double calib_surprise_u(const struct det_calib_params *p, const struct de
 }
 
 /* The far tail: fewer than min_mass values in the history at least as
- * surprising as u. (Not "at or past the highest trusted edge": while no
- * edge above the first has min_mass, that is every value, and a history
- * that skips all but the first of consecutive far values would then stop
- * learning for good.) */
-static bool calib_far_u(const struct det_calib_params *p, const struct det_calib *c, double u)
+ * surprising as s (t: calib_tail_at). (Not "at or past the highest trusted
+ * edge": while no edge above the first has min_mass, that is every value,
+ * and a history that skips all but the first of consecutive far values
+ * would then stop learning for good.) */
+static bool calib_far_t(const struct det_calib_params *p, const struct det_calib *c, double t)
 {
-    const float *tail = c->tail;
-    if (!(tail[0] >= p->min_mass))
-        return false;
-    int b = u < DET_CALIB_BINS - 1 ? (int)u : DET_CALIB_BINS - 1;
-    double above = b + 1 < DET_CALIB_BINS ? tail[b + 1] : 0;
-    double t = above + (tail[b] - above) * MAX(0.0, b + 1 - u);
-    return t < p->min_mass;
+    return c->tail[0] >= p->min_mass && t < p->min_mass;
 }
 
 static void calib_learn_u(const struct det_calib_params *p, struct det_calib *c, double u)
@@ -279,8 +285,8 @@ static void calib_learn_u(const struct det_calib_params *p, struct det_calib *c,
 
 double det_calib_surprise(const struct det_calib_params *p, const struct det_calib *c, double s)
 {
-    double q;
-    return calib_surprise_u(p, c, s, calib_u(s), &q, true);
+    double q, u = calib_u(s);
+    return calib_surprise_u(p, c, s, u, calib_tail_at(c, u), &q, true);
 }
 
 void det_calib_learn(const struct det_calib_params *p, struct det_calib *c, double s)
@@ -311,8 +317,8 @@ static void finish(struct det_result *r, const struct det_calib_params *cp, stru
         calib_learn_u(cp, c, 0);
         return;
     }
-    double u = calib_u(s_model), q;
-    double s = calib_surprise_u(cp, c, s_model, u, &q, want_surprise);
+    double u = calib_u(s_model), q, t = calib_tail_at(c, u);
+    double s = calib_surprise_u(cp, c, s_model, u, t, &q, want_surprise);
     if (isnan(s) && !(q > 1e-300))
         s = det_clamp_surprise(-det_log10(q)); /* at the clamp: the score from it */
     r->surprise = s;
@@ -325,7 +331,7 @@ static void finish(struct det_result *r, const struct det_calib_params *cp, stru
          * latency shift of 40 samples learned as 40 far-tail surprises
          * would make the next incident on this key "seen before" and mute
          * it. Only the first of consecutive far-tail samples is learned. */
-        if (calib_far_u(cp, c, u)) {
+        if (calib_far_t(cp, c, t)) {
             /* But a stretch that is long against the history is no longer
              * an incident: it is what the key does now (a level shift the
              * model has not followed yet), and a history without it would

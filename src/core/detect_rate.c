@@ -186,17 +186,26 @@ static uint32_t min_intervals(const struct det_rate_params *p)
     return (uint32_t)MAX((int64_t)p->min_intervals, intervals_per_day(p));
 }
 
+/* The result's spread and its interval in seconds (fill left the length in
+ * intervals): only for the results that are reported, not for every
+ * interval closed (a square root and a division each), and before learn()
+ * moves the dispersion on. */
+static void describe(const struct det_rate_params *p, const struct det_rate_state *s,
+                     struct det_result *r)
+{
+    r->scale = sqrt(dispersion(s) * MAX(r->expected, 0.0));
+    r->interval = r->interval * (double)p->interval_usec / (double)USEC_PER_SEC;
+}
+
 static void fill(const struct det_rate_params *p, struct det_rate_state *s, double count,
                  double expected, bool closing, struct det_result *r)
 {
     struct rate_test t = rate_surprise(p, s, count, expected, !closing);
     double sm = t.surprise;
     /* A run is reported as what was tested: its events against its
-     * expectation over its length. */
+     * expectation over its length (the spread: describe). */
     *r = (struct det_result){ .value = t.count, .expected = t.expected, .raw = sm,
-                              .scale = sqrt(dispersion(s) * MAX(t.expected, 0.0)),
-                              .interval = (double)t.len * (double)p->interval_usec /
-                                          (double)USEC_PER_SEC };
+                              .interval = (double)t.len };
     bool high = t.high;
     bool learning = s->n < min_intervals(p);
     if (closing) {
@@ -332,8 +341,10 @@ static int advance(const struct det_rate_params *p, struct det_rate_state *s, in
             s->hist_len = 0;
         else
             hist_push(s, s->count, e);
-        if (closed && (nclosed == 0 || r.score > closed->score))
+        if (closed && (nclosed == 0 || r.score > closed->score)) {
             *closed = r;
+            describe(p, s, closed);
+        }
         learn(p, s, s->count, s->cur,
               r.raw >= RATE_INCIDENT_SURPRISE && s->far_run >= 1 && s->far_run <= DET_RATE_RUN_MAX);
         s->count = 0;
@@ -357,8 +368,10 @@ int det_rate_add(const struct det_rate_params *p, struct det_rate_state *s, int6
     int64_t idx = interval_of(p, ts_usec);
     int nclosed = advance(p, s, idx, closed);
     s->count += n;
-    if (running)
+    if (running) {
         fill(p, s, s->count, expected_count(p, s, s->cur), false, running);
+        describe(p, s, running);
+    }
     return nclosed;
 }
 
