@@ -110,6 +110,16 @@ enum det_calib_tail {
                           * level's) */
 };
 
+/* A decay 2^(-1/half_life) worked out once, with the half-life it is for:
+ * a detector asks for the same one or two on every update, and params are
+ * read-only (shared by shard workers) where it is used. Filled by the
+ * *_params_default and *_params_prepare functions; a half-life changed
+ * after them is still honoured (the memo no longer matches and the decay is
+ * computed), only slower. */
+struct det_decay_memo {
+    double half_life, decay;
+};
+
 struct det_calib_params {
     double half_life; /* observations; default 10000, >= 10 */
     double min_mass;  /* decayed count needed above a level before the empirical
@@ -119,6 +129,7 @@ struct det_calib_params {
                        * INFINITY (the data's own slope); the rate detector's
                        * discrete counts need 1 (see detect_rate.c) */
     enum det_calib_tail tail; /* past the trusted levels; default DET_TAIL_DATA */
+    struct det_decay_memo decay; /* of half_life (det_calib_params_prepare) */
 };
 
 /* Decayed histogram of model surprise s, bins uniform in log2(1 + s) up
@@ -129,6 +140,8 @@ struct det_calib {
 };
 
 void det_calib_params_default(struct det_calib_params *p);
+/* Work out half_life's decay (det_decay_memo); call after changing it. */
+void det_calib_params_prepare(struct det_calib_params *p);
 /* Calibrated surprise of model surprise s against the history (not learning s). */
 double det_calib_surprise(const struct det_calib_params *p, const struct det_calib *c, double s);
 /* Learn s. */
@@ -236,6 +249,9 @@ struct det_rate_params {
     uint32_t min_intervals;/* no alerts before this many closed intervals, default 10 */
     double min_expected;   /* drops alert only if expected >= this, default 3 */
     struct det_calib_params calib;
+    /* of half_life and of the level's (a day's worth with daily), by
+     * det_rate_params_prepare */
+    struct det_decay_memo decay, level_decay;
 };
 
 #define DET_RATE_RUN_MAX 4
@@ -258,6 +274,9 @@ struct det_rate_state {
 };
 
 void det_rate_params_default(struct det_rate_params *p);
+/* Work out the decays of the half-lives set (det_decay_memo); call after
+ * changing half_life, interval_usec or daily. */
+void det_rate_params_prepare(struct det_rate_params *p);
 int det_rate_params_check(const struct det_rate_params *p);
 /* Count n events at ts_usec. Intervals that ended before ts are closed first
  * (also the empty ones: no events is a drop); the most surprising closed

@@ -67,6 +67,7 @@ void det_auto_params_default(struct det_auto_params *p)
                                    .min_score = 0.9999 };
     det_calib_params_default(&p->calib);
     p->calib.half_life = 2000;
+    det_calib_params_prepare(&p->calib);
     p->calib.max_slope = 0.7;
 }
 

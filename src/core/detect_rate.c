@@ -39,6 +39,16 @@ void det_rate_params_default(struct det_rate_params *p)
      * hashtag. Past the trusted levels the Poisson tail is taken as is. */
     p->calib.max_slope = 1;
     p->calib.tail = DET_TAIL_MODEL;
+    det_rate_params_prepare(p);
+}
+
+static double level_half_life(const struct det_rate_params *p);
+
+void det_rate_params_prepare(struct det_rate_params *p)
+{
+    det_decay_memo_set(&p->decay, p->half_life);
+    det_decay_memo_set(&p->level_decay, level_half_life(p));
+    det_calib_params_prepare(&p->calib);
 }
 
 int det_rate_params_check(const struct det_rate_params *p)
@@ -152,6 +162,13 @@ static void hist_push(struct det_rate_state *s, double count, double expected)
 static double tails(const struct det_rate_params *p, const struct det_rate_state *s,
                     double count, double expected, bool upper_only, bool *high)
 {
+    bool want_down = !upper_only && expected >= p->min_expected;
+    /* An empty interval where only the upper tail is tested (a sparse
+     * key's most common close): no surprise, without the divisions. */
+    if (count <= 0 && !want_down) {
+        *high = true;
+        return 0;
+    }
     double phi = dispersion(s);
     /* A key that was never active expects a little, not nothing: one event
      * on a silent key is news, but not infinitely so. */
@@ -162,8 +179,7 @@ static double tails(const struct det_rate_params *p, const struct det_rate_state
      * below it, and the mirror image under lam - 2; the sqrt(lam) margin
      * keeps the two well apart where both are near 1/2, so the max is
      * the same number. One incomplete gamma instead of two. */
-    double margin = 2 + sqrt(lam);
-    bool want_down = !upper_only && expected >= p->min_expected;
+    double margin = want_down ? 2 + sqrt(lam) : 0;
     double up = want_down && k <= lam - margin ? 0 : det_poisson_upper_surprise(k, lam);
     double down = !want_down || k >= lam + margin ? 0 : det_poisson_lower_surprise(k, lam);
     *high = up >= down;
@@ -268,9 +284,9 @@ static double level_half_life(const struct det_rate_params *p)
  * without the division once n is past it (divisions are the latency of
  * an interval close: bench_detect's daemon rate row 480/483/471 ns with
  * them, 462/457/449 without, alternating). */
-static inline double ew_rate(uint32_t n, double half_life)
+static inline double ew_rate(uint32_t n, const struct det_decay_memo *m, double half_life)
 {
-    double c = 1 - det_decay(half_life);
+    double c = 1 - det_decay_of(m, half_life);
     return c * (n + 1.0) < 1 ? 1.0 / (n + 1.0) : c;
 }
 
@@ -279,7 +295,7 @@ static void learn(const struct det_rate_params *p, struct det_rate_state *s, dou
 {
     unsigned h = 0;
     double f = hour_factor(p, s, idx, &h);
-    double eta = ew_rate(s->n, p->half_life);
+    double eta = ew_rate(s->n, &p->decay, p->half_life);
     double e = s->mean * f;
     /* Pearson residual, winsorised at 4 sd: one burst must not inflate the
      * dispersion (nor the mean) so much that the drop after it (a burst
@@ -299,7 +315,7 @@ static void learn(const struct det_rate_params *p, struct det_rate_state *s, dou
      * (a ratio to a level that rose with the peak is ~1), and the
      * factors, flattened, then call every trough a drop and every peak a
      * burst. */
-    double eta_level = p->daily ? ew_rate(s->n, level_half_life(p)) : eta;
+    double eta_level = p->daily ? ew_rate(s->n, &p->level_decay, level_half_life(p)) : eta;
     s->mean += p->daily ? eta_level * d / f : eta_level * d; /* f is 1 without daily */
     if (p->daily && s->mean > 0) {
         /* Each hour's factor averages that hour over about two days,

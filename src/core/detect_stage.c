@@ -290,6 +290,7 @@ static int setup(struct detector *d, const struct rw_config *cfg, const struct c
             d->p.rate.half_life = hl->d;
         if (at->has_value)
             d->p.rate.min_score = at->d;
+        det_rate_params_prepare(&d->p.rate);
         pr = det_rate_params_check(&d->p.rate);
         break;
     case K_CATEGORY:

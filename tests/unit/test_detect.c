@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "rarewatch/detect.h"
 #include "rarewatch/conf_schema.h"
@@ -347,6 +348,42 @@ TEST(rate_daily_calibrator_skips_the_learning_day)
     rate_run_days(&p, &s, 1, t0 + 288 * 5 * MIN_US);
     CHECK(s.n >= 288);
     CHECK(s.calib.tail[0] > 0);
+}
+
+/* The learning rates come from a decay worked out once per half-life
+ * (det_rate_params_prepare); a half-life set after it must still be the
+ * one used: the same events give the same state with and without the
+ * prepare call, and a different state than the default half-life. */
+static void rate_feed(const struct det_rate_params *p, struct det_rate_state *s)
+{
+    struct det_result closed;
+    rng_state = 11;
+    int64_t t0 = 1700000000LL * 1000000;
+    for (int m = 0; m < 300; m++) {
+        int n = (m % 50 == 49 ? 30 : 4) + (int)(4 * uniform());
+        for (int e = 0; e < n; e++)
+            det_rate_add(p, s, t0 + m * MIN_US + e * 1000, 1, &closed, NULL);
+    }
+}
+
+TEST(rate_decay_memo_follows_the_half_life)
+{
+    struct det_rate_params stale, prepared, dflt;
+    det_rate_params_default(&stale);
+    det_rate_params_default(&dflt);
+    stale.half_life = 7;
+    stale.calib.half_life = 500;
+    prepared = stale;
+    det_rate_params_prepare(&prepared);
+    CHECK(stale.decay.half_life != stale.half_life);
+    CHECK(prepared.decay.half_life == prepared.half_life);
+    struct det_rate_state a = { 0 }, b = { 0 }, c = { 0 };
+    rate_feed(&stale, &a);
+    rate_feed(&prepared, &b);
+    rate_feed(&dflt, &c);
+    CHECK(memcmp(&a, &b, sizeof(a)) == 0);
+    CHECK(a.mean != c.mean);
+    CHECK(memcmp(&a.calib, &c.calib, sizeof(a.calib)) != 0);
 }
 
 TEST(rare_category_first_seen_and_rare)
