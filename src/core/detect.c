@@ -8,7 +8,6 @@
 
 #include <math.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "detect_internal.h"
 
@@ -228,30 +227,6 @@ static inline double calib_tail_at(const struct det_calib *c, double u)
     return above + (tail[b] - above) * MAX(0.0, b + 1 - u);
 }
 
-/* How many bins hold at least min_mass. Compared in float against the
- * least float not below min_mass (the same test for a float tail), four
- * bins per instruction: GCC's -O2 does not vectorise the plain loop (its
- * 15 or 16 iterations are unrolled instead), and it was half of the
- * calibrator's instructions (callgrind: ~90 of ~165 Ir per call). */
-static inline int calib_trusted(const float *tail, double min_mass)
-{
-    typedef float v4f __attribute__((vector_size(16)));
-    typedef int32_t v4i __attribute__((vector_size(16)));
-    _Static_assert(DET_CALIB_BINS % 4 == 0, "whole vectors");
-    float mf = (float)min_mass;
-    if ((double)mf < min_mass)
-        mf = nextafterf(mf, INFINITY);
-    v4f m = { mf, mf, mf, mf };
-    v4i n = { 0, 0, 0, 0 };
-#pragma GCC unroll 4
-    for (int j = 0; j < DET_CALIB_BINS; j += 4) {
-        v4f v;
-        memcpy(&v, tail + j, sizeof(v));
-        n += v >= m; /* -1 where true */
-    }
-    return -(n[0] + n[1] + n[2] + n[3]);
-}
-
 /* u: calib_u(s) and t: calib_tail_at(u), which det_finish computes once for
  * both calls. Where the answer is an empirical frequency q (most updates),
  * *q_out gets it, so the score 1 - q needs no exp2 of the surprise; NAN
@@ -265,9 +240,10 @@ static double calib_surprise_u(const struct det_calib_params *p, const struct de
     if (!(total >= p->min_mass))
         return s;
     /* The highest bin edge with enough history above it to trust its tail
-     * (tail is non-increasing, so counting is finding; tail[0], the total,
-     * has enough). */
-    int top = calib_trusted(tail, p->min_mass) - 1;
+     * (tail is non-increasing, so counting is finding). */
+    int top = 0;
+    for (int j = 1; j < DET_CALIB_BINS; j++)
+        top += tail[j] >= p->min_mass;
     double s_top = calib_edge[top];
     if (u < top) {
         *q_out = t / total;
@@ -306,23 +282,11 @@ static bool calib_far_t(const struct det_calib_params *p, const struct det_calib
 
 static void calib_learn_u(const struct det_calib_params *p, struct det_calib *c, double u)
 {
-    typedef float v4f __attribute__((vector_size(16)));
-    typedef int32_t v4i __attribute__((vector_size(16)));
-    static const v4i lane[DET_CALIB_BINS / 4] = { { 0, 1, 2, 3 }, { 4, 5, 6, 7 },
-                                                  { 8, 9, 10, 11 }, { 12, 13, 14, 15 } };
     float d = (float)det_decay_of(&p->decay, p->half_life);
-    int32_t b = u >= DET_CALIB_BINS - 1 ? DET_CALIB_BINS - 1 : (int32_t)u;
-    v4f dv = { d, d, d, d }, one = { 1, 1, 1, 1 };
-    v4i bv = { b, b, b, b };
-    /* tail[j] * d + (j <= b), four bins per instruction (GCC -O2's own
-     * vectorisation of the plain loop took 46 Ir). */
-#pragma GCC unroll 4
-    for (int j = 0; j < DET_CALIB_BINS / 4; j++) {
-        v4f v;
-        memcpy(&v, c->tail + 4 * j, sizeof(v));
-        v = v * dv + (v4f)((v4i)one & (lane[j] <= bv));
-        memcpy(c->tail + 4 * j, &v, sizeof(v));
-    }
+    int b = u >= DET_CALIB_BINS - 1 ? DET_CALIB_BINS - 1 : (int)u;
+    /* Independent lanes, no carried sum: the compiler vectorises this. */
+    for (int j = 0; j < DET_CALIB_BINS; j++)
+        c->tail[j] = c->tail[j] * d + (j <= b ? 1.0f : 0.0f);
 }
 
 double det_calib_surprise(const struct det_calib_params *p, const struct det_calib *c, double s)
