@@ -380,5 +380,7 @@ size_t det_state_size(enum det_type t);
 int det_state_save(enum det_type t, const void *state, struct buf *out);
 /* Parse one record at data[0..len): fills state (det_state_size(t) bytes);
  * returns the bytes consumed, or -EINVAL (bad magic/type/size), -EPROTO
- * (newer version). */
+ * (newer version), -ERANGE (values no update leaves: a negative or
+ * non-finite count, a run history longer than its array, a time before
+ * 1970; state is then filled but must not be used). */
 int det_state_load(enum det_type t, void *state, const void *data, size_t len);

@@ -104,6 +104,10 @@ void detect_stage_adopt(struct detect_stage *s, struct detect_stage *old);
  * starts fresh. */
 int detect_stage_save(struct detect_stage *s, const char *path);
 int detect_stage_load(struct detect_stage *s, const char *path);
+/* The same from a snapshot in memory (detect_stage_load reads the file into
+ * one). -EBADMSG for a truncated or foreign snapshot; a key whose saved
+ * state has another layout or impossible values starts fresh (logged). */
+int detect_stage_load_buffer(struct detect_stage *s, const void *data, size_t len);
 
 struct detect_stats {
     const char *name;

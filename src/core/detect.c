@@ -730,6 +730,43 @@ int det_state_save(enum det_type t, const void *state, struct buf *out)
     return n ? buf_append(out, state, n) : 0;
 }
 
+static bool finite_nonneg(double x)
+{
+    return isfinite(x) && x >= 0;
+}
+
+/* The invariants the update code relies on, which a snapshot from disk
+ * need not keep (the fuzz target fuzz_detect_state loads arbitrary
+ * bytes): indices within their arrays, times from event times (>= 0, so
+ * their differences cannot overflow), counts that are counts. Values that
+ * merely give odd scores (a NaN mean, a negative variance) are left: the
+ * scores come out 0 or NaN-guarded, and the key relearns. */
+static bool state_valid(enum det_type t, const void *state)
+{
+    switch (t) {
+    case DET_ZSCORE: {
+        const struct det_zscore_state *z = state;
+        return z->last_ts >= 0;
+    }
+    case DET_RATE: {
+        const struct det_rate_state *r = state;
+        bool ok = r->hist_len <= DET_RATE_RUN_MAX - 1 && r->cur >= 0 &&
+                  finite_nonneg(r->count) && finite_nonneg(r->mean) && finite_nonneg(r->disp);
+        for (unsigned i = 0; i < DET_RATE_RUN_MAX - 1; i++)
+            ok = ok && finite_nonneg(r->hist_count[i]) && finite_nonneg(r->hist_expected[i]);
+        for (unsigned i = 0; i < ELEMENTSOF(r->hour); i++)
+            ok = ok && finite_nonneg(r->hour[i]);
+        return ok;
+    }
+    case DET_AUTO: {
+        const struct det_auto_state *a = state;
+        return a->first_ts >= 0 && a->last_ts >= 0;
+    }
+    default:
+        return true;
+    }
+}
+
 int det_state_load(enum det_type t, void *state, const void *data, size_t len)
 {
     struct det_state_header h;
@@ -745,5 +782,7 @@ int det_state_load(enum det_type t, void *state, const void *data, size_t len)
         return -EINVAL;
     if (n)
         memcpy(state, (const char *)data + sizeof(h), n);
+    if (!state_valid(t, state))
+        return -ERANGE;
     return (int)(sizeof(h) + n);
 }

@@ -72,8 +72,10 @@ static double hour_factor(const struct det_rate_params *p, const struct det_rate
 {
     if (!p->daily)
         return 1;
-    int64_t sec = idx * p->interval_usec / (int64_t)USEC_PER_SEC;
-    int64_t h = (sec / 3600) % 24;
+    /* In 128 bits: idx comes from a snapshot too, and a damaged one must
+     * not overflow here (for every idx an event time gives, the same). */
+    __int128 sec = (__int128)idx * p->interval_usec / (int64_t)USEC_PER_SEC;
+    int64_t h = (int64_t)(sec / 3600 % 24);
     *hour = (unsigned)(h < 0 ? h + 24 : h);
     return s->hour[*hour] > 0 ? s->hour[*hour] : 1;
 }

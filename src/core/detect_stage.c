@@ -1004,7 +1004,19 @@ int detect_stage_load(struct detect_stage *s, const char *path)
             return -ENOMEM;
         }
     fclose(f);
-    const unsigned char *p = (const unsigned char *)b.data, *end = p + b.len;
+    return detect_stage_load_buffer(s, b.data, b.len);
+}
+
+/* One pass over a snapshot. Without apply it only checks the framing, so a
+ * truncated or foreign file is refused before any state changes (the
+ * daemon then starts fresh, as it says, not with half a snapshot); with
+ * apply it restores each key whose detector is unchanged. A key whose own
+ * record is unusable starts fresh and is counted: another layout (saved by
+ * another version), values no update leaves, a forest rcf_load refuses, a
+ * key longer than the table takes. */
+static int load_pass(struct detect_stage *s, const unsigned char *p, const unsigned char *end,
+                     bool apply)
+{
 #define NEED(k) do { if ((size_t)(end - p) < (size_t)(k)) return -EBADMSG; } while (0)
     NEED(12);
     if (memcmp(p, STATE_MAGIC, 8) != 0)
@@ -1026,10 +1038,10 @@ int detect_stage_load(struct detect_stage *s, const char *path)
         memcpy(&sig, p, 8);
         p += 8;
         struct detector *d = NULL;
-        for (size_t j = 0; j < s->n; j++)
+        for (size_t j = 0; apply && j < s->n; j++)
             if (streq(s->d[j].name, name) && s->d[j].signature == sig)
                 d = &s->d[j];
-        uint64_t stale = 0;
+        uint64_t stale = 0, invalid = 0;
         for (;;) {
             NEED(1);
             if (*p++ == 0)
@@ -1054,14 +1066,14 @@ int detect_stage_load(struct detect_stage *s, const char *path)
                 pthread_mutex_lock(&st->lock);
                 bool created;
                 void *state = keytab_get_hashed(st->tab, h, key, kl, last, &created);
-                int r = state ? 0 : -ENOMEM;
+                int c = state ? 0 : -ERANGE; /* NULL: longer than the table's keys */
                 if (created)
                     note_created(d, st);
                 if (state && d->kind == K_RCF) {
                     struct rcf_slot *slot = state;
-                    if (blen < sizeof(slot->calib) + 4)
-                        r = -EBADMSG;
-                    else {
+                    if (blen < sizeof(slot->calib) + 4) {
+                        c = -ERANGE;
+                    } else {
                         memcpy(&slot->calib, p, sizeof(slot->calib));
                         memcpy(&slot->n, p + sizeof(slot->calib), 4);
                         size_t fl = blen - sizeof(slot->calib) - 4;
@@ -1069,30 +1081,38 @@ int detect_stage_load(struct detect_stage *s, const char *path)
                         rcf_free(slot->forest);
                         slot->forest = fl ? rcf_load(p + sizeof(slot->calib) + 4, fl, &e) : NULL;
                         if (fl && !slot->forest)
-                            r = e ? e : -EBADMSG;
+                            c = e == -ENOMEM ? -ENOMEM : -ERANGE;
                     }
                 } else if (state && d->kind != K_THRESHOLD) {
-                    int c = det_state_load(d->dtype, state, p, blen);
-                    if (c == -EINVAL || c == -EPROTO) {
-                        /* Another layout of this type's state (saved by a
-                         * different version): the key starts fresh. */
-                        keytab_remove(st->tab, key, kl);
-                        stale++;
-                    } else
-                        r = c < 0 ? c : 0;
+                    c = det_state_load(d->dtype, state, p, blen);
+                    c = c == -EINVAL || c == -EPROTO ? -EPROTO : c < 0 ? -ERANGE : 0;
                 }
+                if (c < 0 && state)
+                    keytab_remove(st->tab, key, kl);
                 pthread_mutex_unlock(&st->lock);
-                if (r < 0)
-                    return r;
+                if (c == -ENOMEM)
+                    return c;
+                stale += c == -EPROTO;
+                invalid += c == -ERANGE;
             }
             p += blen;
         }
         if (stale)
             log_warning("detector %s: %" PRIu64 " saved key states have another layout (older version?); they start fresh",
                         name, stale);
+        if (invalid)
+            log_warning("detector %s: %" PRIu64 " saved key states are damaged (values no update leaves); they start fresh",
+                        name, invalid);
     }
 #undef NEED
     return 0;
+}
+
+int detect_stage_load_buffer(struct detect_stage *s, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    int r = load_pass(s, p, p + len, false);
+    return r < 0 ? r : load_pass(s, p, p + len, true);
 }
 
 void detect_stage_stats(struct detect_stage *s, size_t i, struct detect_stats *out)

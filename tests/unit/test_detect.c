@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <math.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rarewatch/detect.h"
 #include "rarewatch/conf_schema.h"
 #include "rarewatch/detect_stage.h"
+#include "rarewatch/json_scan.h"
 #include "rarewatch/record_stage.h"
 #include "rarewatch/keytab.h"
 #include "tap.h"
@@ -703,6 +706,51 @@ TEST(load_rejects_bad_records)
     CHECK_INT(det_state_load(DET_ZSCORE, &out, b.data, b.len), -EINVAL);
 }
 
+/* A snapshot from disk may hold values no update leaves (a damaged file):
+ * an index past its array, a time before 1970, a count that is not one.
+ * They are refused, so no detector runs on them. */
+TEST(load_refuses_impossible_values)
+{
+    struct det_rate_state r = { .started = 1, .cur = 5, .mean = 2, .disp = 1 }, rout;
+    _cleanup_buf_ struct buf b = BUF_INIT;
+    CHECK_INT(det_state_save(DET_RATE, &r, &b), 0);
+    CHECK_INT(det_state_load(DET_RATE, &rout, b.data, b.len), (long long)b.len);
+    static const struct {
+        size_t off, size;
+        double value;
+    } bad[] = {
+        { offsetof(struct det_rate_state, cur), 8, -1 },
+        { offsetof(struct det_rate_state, count), 8, NAN },
+        { offsetof(struct det_rate_state, mean), 8, -2 },
+        { offsetof(struct det_rate_state, disp), 8, INFINITY },
+        { offsetof(struct det_rate_state, hist_len), 2, DET_RATE_RUN_MAX },
+        { offsetof(struct det_rate_state, hour) + 3 * sizeof(float), 4, -1 },
+    };
+    size_t hdr = b.len - sizeof(r);
+    for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+        _cleanup_buf_ struct buf c = BUF_INIT;
+        CHECK_INT(buf_append(&c, b.data, b.len), 0);
+        char *at = c.data + hdr + bad[i].off;
+        if (bad[i].size == 8 && bad[i].off == offsetof(struct det_rate_state, cur)) {
+            int64_t v = -1;
+            memcpy(at, &v, 8);
+        } else if (bad[i].size == 8) {
+            memcpy(at, &bad[i].value, 8);
+        } else if (bad[i].size == 4) {
+            float v = (float)bad[i].value;
+            memcpy(at, &v, 4);
+        } else {
+            uint16_t v = (uint16_t)bad[i].value;
+            memcpy(at, &v, 2);
+        }
+        CHECK_INT(det_state_load(DET_RATE, &rout, c.data, c.len), -ERANGE);
+    }
+    struct det_zscore_state z = { .ew.mean = 1, .last_ts = -5 }, zout;
+    _cleanup_buf_ struct buf zb = BUF_INIT;
+    CHECK_INT(det_state_save(DET_ZSCORE, &z, &zb), 0);
+    CHECK_INT(det_state_load(DET_ZSCORE, &zout, zb.data, zb.len), -ERANGE);
+}
+
 TEST(type_names_round_trip)
 {
     for (int t = DET_THRESHOLD; t <= DET_AUTO; t++)
@@ -958,3 +1006,64 @@ TEST(lookahead_turns_on_when_tables_outgrow_the_cache)
 }
 
 TAP_MAIN
+
+/* The stage's loader: a damaged key starts fresh, the others resume, and
+ * the load succeeds. */
+TEST(stage_load_drops_damaged_keys_only)
+{
+    static const char conf[] = "[input]\ntimestamp_field = ts\n"
+                               "[detector.r]\ntype = rate\nkey = k\ninterval = 10s\n";
+    struct stage_fixture f;
+    CHECK(fixture_new(&f, conf));
+    struct json_doc doc;
+    struct arena arena = { 0 };
+    json_doc_init(&doc, &arena);
+    for (int i = 0; i < 40; i++) {
+        char rec[96];
+        int n = snprintf(rec, sizeof(rec), "{\"k\":\"%s\",\"ts\":%d}", i % 2 ? "good" : "bad",
+                         1700000000 + i * 3);
+        arena_reset(&arena);
+        CHECK(json_scan(&doc, rec, (size_t)n) >= 0);
+        struct detect_record r = { .doc = &doc, .event_time = 1700000000 + i * 3 };
+        _cleanup_buf_ struct buf out = BUF_INIT;
+        struct detect_verdict v;
+        CHECK(detect_stage_eval(f.det, &r, &out, &v) >= 0);
+    }
+    char path[] = "/tmp/rw-test-state-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK_INT(detect_stage_save(f.det, path), 0);
+    _cleanup_buf_ struct buf snap = BUF_INIT;
+    FILE *fp = fopen(path, "rb");
+    CHECK(fp != NULL);
+    char chunk[4096];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+        CHECK_INT(buf_append(&snap, chunk, got), 0);
+    fclose(fp);
+    unlink(path);
+    /* The "bad" key's saved hist_len: past its array. The key is stored as
+     * its 2-byte length, its bytes, then last-use time, state length and
+     * the state record. */
+    char *k = memmem(snap.data, snap.len, "\x03\x00" "bad", 5);
+    CHECK(k != NULL);
+    char *state = k + 5 + 8 + 4;
+    /* det_state_save's record: a header, then the raw state. */
+    struct det_rate_state probe = { 0 };
+    _cleanup_buf_ struct buf one = BUF_INIT;
+    CHECK_INT(det_state_save(DET_RATE, &probe, &one), 0);
+    size_t rec_hdr = one.len - sizeof(probe);
+    uint16_t big = DET_RATE_RUN_MAX + 10;
+    memcpy(state + rec_hdr + offsetof(struct det_rate_state, hist_len), &big, 2);
+    struct stage_fixture g;
+    CHECK(fixture_new(&g, conf));
+    CHECK_INT(detect_stage_load_buffer(g.det, snap.data, snap.len), 0);
+    struct detect_stats st;
+    detect_stage_stats(g.det, 0, &st);
+    CHECK_INT(st.keys, 1);
+    fixture_free(&g);
+    fixture_free(&f);
+    json_doc_free(&doc);
+    arena_free(&arena);
+}
