@@ -1064,7 +1064,7 @@ static int load_pass(struct detect_stage *s, const unsigned char *p, const unsig
                 uint64_t h = keytab_hash(key, kl);
                 struct stripe *st = stripe_of(d, h);
                 pthread_mutex_lock(&st->lock);
-                bool created;
+                bool created = false; /* not set when the key is refused */
                 void *state = keytab_get_hashed(st->tab, h, key, kl, last, &created);
                 int c = state ? 0 : -ERANGE; /* NULL: longer than the table's keys */
                 if (created)
