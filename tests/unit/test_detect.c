@@ -711,38 +711,24 @@ TEST(load_rejects_bad_records)
  * They are refused, so no detector runs on them. */
 TEST(load_refuses_impossible_values)
 {
-    struct det_rate_state r = { .started = 1, .cur = 5, .mean = 2, .disp = 1 }, rout;
+    const struct det_rate_state ok = { .started = 1, .cur = 5, .mean = 2, .disp = 1 };
+    struct det_rate_state rout;
     _cleanup_buf_ struct buf b = BUF_INIT;
-    CHECK_INT(det_state_save(DET_RATE, &r, &b), 0);
+    CHECK_INT(det_state_save(DET_RATE, &ok, &b), 0);
     CHECK_INT(det_state_load(DET_RATE, &rout, b.data, b.len), (long long)b.len);
-    static const struct {
-        size_t off, size;
-        double value;
-    } bad[] = {
-        { offsetof(struct det_rate_state, cur), 8, -1 },
-        { offsetof(struct det_rate_state, count), 8, NAN },
-        { offsetof(struct det_rate_state, mean), 8, -2 },
-        { offsetof(struct det_rate_state, disp), 8, INFINITY },
-        { offsetof(struct det_rate_state, hist_len), 2, DET_RATE_RUN_MAX },
-        { offsetof(struct det_rate_state, hour) + 3 * sizeof(float), 4, -1 },
-    };
-    size_t hdr = b.len - sizeof(r);
+    /* The valid state with one value no update leaves. */
+    struct det_rate_state bad[6];
+    for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+        bad[i] = ok;
+    bad[0].cur = -1;
+    bad[1].count = NAN;
+    bad[2].mean = -2;
+    bad[3].disp = INFINITY;
+    bad[4].hist_len = DET_RATE_RUN_MAX;
+    bad[5].hour[3] = -1;
     for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
         _cleanup_buf_ struct buf c = BUF_INIT;
-        CHECK_INT(buf_append(&c, b.data, b.len), 0);
-        char *at = c.data + hdr + bad[i].off;
-        if (bad[i].size == 8 && bad[i].off == offsetof(struct det_rate_state, cur)) {
-            int64_t v = -1;
-            memcpy(at, &v, 8);
-        } else if (bad[i].size == 8) {
-            memcpy(at, &bad[i].value, 8);
-        } else if (bad[i].size == 4) {
-            float v = (float)bad[i].value;
-            memcpy(at, &v, 4);
-        } else {
-            uint16_t v = (uint16_t)bad[i].value;
-            memcpy(at, &v, 2);
-        }
+        CHECK_INT(det_state_save(DET_RATE, &bad[i], &c), 0);
         CHECK_INT(det_state_load(DET_RATE, &rout, c.data, c.len), -ERANGE);
     }
     struct det_zscore_state z = { .ew.mean = 1, .last_ts = -5 }, zout;
