@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "rarewatch/conf.h"
+#include "rarewatch/fsutil.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -499,28 +500,9 @@ static int handler(void *user, const char *section, const char *name, const char
 
 static char *read_file(const char *path, int *err)
 {
-    FILE *fp = fopen(path, "re");
-    if (!fp) {
-        *err = -errno;
-        return NULL;
-    }
     _cleanup_buf_ struct buf b = BUF_INIT;
-    char tmp[8192];
-    size_t n;
-    while ((n = fread(tmp, 1, sizeof(tmp), fp)) > 0)
-        if (buf_append(&b, tmp, n) < 0) {
-            fclose(fp);
-            *err = -ENOMEM;
-            return NULL;
-        }
-    bool bad = ferror(fp);
-    fclose(fp);
-    if (bad) {
-        *err = -EIO;
-        return NULL;
-    }
-    *err = 0;
-    return buf_steal(&b);
+    *err = read_whole_file(path, &b);
+    return *err < 0 ? NULL : buf_steal(&b);
 }
 
 static int parse_text(struct load_ctx *c, const char *name, const char *text)

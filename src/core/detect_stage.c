@@ -992,18 +992,10 @@ int detect_stage_save(struct detect_stage *s, const char *path)
 
 int detect_stage_load(struct detect_stage *s, const char *path)
 {
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return -errno;
     _cleanup_buf_ struct buf b = BUF_INIT;
-    char tmp[65536];
-    size_t got;
-    while ((got = fread(tmp, 1, sizeof(tmp), f)) > 0)
-        if (buf_append(&b, tmp, got) < 0) {
-            fclose(f);
-            return -ENOMEM;
-        }
-    fclose(f);
+    int r = read_whole_file(path, &b);
+    if (r < 0)
+        return r;
     return detect_stage_load_buffer(s, b.data, b.len);
 }
 

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "rarewatch/buf.h"
 #include "rarewatch/macro.h"
 
 int mkdir_p(const char *path, mode_t mode)
@@ -97,4 +98,21 @@ long long dir_size(const char *dir)
     }
     closedir(d);
     return total;
+}
+
+int read_whole_file(const char *path, struct buf *out)
+{
+    FILE *fp = fopen(path, "re");
+    if (!fp)
+        return -errno;
+    buf_reset(out);
+    char tmp[65536];
+    size_t n;
+    int r = 0;
+    while (r == 0 && (n = fread(tmp, 1, sizeof(tmp), fp)) > 0)
+        r = buf_append(out, tmp, n) < 0 ? -ENOMEM : 0;
+    if (r == 0 && ferror(fp))
+        r = -EIO;
+    fclose(fp);
+    return r;
 }

@@ -14,34 +14,14 @@
 #include <sys/stat.h>
 
 #include "rarewatch/buf.h"
+#include "rarewatch/fsutil.h"
 #include "rarewatch/macro.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void fclosep_(FILE **f)
-{
-    if (*f)
-        (void)fclose(*f);
-}
-
-static int read_file(const char *path, struct buf *b)
-{
-    _cleanup_(fclosep_) FILE *f = fopen(path, "rb");
-    char chunk[65536];
-    size_t n;
-
-    if (!f)
-        return negative_errno();
-    buf_reset(b);
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        if (buf_append(b, chunk, n) < 0)
-            return -ENOMEM;
-    return ferror(f) ? -EIO : 0;
-}
-
 static int run_one(const char *path, struct buf *b)
 {
-    int r = read_file(path, b);
+    int r = read_whole_file(path, b);
     if (r < 0) {
         fprintf(stderr, "%s: %s\n", path, strerror(-r));
         return r;

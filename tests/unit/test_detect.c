@@ -10,6 +10,7 @@
 #include "rarewatch/detect.h"
 #include "rarewatch/conf_schema.h"
 #include "rarewatch/detect_stage.h"
+#include "rarewatch/fsutil.h"
 #include "rarewatch/json_scan.h"
 #include "rarewatch/record_stage.h"
 #include "rarewatch/keytab.h"
@@ -1021,13 +1022,7 @@ TEST(stage_load_drops_damaged_keys_only)
     close(fd);
     CHECK_INT(detect_stage_save(f.det, path), 0);
     _cleanup_buf_ struct buf snap = BUF_INIT;
-    FILE *fp = fopen(path, "rb");
-    CHECK(fp != NULL);
-    char chunk[4096];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-        CHECK_INT(buf_append(&snap, chunk, got), 0);
-    fclose(fp);
+    CHECK_INT(read_whole_file(path, &snap), 0);
     unlink(path);
     /* The "bad" key's saved hist_len: past its array. The key is stored as
      * its 2-byte length, its bytes, then last-use time, state length and
