@@ -22,6 +22,10 @@
  *   bench_detect [updates-per-run] [runs] [keys] [type]
  *   BENCH_DETECT_STEP_US=N: event time per update in the second table
  *   (default 1000; see step_us)
+ *   BENCH_DETECT_STEADY=1: both tables warm up until every key is past
+ *   its learning period (warm_runs); without it they measure a key's
+ *   10th-40th updates, mostly learning ones for all but rate
+ *   BENCH_DETECT_DAEMON_ONLY=1: the first table only
  *
  * Prints the median ns/update over the runs and bytes per key. keys
  * (default 100,000) smaller than the cache shows the detectors' compute
@@ -229,6 +233,19 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Warm-up runs of n updates each. With BENCH_DETECT_STEADY set, until
+ * every key is past its learning period (the longest default,
+ * rare_category's 100 events, + 10%): at 100,000 keys and 1,000,000
+ * updates a run, a key sees 10 a run, so after one warm-up run most timed
+ * zscore and quantile updates and all rare_category ones are still
+ * learning (no calibration, no alert test: the cheap path). */
+static unsigned warm_runs(size_t n)
+{
+    if (!getenv("BENCH_DETECT_STEADY"))
+        return 1;
+    return (unsigned)((110 * (uint64_t)nkeys + n - 1) / n);
+}
+
 static double measure(const struct all_params *p, enum det_type t, enum store s,
                       const struct workload *w, unsigned runs, size_t *bytes_per_key)
 {
@@ -257,6 +274,7 @@ static double measure(const struct all_params *p, enum det_type t, enum store s,
     uint64_t span = (uint64_t)w->n * (uint64_t)step_us;
     uint64_t learn_us = (uint64_t)(p->r.min_intervals + 1) * (uint64_t)p->r.interval_usec;
     unsigned warm = t == DET_RATE ? (unsigned)MAX((uint64_t)1, (learn_us + span - 1) / span) : 1;
+    warm = MAX(warm, warm_runs(w->n));
     for (unsigned i = 0; i < warm; i++)
         run(p, t, s, store, w);
     double ns[16];
@@ -349,15 +367,9 @@ static void daemon_measure(enum det_type t, struct daemon_input *d, unsigned run
     struct rw_output out = { 0 };
     if (!rs_none || !rs_det)
         abort();
-    /* Warm-up: every key exists, buffers are at their size. With
-     * BENCH_DETECT_STEADY set, until every key is past its learning
-     * period (the longest default, rare_category's 100 events, + 10%): at
-     * 100,000 keys and 1,000,000 records a run, a key sees 10 records a
-     * run, so without it most timed zscore/quantile records and all
-     * rare_category ones are still learning (no calibration). */
-    unsigned warm = 1;
-    if (getenv("BENCH_DETECT_STEADY"))
-        warm = (unsigned)((110 * (uint64_t)nkeys + d->n - 1) / d->n);
+    /* Warm-up: every key exists, buffers are at their size, and with
+     * BENCH_DETECT_STEADY every key is past its learning period. */
+    unsigned warm = warm_runs(d->n);
     for (unsigned i = 0; i < warm; i++)
         daemon_run(rs_det, det, d, &out);
     daemon_run(rs_none, none, d, &out);
