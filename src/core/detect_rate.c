@@ -339,6 +339,32 @@ static void learn(const struct det_rate_params *p, struct det_rate_state *s, dou
     s->n++;
 }
 
+/* Close an empty interval that cannot be news (nothing expected enough
+ * to miss: the test is one-sided, its surprise 0), changing the state
+ * exactly as fill() and the rest of a close do, without the result no
+ * one reads (none is asked for, or one with a score >= 0 is already
+ * there, which a score of 0 does not replace). Most closes of
+ * a sparse key are these (bench_detect, 1 ms per update: ~55%). */
+static bool close_quiet(const struct det_rate_params *p, struct det_rate_state *s, double e)
+{
+    if (s->count != 0 || e >= p->min_expected)
+        return false;
+    /* fill(): tails() is 0, so det_finish_score learns a surprise of 0 and
+     * ends any far-tail run, unless the key is learning (then neither). */
+    bool learning = s->n < min_intervals(p);
+    if (!learning) {
+        det_calib_learn(&p->calib, &s->calib, 0);
+        s->far_run = 0;
+    }
+    /* A score of 0 alerts only at a min_score of 0. */
+    if (!learning && p->min_score <= 0)
+        s->hist_len = 0;
+    else
+        hist_push(s, 0, e);
+    learn(p, s, 0, s->cur, false);
+    return true;
+}
+
 static int advance(const struct det_rate_params *p, struct det_rate_state *s, int64_t idx,
                    struct det_result *closed)
 {
@@ -352,6 +378,11 @@ static int advance(const struct det_rate_params *p, struct det_rate_state *s, in
     struct det_result r;
     while (s->cur < idx && nclosed < RATE_MAX_CLOSE) {
         double e = expected_count(p, s, s->cur);
+        if ((nclosed > 0 || !closed) && close_quiet(p, s, e)) {
+            s->cur++;
+            nclosed++;
+            continue;
+        }
         fill(p, s, s->count, e, true, &r);
         /* A run that alerted has been told: the next starts afresh, so
          * the intervals after an incident are not judged with it. */

@@ -390,6 +390,75 @@ TEST(rate_decay_memo_follows_the_half_life)
     CHECK(memcmp(&a.calib, &c.calib, sizeof(a.calib)) != 0);
 }
 
+/* Close a rate key's intervals before t one call each, asking for the
+ * result: each close is then the first of its call, the one that builds
+ * its result (fill), never a quiet one. */
+static void rate_close_one_by_one(const struct det_rate_params *p, struct det_rate_state *s,
+                                  int64_t t)
+{
+    struct det_result closed;
+    while (s->started && s->cur < t / p->interval_usec)
+        CHECK(det_rate_tick(p, s, (s->cur + 1) * p->interval_usec, &closed) == 1);
+}
+
+/* An empty interval that cannot be news is closed without building its
+ * result (close_quiet) where none is asked for or one is already there:
+ * the state must move exactly as a scored close moves it. The same events
+ * and ticks given to three keys, asking for every result (a), for none
+ * (b: every empty one-sided close quiet) and for every result one interval
+ * per call (c: no close quiet), leave the same state bit for bit after
+ * every call: through learning, sparse stretches (quiet closes), bursts on
+ * them (far-tail runs that a quiet close ends), a busy stretch (drops
+ * tested: not quiet) and its silence, with the default min_score, with 0
+ * (every close alerts) and with daily. */
+TEST(rate_quiet_closes_move_the_state_as_scored_ones_do)
+{
+    for (int variant = 0; variant < 3; variant++) {
+        struct det_rate_params p;
+        det_rate_params_default(&p);
+        if (variant == 1)
+            p.min_score = 0;
+        if (variant == 2) {
+            p.daily = true;
+            p.interval_usec = 3600 * USEC_PER_SEC / 4;
+            det_rate_params_prepare(&p);
+        }
+        struct det_rate_state a = { 0 }, b = { 0 }, c = { 0 };
+        struct det_result closed;
+        rng_state = 5;
+        int64_t t = 1700000000LL * 1000000;
+        unsigned quiet_possible = 0, far_runs = 0;
+        for (int i = 0; i < 4000; i++) {
+            /* Sparse (an event every ~2 intervals), then busy (~8 per
+             * interval) for a while, then silent ticks. */
+            bool busy = i % 1000 >= 700 && i % 1000 < 900;
+            double gap = busy ? p.interval_usec / 8.0 : 2.0 * p.interval_usec;
+            /* Now and then two bursts on the sparse key an empty interval
+             * apart, rare enough to be far in the calibrator's tail: the
+             * quiet close between them ends the first one's far-tail run. */
+            bool burst = i % 1000 == 300 || i % 1000 == 301;
+            t += i % 1000 == 301 ? 2 * p.interval_usec : (int64_t)(gap * 2 * uniform()) + 1;
+            rate_close_one_by_one(&p, &c, t);
+            if (i % 1000 >= 900) {
+                det_rate_tick(&p, &a, t, &closed);
+                det_rate_tick(&p, &b, t, NULL);
+            } else {
+                uint32_t n = burst ? 20 : 1;
+                det_rate_add(&p, &a, t, n, &closed, NULL);
+                det_rate_add(&p, &b, t, n, NULL, NULL);
+                CHECK(det_rate_add(&p, &c, t, n, &closed, NULL) == 0);
+            }
+            quiet_possible += a.count == 0 && a.mean < p.min_expected;
+            far_runs += a.far_run > 0;
+            CHECK(memcmp(&a, &c, sizeof(a)) == 0);
+            CHECK(memcmp(&b, &c, sizeof(b)) == 0);
+        }
+        CHECK(quiet_possible > 0);
+        CHECK(far_runs > 0);
+        CHECK(a.n > 100);
+    }
+}
+
 TEST(rare_category_first_seen_and_rare)
 {
     struct det_category_params p;
