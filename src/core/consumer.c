@@ -34,6 +34,10 @@ struct shard {
     bool thread_started;
     _Atomic bool exited;      /* the thread is done (join it) */
     _Atomic bool ended;       /* read to SHARD_END and checkpointed */
+    /* Drained at a stop: consumer_stop releases the lease once the
+     * coordinator and every worker are joined (written by the worker,
+     * read after its join). */
+    bool release_at_stop;
     _Atomic int64_t millis_behind;
     _Atomic uint64_t records;
     _Atomic uint64_t deadlettered;
@@ -623,8 +627,13 @@ static void drain_and_finish(struct wstate *ws, bool shard_end)
             log_info("shard read to its end; checkpoint SHARD_END");
         }
     }
+    /* Not released here: the coordinator may still be in its last
+     * round, and a lease released now could be taken straight back by it
+     * (it was: test_leases, "SIGTERM: leases released", one run in six
+     * under load), leaving a row that names an instance that has exited
+     * until failover_time passes. */
     if (atomic_load(&c->stopping))
-        c->o.store->ops->release(c->o.store->impl, ws->s->id);
+        ws->s->release_at_stop = true;
 }
 
 static void wake_coordinator(struct consumer *c)
@@ -933,7 +942,7 @@ static void *coord_main(void *arg)
             } else
                 next = now + MIN(iv, 5 * USEC_PER_SEC);
         }
-        if (have_list && cfg) {
+        if (have_list && cfg && !atomic_load(&c->stopping)) {
             /* Leases (when the store has them) are renewed and balanced on
              * the store's own intervals; shards start as soon as they are
              * ours and their parents are done. */
@@ -1013,6 +1022,13 @@ int consumer_stop(struct consumer *c, uint64_t deadline)
             pthread_join(s->thread, NULL);
             s->thread_started = false;
             rw_ack_queue_destroy(&s->acks);
+        }
+    /* Nothing takes leases any more: the drained shards' leases go, so the
+     * next owner takes them at once instead of after failover_time. */
+    for (struct shard *s = c->shards; s; s = s->next)
+        if (s->release_at_stop) {
+            s->release_at_stop = false;
+            c->o.store->ops->release(c->o.store->impl, s->id);
         }
     return ret;
 }
