@@ -57,7 +57,8 @@ struct ckpt_store_ops {
                 char *const *parents);
     /* Does this instance own the shard now? (file store: always.) */
     bool (*owns)(void *impl, const char *shard_id);
-    /* Give up ownership after the final checkpoint (graceful stop). */
+    /* Give up ownership after the final checkpoint (graceful stop); a
+     * no-op where this instance does not own the shard. */
     void (*release)(void *impl, const char *shard_id);
     void (*free)(void *impl);
 };

@@ -34,10 +34,6 @@ struct shard {
     bool thread_started;
     _Atomic bool exited;      /* the thread is done (join it) */
     _Atomic bool ended;       /* read to SHARD_END and checkpointed */
-    /* Drained at a stop: consumer_stop releases the lease once the
-     * coordinator and every worker are joined (written by the worker,
-     * read after its join). */
-    bool release_at_stop;
     _Atomic int64_t millis_behind;
     _Atomic uint64_t records;
     _Atomic uint64_t deadlettered;
@@ -627,13 +623,7 @@ static void drain_and_finish(struct wstate *ws, bool shard_end)
             log_info("shard read to its end; checkpoint SHARD_END");
         }
     }
-    /* Not released here: the coordinator may still be in its last
-     * round, and a lease released now could be taken straight back by it
-     * (it was: test_leases, "SIGTERM: leases released", one run in six
-     * under load), leaving a row that names an instance that has exited
-     * until failover_time passes. */
-    if (atomic_load(&c->stopping))
-        ws->s->release_at_stop = true;
+    /* The lease is released by consumer_stop, not here. */
 }
 
 static void wake_coordinator(struct consumer *c)
@@ -1023,13 +1013,16 @@ int consumer_stop(struct consumer *c, uint64_t deadline)
             s->thread_started = false;
             rw_ack_queue_destroy(&s->acks);
         }
-    /* Nothing takes leases any more: the drained shards' leases go, so the
-     * next owner takes them at once instead of after failover_time. */
+    /* Nothing takes leases any more: the leases still ours go, so the next
+     * owner takes them at once instead of after failover_time (the store
+     * releases only what it still owns: not a lease a worker lost). Not
+     * from each worker as it finishes draining: the coordinator may still
+     * be in its last round then, and took a released lease straight back
+     * (test_leases, "SIGTERM: leases released", one run in six under
+     * load), leaving a row that named an exited instance until
+     * failover_time passed. */
     for (struct shard *s = c->shards; s; s = s->next)
-        if (s->release_at_stop) {
-            s->release_at_stop = false;
-            c->o.store->ops->release(c->o.store->impl, s->id);
-        }
+        c->o.store->ops->release(c->o.store->impl, s->id);
     return ret;
 }
 
