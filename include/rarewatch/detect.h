@@ -75,7 +75,8 @@ struct det_result {
     double value;    /* observed value (count for rate, probability for rare_category,
                       * recent mean step for auto's volatility) */
     double expected; /* what the model expected (mean, median, time-of-day
-                      * profile, count, typical probability) */
+                      * profile, count; rare_category: the typical value's
+                      * probability, for an alert only, else 0) */
     double scale;    /* spread used (sigma, robust sigma); 0 if none */
     double interval; /* rate: interval length in seconds */
     enum det_why why;
@@ -255,22 +256,26 @@ struct det_rate_params {
 };
 
 #define DET_RATE_RUN_MAX 4
+/* What a non-daily update reads and writes fills the first 128 bytes (two
+ * cache lines, with the table's header line three: at 100,000 keys an
+ * update costs about a memory miss per line); the hour-of-day factors,
+ * which only daily touches, come last (det_rate_state_hot). */
 struct det_rate_state {
     int64_t cur;      /* index of the open interval (ts / interval), valid when started */
     double count;     /* events in the open interval */
     double mean;      /* EW mean count per interval (deseasonalised when daily) */
     double disp;      /* EW Pearson dispersion (1 = Poisson) */
-    float hour[24];   /* daily: hour-of-day multiplicative factors, 0 = unset */
-    uint32_t n;       /* closed intervals */
-    uint32_t started;
     struct det_calib calib;
     /* The closed intervals before the open one, newest first, hist_len of
      * them: a closing interval is tested together with each run of
      * intervals it ends (a burst or a drop spanning several intervals is
      * one test), up to DET_RATE_RUN_MAX intervals long. */
     float hist_count[DET_RATE_RUN_MAX - 1], hist_expected[DET_RATE_RUN_MAX - 1];
-    uint16_t hist_len;
-    uint16_t far_run;  /* consecutive far-tail surprises (det_finish_score) */
+    uint32_t n;       /* closed intervals */
+    uint8_t started;
+    uint8_t hist_len;
+    uint16_t far_run; /* consecutive far-tail surprises (det_finish_score) */
+    float hour[24];   /* daily: hour-of-day multiplicative factors, 0 = unset */
 };
 
 void det_rate_params_default(struct det_rate_params *p);
@@ -278,6 +283,9 @@ void det_rate_params_default(struct det_rate_params *p);
  * changing half_life, interval_usec or daily. */
 void det_rate_params_prepare(struct det_rate_params *p);
 int det_rate_params_check(const struct det_rate_params *p);
+/* Bytes at the start of a state that an update with p reads or writes:
+ * all but the hour-of-day factors unless daily (for prefetching). */
+size_t det_rate_state_hot(const struct det_rate_params *p);
 /* Count n events at ts_usec. Intervals that ended before ts are closed first
  * (also the empty ones: no events is a drop); the most surprising closed
  * interval goes to *closed and the function returns the number closed (0:
@@ -304,7 +312,11 @@ struct det_category_params {
 };
 
 struct det_category_state {
-    uint64_t hash[DET_CATEGORY_SLOTS]; /* value hashes, 0 = empty slot */
+    /* Values by the low 32 bits of their hash, bit 0 set; 0 = empty slot
+     * (a 64-bit hash per slot made the state a cache line longer, and an
+     * update touches all of it; two of 16 values sharing 32 bits is a
+     * 1-in-270-million chance per new value, and then only merges counts) */
+    uint32_t tag[DET_CATEGORY_SLOTS];
     float count[DET_CATEGORY_SLOTS];   /* decayed counts, in units of `unit` */
     uint64_t seen[2];  /* Bloom filter of every value hash ever seen */
     double unit;       /* lazy decay: true count = count / unit */

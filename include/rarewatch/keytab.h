@@ -31,6 +31,9 @@
 struct keytab_params {
     uint32_t max_keys;   /* >= 1 */
     uint32_t value_size; /* bytes per value slot (zeroed on insert) */
+    /* Bytes at the value's start that a lookup's user touches, the part
+     * keytab_prefetch_slot() hints (with the header); 0 = all of it. */
+    uint32_t value_hot;
     uint32_t key_max;    /* longest key accepted, default (0) 64 bytes */
     int64_t idle_usec;   /* keytab_expire() removes entries idle this long; 0 = never */
     /* Called with the value of an entry about to be evicted or expired,

@@ -216,6 +216,16 @@ static const double calib_edge[DET_CALIB_BINS] = {
     15, 21.627416997969519, 31, 44.254833995939045, 63, 89.509667991878089, 127, 180.01933598375618,
 };
 
+/* The least float >= min_mass: a float tail compared with it answers as
+ * compared with min_mass in double, and 16 floats compare in a few vector
+ * instructions (compared in double, bin by bin, the count of trusted
+ * levels was ~60 instructions of every calibrated update, callgrind). */
+static inline float calib_mass_f(double min_mass)
+{
+    float f = (float)min_mass;
+    return (double)f < min_mass ? nextafterf(f, INFINITY) : f;
+}
+
 /* History at least as surprising as u (calib_u of s): the bins above u's
  * bin, and the part of its own bin above it (the open last bin counts as
  * one bin wide). finish() computes it once for both of its uses. */
@@ -241,9 +251,10 @@ static double calib_surprise_u(const struct det_calib_params *p, const struct de
         return s;
     /* The highest bin edge with enough history above it to trust its tail
      * (tail is non-increasing, so counting is finding). */
-    int top = 0;
-    for (int j = 1; j < DET_CALIB_BINS; j++)
-        top += tail[j] >= p->min_mass;
+    int top = -1; /* tail[0] is total: counted, and not an edge above the first */
+    float mass = calib_mass_f(p->min_mass);
+    for (int j = 0; j < DET_CALIB_BINS; j++)
+        top += tail[j] >= mass;
     double s_top = calib_edge[top];
     if (u < top) {
         *q_out = t / total;
@@ -694,7 +705,11 @@ void det_quantile_update(const struct det_quantile_params *p, struct det_quantil
 /* ---- persistence ------------------------------------------------------ */
 
 #define DET_STATE_MAGIC UINT32_C(0x53445752) /* "RWDS" */
-#define DET_STATE_VERSION 1
+/* 2: the rate state's hour-of-day factors moved last (det_rate_state_hot),
+ * its started and hist_len narrowed to bytes; rare_category's value hashes
+ * narrowed to 32-bit tags. Version 1 records of those two are converted on
+ * load; the other types' are the same bytes. */
+#define DET_STATE_VERSION 2
 
 struct det_state_header {
     uint32_t magic;
@@ -767,6 +782,52 @@ static bool state_valid(enum det_type t, const void *state)
     }
 }
 
+/* The rate state as version 1 laid it out. */
+struct det_rate_state_v1 {
+    int64_t cur;
+    double count, mean, disp;
+    float hour[24];
+    uint32_t n, started;
+    struct det_calib calib;
+    float hist_count[DET_RATE_RUN_MAX - 1], hist_expected[DET_RATE_RUN_MAX - 1];
+    uint16_t hist_len, far_run;
+};
+
+static void rate_state_from_v1(struct det_rate_state *s, const void *data)
+{
+    struct det_rate_state_v1 o;
+    memcpy(&o, data, sizeof(o));
+    *s = (struct det_rate_state){ .cur = o.cur, .count = o.count, .mean = o.mean, .disp = o.disp,
+                                  .calib = o.calib, .n = o.n, .started = o.started != 0,
+                                  /* a damaged one stays past its array: refused below */
+                                  .hist_len = (uint8_t)MIN(o.hist_len, (uint16_t)UINT8_MAX),
+                                  .far_run = o.far_run };
+    memcpy(s->hist_count, o.hist_count, sizeof(s->hist_count));
+    memcpy(s->hist_expected, o.hist_expected, sizeof(s->hist_expected));
+    memcpy(s->hour, o.hour, sizeof(s->hour));
+}
+
+/* The rare_category state as version 1 laid it out. */
+struct det_category_state_v1 {
+    uint64_t hash[DET_CATEGORY_SLOTS];
+    float count[DET_CATEGORY_SLOTS];
+    uint64_t seen[2];
+    double unit, total;
+    uint32_t n, pad_;
+    struct det_calib calib;
+};
+
+static void category_state_from_v1(struct det_category_state *s, const void *data)
+{
+    struct det_category_state_v1 o;
+    memcpy(&o, data, sizeof(o));
+    *s = (struct det_category_state){ .unit = o.unit, .total = o.total, .n = o.n, .calib = o.calib };
+    for (int i = 0; i < DET_CATEGORY_SLOTS; i++)
+        s->tag[i] = (uint32_t)o.hash[i]; /* the low half, whose bit 0 is set */
+    memcpy(s->count, o.count, sizeof(s->count));
+    memcpy(s->seen, o.seen, sizeof(s->seen));
+}
+
 int det_state_load(enum det_type t, void *state, const void *data, size_t len)
 {
     struct det_state_header h;
@@ -778,10 +839,19 @@ int det_state_load(enum det_type t, void *state, const void *data, size_t len)
         return -EINVAL;
     if (h.version > DET_STATE_VERSION)
         return -EPROTO;
-    if (h.size != n || len - sizeof(h) < n)
+    if ((t == DET_RATE || t == DET_RARE_CATEGORY) && h.version < 2) {
+        n = t == DET_RATE ? sizeof(struct det_rate_state_v1) : sizeof(struct det_category_state_v1);
+        if (h.size != n || len - sizeof(h) < n)
+            return -EINVAL;
+        if (t == DET_RATE)
+            rate_state_from_v1(state, (const char *)data + sizeof(h));
+        else
+            category_state_from_v1(state, (const char *)data + sizeof(h));
+    } else if (h.size != n || len - sizeof(h) < n) {
         return -EINVAL;
-    if (n)
+    } else if (n) {
         memcpy(state, (const char *)data + sizeof(h), n);
+    }
     if (!state_valid(t, state))
         return -ERANGE;
     return (int)(sizeof(h) + n);

@@ -53,29 +53,34 @@ static void bloom_add(struct det_category_state *s, uint64_t h)
 void det_category_update(const struct det_category_params *p, struct det_category_state *s,
                          const char *value, size_t len, struct det_result *r)
 {
-    uint64_t h = keytab_hash(value, len) | 1; /* 0 marks an empty slot */
+    uint64_t h = keytab_hash(value, len) | 1;
+    uint32_t tag = (uint32_t)h; /* bit 0 set: 0 marks an empty slot */
     if (s->unit <= 0)
         s->unit = 1;
 
-    int found = -1, lightest = 0;
-    double tracked = 0, sumsq = 0;
+    /* One pass for what every update needs. The tracked mass is summed in
+     * slot order, as before; the lightest slot (a new value's) and the
+     * typical probability (reported for alerts only) are found where they
+     * are needed: in the common case, a value already tracked, neither is
+     * (together ~200 of the ~830 instructions of an update, callgrind). */
+    int found = -1;
+    double tracked = 0;
     for (int i = 0; i < DET_CATEGORY_SLOTS; i++) {
-        sumsq += (double)s->count[i] * s->count[i];
-        if (s->hash[i] == h)
+        if (s->tag[i] == tag)
             found = i;
-        if (s->count[i] < s->count[lightest])
-            lightest = i;
         tracked += s->count[i];
     }
     double total = s->total / s->unit, alpha = p->alpha;
     bool first = !bloom_test(s, h);
     double pv, tail;
     if (found >= 0) {
-        double cv = s->count[found];
+        float cv = s->count[found];
+        /* Without a branch: which slots are rarer is data, and a
+         * mispredicted compare per slot costs more than the adds of 0
+         * (x + 0 is x: the sum is the one the branches gave). */
         double rarer = 0;
         for (int i = 0; i < DET_CATEGORY_SLOTS; i++)
-            if (s->count[i] <= cv)
-                rarer += s->count[i];
+            rarer += s->count[i] <= cv ? (double)s->count[i] : 0.0;
         pv = cv / s->unit / (total + alpha);
         /* Untracked values and the new-value mass are all rarer than v. */
         double untracked = MAX(0.0, s->total - tracked) / s->unit;
@@ -87,18 +92,30 @@ void det_category_update(const struct det_category_params *p, struct det_categor
         double untracked = MAX(0.0, s->total - tracked) / s->unit;
         pv = tail = (untracked + alpha) / (total + alpha);
     }
-    /* expected: the probability of a typical value, sum of p_i^2. */
-    double expected = s->total > 0 ? sumsq / (s->total * s->unit * (total + alpha)) : 0;
-    *r = (struct det_result){ .value = pv, .expected = expected,
+    *r = (struct det_result){ .value = pv,
                               .raw = det_clamp_surprise(-det_log10(MIN(tail, 1.0))) };
     bool learning = s->n < p->min_samples;
     det_finish_score(r, &p->calib, &s->calib, r->raw, learning, NULL);
     if (!learning) {
         r->why = first ? DET_WHY_NEW_CATEGORY : DET_WHY_RARE_CATEGORY;
         r->alert = r->score >= p->min_score;
+        if (r->alert) {
+            /* expected: the probability of a typical value, sum of p_i^2. */
+            double sumsq = 0;
+            for (int i = 0; i < DET_CATEGORY_SLOTS; i++)
+                sumsq += (double)s->count[i] * s->count[i];
+            r->expected = s->total > 0 ? sumsq / (s->total * s->unit * (total + alpha)) : 0;
+        }
     }
 
-    /* Learn: decay everything lazily by growing the unit of new events. */
+    /* Learn: decay everything lazily by growing the unit of new events. A
+     * new value takes the lightest slot, the first of equals, as found
+     * before the counts are rescaled (which can make two of them equal). */
+    int lightest = 0;
+    if (found < 0)
+        for (int i = 1; i < DET_CATEGORY_SLOTS; i++)
+            if (s->count[i] < s->count[lightest])
+                lightest = i;
     s->unit /= det_decay(p->half_life);
     if (s->unit > 1e30) {
         for (int i = 0; i < DET_CATEGORY_SLOTS; i++)
@@ -108,9 +125,9 @@ void det_category_update(const struct det_category_params *p, struct det_categor
     }
     if (found < 0) {
         found = lightest;
-        if (s->hash[found] == 0)
+        if (s->tag[found] == 0)
             s->count[found] = 0;
-        s->hash[found] = h;
+        s->tag[found] = tag;
     }
     s->count[found] = (float)(s->count[found] + s->unit);
     s->total += s->unit;

@@ -9,7 +9,9 @@
  * before the Poisson tail is taken, which is the usual quasi-likelihood
  * treatment and keeps bursty keys from alerting on every burst.
  */
+#include <assert.h>
 #include <math.h>
+#include <stddef.h>
 
 #include "detect_internal.h"
 
@@ -58,6 +60,14 @@ int det_rate_params_check(const struct det_rate_params *p)
         !(p->min_score >= 0 && p->min_score <= 1) || !(p->min_expected >= 0))
         return -EINVAL;
     return det_calib_params_check(&p->calib);
+}
+
+static_assert(offsetof(struct det_rate_state, hour) == 128,
+              "a non-daily update's fields fill two cache lines, the hour factors follow");
+
+size_t det_rate_state_hot(const struct det_rate_params *p)
+{
+    return p->daily ? sizeof(struct det_rate_state) : offsetof(struct det_rate_state, hour);
 }
 
 static int64_t interval_of(const struct det_rate_params *p, int64_t ts)

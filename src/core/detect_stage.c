@@ -356,6 +356,7 @@ static int setup(struct detector *d, const struct rw_config *cfg, const struct c
     struct keytab_params kp = {
         .max_keys = (uint32_t)MAX(1, (max_keys + STRIPES - 1) / STRIPES),
         .value_size = (uint32_t)d->value_size,
+        .value_hot = d->kind == K_RATE ? (uint32_t)det_rate_state_hot(&d->p.rate) : 0,
         .key_max = KEY_MAX,
         .idle_usec = (int64_t)V(sec, RWK_detector_idle_expiry)->u,
         .on_remove = d->kind == K_RCF ? rcf_slot_remove : NULL,

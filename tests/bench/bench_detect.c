@@ -253,8 +253,10 @@ static double measure(const struct all_params *p, enum det_type t, enum store s,
     struct chained ch = { 0 };
     size_t sz = det_state_size(t);
     if (s == KEYTAB || s == KEYTAB_PREFETCH) {
+        /* What the update touches prefetched, as the daemon's tables do. */
+        uint32_t hot = t == DET_RATE ? (uint32_t)det_rate_state_hot(&p->r) : 0;
         store = keytab_new(&(struct keytab_params){ .max_keys = nkeys, .value_size = (uint32_t)sz,
-                                                    .key_max = 24 });
+                                                    .value_hot = hot, .key_max = 24 });
         *bytes_per_key = keytab_bytes_per_key(store);
     } else if (s == CHAINED) {
         ch = (struct chained){ .b = calloc(nkeys, sizeof(void *)), .nb = nkeys, .state_size = sz };

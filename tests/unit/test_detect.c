@@ -507,11 +507,11 @@ TEST(rare_category_remembers_values_evicted_from_its_slots)
     unsigned evicted = 0;
     for (int k = 0; k < 20; k++) {
         int n = snprintf(v, sizeof(v), "plan-%d", k);
-        /* The detector's slot key: the value's keytab_hash with bit 0 set. */
-        uint64_t h = keytab_hash(v, (size_t)n) | 1;
+        /* The detector's slot tag: the value's keytab_hash, low 32 bits, bit 0 set. */
+        uint32_t tag = (uint32_t)(keytab_hash(v, (size_t)n) | 1);
         bool tracked = false;
         for (int j = 0; j < DET_CATEGORY_SLOTS; j++)
-            tracked |= s.hash[j] == h;
+            tracked |= s.tag[j] == tag;
         struct det_category_state copy = s;
         det_category_update(&p, &copy, v, (size_t)n, &r);
         CHECK(r.why != DET_WHY_NEW_CATEGORY);
@@ -779,6 +779,108 @@ TEST(load_rejects_bad_records)
 /* A snapshot from disk may hold values no update leaves (a damaged file):
  * an index past its array, a time before 1970, a count that is not one.
  * They are refused, so no detector runs on them. */
+/* A rate state saved by version 1 (hour factors in the middle, 232
+ * bytes) loads into today's layout field for field, and goes on as the
+ * key it was: an upgrade does not make rate keys relearn. */
+struct rate_state_v1 {
+    int64_t cur;
+    double count, mean, disp;
+    float hour[24];
+    uint32_t n, started;
+    struct det_calib calib;
+    float hist_count[DET_RATE_RUN_MAX - 1], hist_expected[DET_RATE_RUN_MAX - 1];
+    uint16_t hist_len, far_run;
+};
+
+TEST(rate_state_of_version_1_loads)
+{
+    struct det_rate_params p;
+    det_rate_params_default(&p);
+    p.daily = true; /* the hour factors in use too */
+    p.interval_usec = 5 * MIN_US;
+    struct det_rate_state s = { 0 };
+    int64_t t0 = 1700006400LL * 1000000;
+    rate_run_days(&p, &s, 2, t0);
+    CHECK(s.hist_len > 0 && s.hour[5] > 0 && s.calib.tail[0] > 0);
+    s.far_run = 2;
+    struct rate_state_v1 o = { .cur = s.cur, .count = s.count, .mean = s.mean, .disp = s.disp,
+                               .n = s.n, .started = 1, .calib = s.calib, .hist_len = s.hist_len,
+                               .far_run = s.far_run };
+    memcpy(o.hour, s.hour, sizeof(o.hour));
+    memcpy(o.hist_count, s.hist_count, sizeof(o.hist_count));
+    memcpy(o.hist_expected, s.hist_expected, sizeof(o.hist_expected));
+    /* Today's record header, then made version 1's: version byte 4, size
+     * at byte 8 (magic u32, version u8, type u8, reserved u16, size u32). */
+    _cleanup_buf_ struct buf b = BUF_INIT;
+    CHECK_INT(det_state_save(DET_RATE, &s, &b), 0);
+    size_t hdr = b.len - sizeof(s);
+    CHECK_INT(hdr, 12);
+    _cleanup_buf_ struct buf v1 = BUF_INIT;
+    CHECK_INT(buf_append(&v1, b.data, hdr), 0);
+    v1.data[4] = 1;
+    uint32_t size = sizeof(o);
+    memcpy(v1.data + 8, &size, 4);
+    CHECK_INT(buf_append(&v1, &o, sizeof(o)), 0);
+    struct det_rate_state got;
+    memset(&got, 0xa5, sizeof(got));
+    CHECK_INT(det_state_load(DET_RATE, &got, v1.data, v1.len), (long long)v1.len);
+    CHECK(memcmp(&got, &s, sizeof(s)) == 0);
+    /* The same record with today's size is not taken for version 1's. */
+    memcpy(v1.data + 8, &(uint32_t){ sizeof(s) }, 4);
+    CHECK_INT(det_state_load(DET_RATE, &got, v1.data, v1.len), -EINVAL);
+    /* A damaged version 1 record is refused as today's are. */
+    o.hist_len = 300;
+    memcpy(v1.data + 8, &size, 4);
+    memcpy(v1.data + hdr, &o, sizeof(o));
+    CHECK_INT(det_state_load(DET_RATE, &got, v1.data, v1.len), -ERANGE);
+}
+
+/* A rare_category state saved by version 1 (64-bit value hashes) loads
+ * with each slot's tag the low half of its hash, the rest as it was. */
+struct category_state_v1 {
+    uint64_t hash[DET_CATEGORY_SLOTS];
+    float count[DET_CATEGORY_SLOTS];
+    uint64_t seen[2];
+    double unit, total;
+    uint32_t n, pad_;
+    struct det_calib calib;
+};
+
+TEST(rare_category_state_of_version_1_loads)
+{
+    struct det_category_params p;
+    det_category_params_default(&p);
+    struct det_category_state s = { 0 };
+    struct det_result r;
+    char v[32];
+    for (int i = 0; i < 300; i++) {
+        int n = snprintf(v, sizeof(v), "country-%d", i % 12);
+        det_category_update(&p, &s, v, (size_t)n, &r);
+    }
+    struct category_state_v1 o = { .unit = s.unit, .total = s.total, .n = s.n, .calib = s.calib };
+    unsigned used = 0;
+    for (int i = 0; i < DET_CATEGORY_SLOTS; i++) {
+        /* whatever the high half held: only the low one is kept */
+        o.hash[i] = s.tag[i] ? (uint64_t)(0x5eed0000u + i) << 32 | s.tag[i] : 0;
+        used += s.tag[i] != 0;
+    }
+    CHECK_INT(used, 12);
+    memcpy(o.count, s.count, sizeof(o.count));
+    memcpy(o.seen, s.seen, sizeof(o.seen));
+    _cleanup_buf_ struct buf b = BUF_INIT;
+    CHECK_INT(det_state_save(DET_RARE_CATEGORY, &s, &b), 0);
+    size_t hdr = b.len - sizeof(s);
+    _cleanup_buf_ struct buf v1 = BUF_INIT;
+    CHECK_INT(buf_append(&v1, b.data, hdr), 0);
+    v1.data[4] = 1;
+    memcpy(v1.data + 8, &(uint32_t){ sizeof(o) }, 4);
+    CHECK_INT(buf_append(&v1, &o, sizeof(o)), 0);
+    struct det_category_state got;
+    memset(&got, 0xa5, sizeof(got));
+    CHECK_INT(det_state_load(DET_RARE_CATEGORY, &got, v1.data, v1.len), (long long)v1.len);
+    CHECK(memcmp(&got, &s, sizeof(s)) == 0);
+}
+
 TEST(load_refuses_impossible_values)
 {
     const struct det_rate_state ok = { .started = 1, .cur = 5, .mean = 2, .disp = 1 };
@@ -1104,8 +1206,8 @@ TEST(stage_load_drops_damaged_keys_only)
     _cleanup_buf_ struct buf one = BUF_INIT;
     CHECK_INT(det_state_save(DET_RATE, &probe, &one), 0);
     size_t rec_hdr = one.len - sizeof(probe);
-    uint16_t big = DET_RATE_RUN_MAX + 10;
-    memcpy(state + rec_hdr + offsetof(struct det_rate_state, hist_len), &big, 2);
+    uint8_t big = DET_RATE_RUN_MAX + 10;
+    memcpy(state + rec_hdr + offsetof(struct det_rate_state, hist_len), &big, 1);
     struct stage_fixture g;
     CHECK(fixture_new(&g, conf));
     CHECK_INT(detect_stage_load_buffer(g.det, snap.data, snap.len), 0);
