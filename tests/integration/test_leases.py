@@ -21,6 +21,7 @@ import glob
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -233,6 +234,7 @@ def main():
         wait_for(lambda: delivered(root) >= sent, 180, "b delivered")
         wait_for(lambda: stable(ddb), 60, "lease ownership stable for two take intervals")
         dups_before = len(outputs(root)) - delivered(root)
+        log_marks = {n: len(i.logtext()) for n, i in inst.items() if os.path.exists(i.log)}
         put(env, root, "c", 2000)
         sent += 2000
         leaving = "w3"
@@ -250,6 +252,16 @@ def main():
         wait_for(lambda: delivered(root) >= sent, 180, "c delivered")
         dups_after = len(outputs(root)) - delivered(root)
         check("SIGTERM handover: no duplicates at all", dups_after == dups_before, f"{dups_before} -> {dups_after}")
+        if dups_after != dups_before:
+            # Where they came from (seen once in 8 runs under load, not
+            # reproduced since): a steal after the handover, a drain cut by
+            # the stop deadline, a lost lease. What each instance logged
+            # about its leases and its stop since the SIGTERM step began.
+            for n, i in inst.items():
+                if n in log_marks:
+                    for line in i.logtext()[log_marks[n]:].splitlines():
+                        if re.search(r"lease|stolen|deadline|stop|drain|lost|checkpoint", line):
+                            print(f"# {n}: {line}")
 
         # A lease stolen from a live worker: it stops the shard, never writes the row again.
         target = next(k for k, v in leases(ddb).items() if v["owner"] == "w1")
