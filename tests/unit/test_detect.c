@@ -792,6 +792,25 @@ struct rate_state_v1 {
     uint16_t hist_len, far_run;
 };
 
+/* A state record as version 1 wrote it: today's header for type t (taken
+ * from det_state_save of the current state cur), made version 1's
+ * (version byte 4, size at byte 8: magic u32, version u8, type u8,
+ * reserved u16, size u32), then the old layout's bytes. Returns the
+ * header's length. */
+static size_t state_record_v1(enum det_type t, const void *cur, size_t cur_size, const void *old,
+                              size_t old_size, struct buf *out)
+{
+    _cleanup_buf_ struct buf b = BUF_INIT;
+    CHECK_INT(det_state_save(t, cur, &b), 0);
+    size_t hdr = b.len - cur_size;
+    CHECK_INT(hdr, 12);
+    CHECK_INT(buf_append(out, b.data, hdr), 0);
+    out->data[4] = 1;
+    memcpy(out->data + 8, &(uint32_t){ (uint32_t)old_size }, 4);
+    CHECK_INT(buf_append(out, old, old_size), 0);
+    return hdr;
+}
+
 TEST(rate_state_of_version_1_loads)
 {
     struct det_rate_params p;
@@ -809,18 +828,9 @@ TEST(rate_state_of_version_1_loads)
     memcpy(o.hour, s.hour, sizeof(o.hour));
     memcpy(o.hist_count, s.hist_count, sizeof(o.hist_count));
     memcpy(o.hist_expected, s.hist_expected, sizeof(o.hist_expected));
-    /* Today's record header, then made version 1's: version byte 4, size
-     * at byte 8 (magic u32, version u8, type u8, reserved u16, size u32). */
-    _cleanup_buf_ struct buf b = BUF_INIT;
-    CHECK_INT(det_state_save(DET_RATE, &s, &b), 0);
-    size_t hdr = b.len - sizeof(s);
-    CHECK_INT(hdr, 12);
     _cleanup_buf_ struct buf v1 = BUF_INIT;
-    CHECK_INT(buf_append(&v1, b.data, hdr), 0);
-    v1.data[4] = 1;
+    size_t hdr = state_record_v1(DET_RATE, &s, sizeof(s), &o, sizeof(o), &v1);
     uint32_t size = sizeof(o);
-    memcpy(v1.data + 8, &size, 4);
-    CHECK_INT(buf_append(&v1, &o, sizeof(o)), 0);
     struct det_rate_state got;
     memset(&got, 0xa5, sizeof(got));
     CHECK_INT(det_state_load(DET_RATE, &got, v1.data, v1.len), (long long)v1.len);
@@ -867,14 +877,8 @@ TEST(rare_category_state_of_version_1_loads)
     CHECK_INT(used, 12);
     memcpy(o.count, s.count, sizeof(o.count));
     memcpy(o.seen, s.seen, sizeof(o.seen));
-    _cleanup_buf_ struct buf b = BUF_INIT;
-    CHECK_INT(det_state_save(DET_RARE_CATEGORY, &s, &b), 0);
-    size_t hdr = b.len - sizeof(s);
     _cleanup_buf_ struct buf v1 = BUF_INIT;
-    CHECK_INT(buf_append(&v1, b.data, hdr), 0);
-    v1.data[4] = 1;
-    memcpy(v1.data + 8, &(uint32_t){ sizeof(o) }, 4);
-    CHECK_INT(buf_append(&v1, &o, sizeof(o)), 0);
+    state_record_v1(DET_RARE_CATEGORY, &s, sizeof(s), &o, sizeof(o), &v1);
     struct det_category_state got;
     memset(&got, 0xa5, sizeof(got));
     CHECK_INT(det_state_load(DET_RARE_CATEGORY, &got, v1.data, v1.len), (long long)v1.len);
