@@ -95,7 +95,7 @@ void det_category_update(const struct det_category_params *p, struct det_categor
     *r = (struct det_result){ .value = pv,
                               .raw = det_clamp_surprise(-det_log10(MIN(tail, 1.0))) };
     bool learning = s->n < p->min_samples;
-    det_finish_score(r, &p->calib, &s->calib, r->raw, learning, NULL);
+    det_finish_score(r, &p->calib, &s->calib, r->raw, NAN, learning, NULL);
     if (!learning) {
         r->why = first ? DET_WHY_NEW_CATEGORY : DET_WHY_RARE_CATEGORY;
         r->alert = r->score >= p->min_score;

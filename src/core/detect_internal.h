@@ -24,9 +24,12 @@ static inline double det_log10(double x)
     return x == 1 ? 0 : log2(x) * 0.30102999566398119521;
 }
 
+/* 10^-s, the tail probability a surprise stands for. */
+static inline double det_surprise_to_tail(double s) { return exp2(-s * 3.32192809488736234787); }
+
 /* 1 - 10^-s. exp2 rather than expm1: cheaper, and the digits that matter
  * are those of p = 10^-s when the score is near 1. */
-static inline double det_surprise_to_score(double s) { return 1 - exp2(-s * 3.32192809488736234787); }
+static inline double det_surprise_to_score(double s) { return 1 - det_surprise_to_tail(s); }
 
 /* 2^(-1/half_life): the per-step weight kept by an exponential decay. */
 double det_decay(double half_life);
@@ -46,12 +49,17 @@ void det_finish(struct det_result *r, const struct det_calib_params *cp, struct 
                 double s_model, bool learning);
 /* The same for the detectors whose callers read only the score (zscore,
  * quantile, rate, rare_category): r->surprise is left NAN where the score
- * came from the empirical tail q (most updates), which saves a logarithm
- * per update; det_result_surprise() gives it. With run (the detector
- * state's count of consecutive far-tail surprises; may be NULL), only the
- * first of those is learned. */
+ * came from a tail q (most updates), which saves a logarithm per update;
+ * det_result_surprise() gives it. q_model is 10^-s_model where the caller
+ * has it without a power (NAN otherwise). With run (the detector state's
+ * count of consecutive far-tail surprises; may be NULL), only the first of
+ * those is learned. */
 void det_finish_score(struct det_result *r, const struct det_calib_params *cp, struct det_calib *c,
-                      double s_model, bool learning, uint32_t *run);
+                      double s_model, double q_model, bool learning, uint32_t *run);
+/* det_poisson_upper_surprise, and in *tail the probability P(X >= k) it
+ * is -log10 of where that came without a power (NAN otherwise): the
+ * calibrator then scores with it directly (det_finish_score's q_model). */
+double det_poisson_upper_surprise_tail(double k, double lambda, double *tail);
 
 /* z of x against e (sd_out: the sd used, may be NULL); learn x with the
  * given per-sample decay. */

@@ -102,14 +102,15 @@ static double dispersion(const struct det_rate_state *s)
     return MAX(1.0, s->disp);
 }
 
-/* Model surprise of `count` in one interval; *high says which tail. */
+/* Model surprise of `count` in one interval; *high says which tail, *tail
+ * is 10^-surprise where that came without a power (NAN otherwise). */
 static double tails(const struct det_rate_params *p, const struct det_rate_state *s,
-                    double count, double expected, bool upper_only, bool *high);
+                    double count, double expected, bool upper_only, bool *high, double *tail);
 
 /* What a closing interval is judged on: itself alone or one of the runs
  * of intervals it ends, whichever is the most surprising. */
 struct rate_test {
-    double surprise, count, expected;
+    double surprise, tail, count, expected; /* tail: see tails() */
     unsigned len; /* intervals */
     bool high;
 };
@@ -128,7 +129,7 @@ static struct rate_test rate_surprise(const struct det_rate_params *p,
                                       double expected, bool upper_only)
 {
     struct rate_test t = { .count = count, .expected = expected, .len = 1 };
-    t.surprise = tails(p, s, count, expected, upper_only, &t.high);
+    t.surprise = tails(p, s, count, expected, upper_only, &t.high, &t.tail);
     /* A run is judged where an interval adds evidence to it: one that is
      * itself at least 1-in-10 on the run's side. A burst's or an outage's
      * intervals are (4 events against 0.5 is 1-in-500), and the runs of
@@ -150,10 +151,10 @@ static struct rate_test rate_surprise(const struct det_rate_params *p,
         if ((c > e) != up)
             continue;
         bool high;
-        double sr = tails(p, s, c, e, !lower, &high);
+        double tail, sr = tails(p, s, c, e, !lower, &high, &tail);
         if (sr > t.surprise)
-            t = (struct rate_test){ .surprise = sr, .count = c, .expected = e, .len = i + 2,
-                                    .high = high };
+            t = (struct rate_test){ .surprise = sr, .tail = tail, .count = c, .expected = e,
+                                    .len = i + 2, .high = high };
     }
     return t;
 }
@@ -172,8 +173,9 @@ static void hist_push(struct det_rate_state *s, double count, double expected)
 }
 
 static double tails(const struct det_rate_params *p, const struct det_rate_state *s,
-                    double count, double expected, bool upper_only, bool *high)
+                    double count, double expected, bool upper_only, bool *high, double *tail)
 {
+    *tail = NAN;
     bool want_down = !upper_only && expected >= p->min_expected;
     /* An empty interval where only the upper tail is tested (a sparse
      * key's most common close): no surprise, without the divisions. */
@@ -185,20 +187,25 @@ static double tails(const struct det_rate_params *p, const struct det_rate_state
     /* A key that was never active expects a little, not nothing: one event
      * on a silent key is news, but not infinitely so. */
     double lam = MAX(expected, 0.05) / phi, k = count / phi;
+    if (!want_down) {
+        /* Where a drop cannot be news (too few events expected): one-sided,
+         * the upper tail as is, and its probability with it where that
+         * came free (one event in an interval at phi 1). */
+        *high = true;
+        return det_poisson_upper_surprise_tail(k, lam, tail);
+    }
     /* Far from the mean only one tail can be the larger: the Poisson
      * median lies in [lam - ln 2, lam + 1/3], so past lam + 2 the lower
      * tail P(X <= k) is above 1/2 (surprise below log10 2) and the upper
      * below it, and the mirror image under lam - 2; the sqrt(lam) margin
      * keeps the two well apart where both are near 1/2, so the max is
      * the same number. One incomplete gamma instead of two. */
-    double margin = want_down ? 2 + sqrt(lam) : 0;
-    double up = want_down && k <= lam - margin ? 0 : det_poisson_upper_surprise(k, lam);
-    double down = !want_down || k >= lam + margin ? 0 : det_poisson_lower_surprise(k, lam);
+    double margin = 2 + sqrt(lam);
+    double up = k <= lam - margin ? 0 : det_poisson_upper_surprise(k, lam);
+    double down = k >= lam + margin ? 0 : det_poisson_lower_surprise(k, lam);
     *high = up >= down;
-    /* Two-sided where both tails are tested: the larger surprise, less a
-     * factor 2. Where a drop cannot be news (too few events expected) the
-     * test is one-sided and its surprise is taken as is. */
-    return det_clamp_surprise(MAX(up, down) - (want_down ? det_log10(2.0) : 0));
+    /* Two-sided: the larger surprise, less a factor 2. */
+    return det_clamp_surprise(MAX(up, down) - det_log10(2.0));
 }
 
 static int64_t intervals_per_day(const struct det_rate_params *p)
@@ -245,7 +252,7 @@ static void fill(const struct det_rate_params *p, struct det_rate_state *s, doub
          * they stayed in the history for its half-life, a month: a key
          * with three of them called every later burst "recurring" (social
          * seed 2: 20 events against 3.3, model 10^-8.6, scored 0.9968). */
-        det_finish_score(r, &p->calib, &s->calib, sm, learning, &far);
+        det_finish_score(r, &p->calib, &s->calib, sm, t.tail, learning, &far);
         s->far_run = (uint16_t)MIN(far, (uint32_t)UINT16_MAX);
         if (learning) {
             r->why = DET_WHY_LEARNING;
@@ -302,8 +309,9 @@ static inline double ew_rate(uint32_t n, const struct det_decay_memo *m, double 
     return c * (n + 1.0) < 1 ? 1.0 / (n + 1.0) : c;
 }
 
-static void learn(const struct det_rate_params *p, struct det_rate_state *s, double count,
-                  int64_t idx, bool incident)
+static inline __attribute__((always_inline)) void learn(const struct det_rate_params *p,
+                                                        struct det_rate_state *s, double count,
+                                                        int64_t idx, bool incident)
 {
     unsigned h = 0;
     double f = hour_factor(p, s, idx, &h);

@@ -26,6 +26,8 @@
  *   its learning period (warm_runs); without it they measure a key's
  *   10th-40th updates, mostly learning ones for all but rate
  *   BENCH_DETECT_DAEMON_ONLY=1: the first table only
+ *   BENCH_DETECT_PF_ONLY=1: the second table's keytab+pf column only (the
+ *   others print 0): for perf and A/B comparisons of the lookup + update
  *
  * Prints the median ns/update over the runs and bytes per key. keys
  * (default 100,000) smaller than the cache shows the detectors' compute
@@ -489,7 +491,9 @@ int main(int argc, char **argv)
         step_us = MAX(1, atoll(getenv("BENCH_DETECT_STEP_US")));
     struct daemon_input din;
     daemon_input_init(&din, n, &w);
-    daemon_table(&din, runs, only);
+    bool pf_only = getenv("BENCH_DETECT_PF_ONLY") != NULL;
+    if (!pf_only)
+        daemon_table(&din, runs, only);
     if (getenv("BENCH_DETECT_DAEMON_ONLY"))
         return 0;
 
@@ -509,13 +513,13 @@ int main(int argc, char **argv)
     printf("%-14s %6s | %10s %10s %8s | %10s %8s | %10s | %8s\n", "", "bytes", "ns/update",
            "ns/update", "", "ns/update", "", "ns/update", "B/key");
     for (unsigned i = 0; i < ELEMENTSOF(types); i++) {
-        size_t bk, bc, bf;
+        size_t bk = 0, bc = 0, bf = 0;
         if (only && strcmp(only, det_type_name(types[i])) != 0)
             continue;
-        double kt = measure(&p, types[i], KEYTAB, &w, runs, &bk);
+        double kt = pf_only ? 0 : measure(&p, types[i], KEYTAB, &w, runs, &bk);
         double kp = measure(&p, types[i], KEYTAB_PREFETCH, &w, runs, &bk);
-        double chn = measure(&p, types[i], CHAINED, &w, runs, &bc);
-        double fl = measure(&p, types[i], FLAT, &w, runs, &bf);
+        double chn = pf_only ? 0 : measure(&p, types[i], CHAINED, &w, runs, &bc);
+        double fl = pf_only ? 0 : measure(&p, types[i], FLAT, &w, runs, &bf);
         printf("%-14s %6zu | %10.1f %10.1f %8zu | %10.1f %8zu | %10.1f | %8zu\n", det_type_name(types[i]),
                det_state_size(types[i]), kt, kp, bk, chn, bc, fl, daemon_bytes_per_key(types[i]));
     }

@@ -69,6 +69,35 @@ TEST(poisson_tails_match_direct_sums)
     CHECK(det_poisson_upper_surprise(5000, 2) == 300);
 }
 
+/* The series, four terms a step, against P(X >= k) summed in long double
+ * from the far end (no cancellation), at integer k and at the fractional
+ * k an overdispersed key gives (P(k, lambda) then, compared with the sum of
+ * its two integer neighbours' bracket). */
+TEST(poisson_upper_tail_series_is_accurate)
+{
+    for (double lambda = 0.01; lambda < 80; lambda *= 1.37) {
+        long double pmf[700];
+        pmf[0] = expl(-(long double)lambda);
+        for (int j = 1; j < 700; j++)
+            pmf[j] = pmf[j - 1] * (long double)lambda / j;
+        long double upper = 0;
+        for (int k = 699; k >= 2; k--) {
+            upper += pmf[k];
+            if (upper < 1e-280L || upper > 0.999L)
+                continue;
+            double want = -log10((double)upper), got = det_poisson_upper_surprise(k, lambda);
+            CHECK_NEAR(got, want, 1e-12 * (1 + want));
+        }
+    }
+    /* Fractional k: between its integer neighbours, and continuous. */
+    for (double k = 1.05; k < 30; k += 0.7) {
+        double lo = det_poisson_upper_surprise(floor(k), 2.5), hi = det_poisson_upper_surprise(ceil(k), 2.5);
+        double mid = det_poisson_upper_surprise(k, 2.5);
+        CHECK(mid > lo && mid < hi);
+        CHECK_NEAR(det_poisson_upper_surprise(k + 1e-9, 2.5), mid, 1e-7 * (1 + mid));
+    }
+}
+
 TEST(calibration_is_model_until_history_then_empirical)
 {
     struct det_calib_params p;
@@ -411,6 +440,46 @@ static void rate_close_one_by_one(const struct det_rate_params *p, struct det_ra
  * them (far-tail runs that a quiet close ends), a busy stretch (drops
  * tested: not quiet) and its silence, with the default min_score, with 0
  * (every close alerts) and with daily. */
+/* A rate close is scored in probabilities (the calibrator's model-tail
+ * mode, and 1 - e^-lambda as is for one event): the same score, to
+ * rounding, as the surprise path det_calib_surprise takes with the state
+ * the close saw. Every close here is one interval with one event or more,
+ * one-sided (fewer than min_expected expected), against a calibrator past
+ * its trusted levels on some closes and inside them on others. */
+TEST(rate_scores_in_probabilities_as_in_surprises)
+{
+    struct det_rate_params p;
+    det_rate_params_default(&p);
+    p.min_intervals = 5;
+    struct det_rate_state s = { 0 };
+    rng_state = 11;
+    int64_t t = 1700000000LL * 1000000;
+    unsigned checked = 0, past_top = 0, one_event = 0;
+    for (int i = 0; i < 6000; i++) {
+        /* 1 + Poisson(0.6) events, the burst of 9 now and then */
+        unsigned n = 1;
+        for (double u = uniform(); u < 0.6 / (n + 0.6) && n < 6; u = uniform())
+            n++;
+        if (i % 500 == 499)
+            n = 9;
+        struct det_calib before = s.calib;
+        struct det_rate_state st = s;
+        struct det_result r;
+        int closed = det_rate_add(&p, &s, t + (int64_t)i * p.interval_usec, n, &r, NULL);
+        if (closed != 1 || r.why == DET_WHY_LEARNING)
+            continue;
+        double want = 1 - pow(10, -det_calib_surprise(&p.calib, &before, r.raw));
+        CHECK_NEAR(1 - r.score, 1 - want, 1e-13 * (1 - want) + 1e-300);
+        checked++;
+        one_event += st.count == 1;
+        /* past the top trusted level: the calibrated surprise is the
+         * model's own or the top level's, not the interpolated history */
+        past_top += det_calib_surprise(&p.calib, &before, r.raw) == r.raw;
+    }
+    CHECK(checked > 5000);
+    CHECK(one_event > 1000 && past_top > 50 && past_top < checked);
+}
+
 TEST(rate_quiet_closes_move_the_state_as_scored_ones_do)
 {
     for (int variant = 0; variant < 3; variant++) {
