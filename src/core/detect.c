@@ -268,9 +268,8 @@ static inline double calib_tail_at(const struct det_calib *c, double u)
  * the answer is a tail q (most updates), *q_out gets it, so the score
  * 1 - q needs no exp2 of the surprise; NAN otherwise. */
 static inline __attribute__((always_inline)) double
-calib_surprise_u(const struct det_calib_params *p, const struct det_calib *c,
-                               double s, double u, double t, double q_model, double *q_out,
-                               bool want)
+calib_surprise_u(const struct det_calib_params *p, const struct det_calib *c, double s, double u,
+                 double t, double q_model, double *q_out, bool want)
 {
     *q_out = NAN;
     const float *tail = c->tail;

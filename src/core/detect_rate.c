@@ -309,9 +309,10 @@ static inline double ew_rate(uint32_t n, const struct det_decay_memo *m, double 
     return c * (n + 1.0) < 1 ? 1.0 / (n + 1.0) : c;
 }
 
-static inline __attribute__((always_inline)) void learn(const struct det_rate_params *p,
-                                                        struct det_rate_state *s, double count,
-                                                        int64_t idx, bool incident)
+/* Inlined: it runs on every close, from two places in advance(). */
+static inline __attribute__((always_inline)) void
+learn(const struct det_rate_params *p, struct det_rate_state *s, double count, int64_t idx,
+      bool incident)
 {
     unsigned h = 0;
     double f = hour_factor(p, s, idx, &h);
