@@ -489,11 +489,13 @@ int main(int argc, char **argv)
     const char *only = argc > 4 ? argv[4] : NULL;
     if (getenv("BENCH_DETECT_STEP_US"))
         step_us = MAX(1, atoll(getenv("BENCH_DETECT_STEP_US")));
-    struct daemon_input din;
-    daemon_input_init(&din, n, &w);
     bool pf_only = getenv("BENCH_DETECT_PF_ONLY") != NULL;
-    if (!pf_only)
+    if (!pf_only) {
+        /* the records as text: only the daemon table reads them */
+        struct daemon_input din;
+        daemon_input_init(&din, n, &w);
         daemon_table(&din, runs, only);
+    }
     if (getenv("BENCH_DETECT_DAEMON_ONLY"))
         return 0;
 

@@ -463,18 +463,18 @@ TEST(rate_scores_in_probabilities_as_in_surprises)
         if (i % 500 == 499)
             n = 9;
         struct det_calib before = s.calib;
-        struct det_rate_state st = s;
+        double closing_count = s.count; /* the open interval's, closed by this add */
         struct det_result r;
         int closed = det_rate_add(&p, &s, t + (int64_t)i * p.interval_usec, n, &r, NULL);
         if (closed != 1 || r.why == DET_WHY_LEARNING)
             continue;
-        double want = 1 - pow(10, -det_calib_surprise(&p.calib, &before, r.raw));
+        double cal = det_calib_surprise(&p.calib, &before, r.raw), want = 1 - pow(10, -cal);
         CHECK_NEAR(1 - r.score, 1 - want, 1e-13 * (1 - want) + 1e-300);
         checked++;
-        one_event += st.count == 1;
-        /* past the top trusted level: the calibrated surprise is the
-         * model's own or the top level's, not the interpolated history */
-        past_top += det_calib_surprise(&p.calib, &before, r.raw) == r.raw;
+        one_event += closing_count == 1;
+        /* past the top trusted level with the model's surprise kept as is
+         * (not the interpolated history's, nor the top level's floor) */
+        past_top += cal == r.raw;
     }
     CHECK(checked > 5000);
     CHECK(one_event > 1000 && past_top > 50 && past_top < checked);
