@@ -77,6 +77,12 @@ void *keytab_get_hashed(struct keytab *t, uint64_t hash, const char *key, size_t
  * while another thread changes it. */
 void keytab_prefetch_index(const struct keytab *t, uint64_t hash);
 void keytab_prefetch_slot(const struct keytab *t, uint64_t hash);
+/* The slot keytab_prefetch_slot() hints for hash (its header; the value
+ * starts keytab_value_offset() bytes in), or NULL: the key's index entry,
+ * found in the index line keytab_prefetch_index() hinted. A hint: under a
+ * concurrent writer it may name another key's slot. */
+const void *keytab_slot_hint(const struct keytab *t, uint64_t hash);
+size_t keytab_value_offset(const struct keytab *t);
 /* Lookup only: no insert, no change of recency. */
 void *keytab_find(const struct keytab *t, const char *key, size_t len);
 /* Returns 1 if removed, 0 if absent. on_remove is not called. */

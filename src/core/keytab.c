@@ -303,19 +303,35 @@ void keytab_prefetch_index(const struct keytab *t, uint64_t hash)
     __builtin_prefetch(&t->index[(uint32_t)hash & t->mask], 0, 3);
 }
 
+const void *keytab_slot_hint(const struct keytab *t, uint64_t hash)
+{
+    /* The caller may hold no lock: another thread may be rewriting these
+     * entries. What is read is only an address to hint, checked to lie in
+     * the slab, each word read once, relaxed, so it is never torn. */
+    uint32_t want = (uint32_t)(hash >> 32);
+    /* At the index's load (at most one half) about one key in five sits
+     * past its home position (linear probing): follow its run, but only
+     * within the line keytab_prefetch_index hinted, which is in cache
+     * (following it into the next line, hinted too where home is near the
+     * end of its line, hinted 3 % more keys and was no faster). */
+    for (uint32_t i = (uint32_t)hash & t->mask;; i++) {
+        const struct ix *e = &t->index[i];
+        uint32_t slot1 = __atomic_load_n(&e->slot1, __ATOMIC_RELAXED);
+        if (!slot1 || slot1 > t->p.max_keys)
+            return NULL;
+        if (__atomic_load_n(&e->tag, __ATOMIC_RELAXED) == want)
+            return slot_at(t, slot1 - 1);
+        if (i == t->mask || ((uintptr_t)(e + 1) & 63) == 0)
+            return NULL;
+    }
+}
+
 void keytab_prefetch_slot(const struct keytab *t, uint64_t hash)
 {
-    /* The caller may hold no lock: another thread may be rewriting this
-     * entry. What is read is only an address to hint, checked to lie in
-     * the slab, and read once, relaxed, so it is never torn. */
-    const struct ix *e = &t->index[(uint32_t)hash & t->mask];
-    uint32_t slot1 = __atomic_load_n(&e->slot1, __ATOMIC_RELAXED);
-    uint32_t tag = __atomic_load_n(&e->tag, __ATOMIC_RELAXED);
-    if (slot1 && slot1 <= t->p.max_keys && tag == (uint32_t)(hash >> 32)) {
-        const unsigned char *s = (const unsigned char *)slot_at(t, slot1 - 1);
+    const unsigned char *s = keytab_slot_hint(t, hash);
+    if (s)
         for (size_t off = 0; off < t->prefetch_end; off += 64)
             __builtin_prefetch(s + off, 1, 3);
-    }
 }
 
 void *keytab_get(struct keytab *t, const char *key, size_t len, int64_t now_usec, bool *created)
@@ -446,6 +462,8 @@ size_t keytab_memory(const struct keytab *t)
     return sizeof(*t) + (size_t)(t->mask + 1) * sizeof(struct ix) +
            (size_t)t->p.max_keys * (sizeof(uint32_t) + t->slot_size) + (size_t)t->nlong * t->p.key_max;
 }
+
+size_t keytab_value_offset(const struct keytab *t) { return t->value_off; }
 
 size_t keytab_working_set(const struct keytab *t)
 {
