@@ -435,7 +435,7 @@ static int app_reload(void *ud, struct rw_config *old, struct rw_config *nc, str
     return r < 0 ? r : detect_stage_new(nc, d, &a->det_next);
 }
 
-static void save_detector_state(struct app *a)
+static void save_detector_state(struct app *a, bool at_stop)
 {
     if (!a->det || !detect_stage_count(a->det) || !a->det_state_path)
         return;
@@ -444,6 +444,8 @@ static void save_detector_state(struct app *a)
     pthread_rwlock_unlock(&a->det_lock);
     if (r < 0)
         log_warning_errno(r, "cannot save detector state to %s: %m", a->det_state_path);
+    else if (at_stop)
+        log_info("detector state saved to %s", a->det_state_path);
     a->last_state_save = now_monotonic_usec();
 }
 
@@ -475,8 +477,16 @@ static int app_stop(void *ud, uint64_t deadline)
 {
     struct app *a = ud;
     int r = 0;
-    if (a->consumer)
+    if (a->consumer) {
         r = consumer_stop(a->consumer, deadline);
+        /* The workers are done, their last checkpoints written: the state
+         * saved now is the state at those positions, so a restart goes on
+         * where this run stopped (the periodic saves between checkpoints
+         * are only for a crash). If the drain timed out, records past the
+         * checkpoints are read again after the restart and learned twice:
+         * better than losing all learning since the last periodic save. */
+        save_detector_state(a, true);
+    }
     for (size_t i = 0; i < a->n_sinks; i++) {
         int rs = a->sinks[i]->ops->stop(a->sinks[i], deadline);
         if (rs < 0)
@@ -494,7 +504,7 @@ static void app_status(void *ud, struct buf *out)
      * written (at least every 30 s), so a restart does not relearn. */
     uint64_t iv = a->cfg ? MAX(conf_usec(a->cfg, RWK_checkpoint_interval), 30 * USEC_PER_SEC) : 0;
     if (a->consumer && now_monotonic_usec() - a->last_state_save >= iv)
-        save_detector_state(a);
+        save_detector_state(a, false);
     if (!a->consumer) {
         buf_printf(out, "idle: no stream configured (config generation %llu, %zu workers)",
                    (unsigned long long)(a->cfg ? a->cfg->generation : 0), worker_count());

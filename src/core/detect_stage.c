@@ -920,14 +920,27 @@ void detect_stage_adopt(struct detect_stage *s, struct detect_stage *old)
 {
     if (!s || !old)
         return;
-    for (size_t i = 0; i < s->n; i++)
-        for (size_t j = 0; j < old->n; j++)
-            if (streq(s->d[i].name, old->d[j].name) && s->d[i].signature == old->d[j].signature) {
-                /* The old stage is no longer used by any worker when this runs. */
-                swap_state(&s->d[i], &old->d[j]);
-                atomic_store(&s->d[i].scored, scored_total(&old->d[j]));
-                atomic_store(&s->d[i].anomalies, atomic_load(&old->d[j].anomalies));
-            }
+    for (size_t i = 0; i < s->n; i++) {
+        struct detector *d = &s->d[i], *o = NULL;
+        for (size_t j = 0; j < old->n && !o; j++)
+            if (streq(d->name, old->d[j].name))
+                o = &old->d[j];
+        if (!o) {
+            log_info("detector %s: new, starts fresh", d->name);
+            continue;
+        }
+        if (d->signature != o->signature) {
+            log_info("detector %s: definition changed, starts fresh", d->name);
+            continue;
+        }
+        /* The old stage is no longer used by any worker when this runs. */
+        swap_state(d, o);
+        atomic_store(&d->scored, scored_total(o));
+        atomic_store(&d->anomalies, atomic_load(&o->anomalies));
+        struct detect_stats st;
+        detect_stage_stats(s, i, &st);
+        log_info("detector %s: definition unchanged, keeps its state (%" PRIu32 " keys)", d->name, st.keys);
+    }
 }
 
 #define STATE_MAGIC "RWDETST1"
