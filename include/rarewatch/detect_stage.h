@@ -73,14 +73,16 @@ bool detect_stage_lookahead(const struct detect_stage *s);
  * check the look-ahead on tables small enough to build quickly. */
 void detect_stage_force_lookahead(struct detect_stage *s);
 
-/* Close rate intervals of keys that saw no events up to now (sales that
- * stop): each alert becomes a derived line in out. */
+/* Event time has reached now: close rate intervals of keys that saw no
+ * events up to now (sales that stop), each alert a derived line in out;
+ * and forget keys idle for longer than their detector's idle_expiry (a
+ * slice of each table per call, counted as expirations). */
 int detect_stage_tick(struct detect_stage *s, double now, struct rw_output *out);
 
-/* Whether any detector is a rate detector (else ticking is pointless), and
- * the smallest [detector] idle_timeout of the rate detectors (seconds; 0:
- * none, quiet shards never extend their time). */
-bool detect_stage_has_rate(const struct detect_stage *s);
+/* Whether ticking does anything (a rate detector, or a keyed table with an
+ * idle_expiry), and the smallest [detector] idle_timeout of the rate
+ * detectors (seconds; 0: none, quiet shards never extend their time). */
+bool detect_stage_needs_tick(const struct detect_stage *s);
 double detect_stage_rate_idle(const struct detect_stage *s);
 
 /* The time to tick at in the daemon: rate intervals are in event time, and
@@ -118,3 +120,5 @@ struct detect_stats {
 };
 /* Stats of detector i (i < detect_stage_count()). */
 void detect_stage_stats(struct detect_stage *s, size_t i, struct detect_stats *out);
+/* Their sums over the detectors (name, type and bytes_per_key unset). */
+void detect_stage_totals(struct detect_stage *s, struct detect_stats *out);

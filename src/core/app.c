@@ -2,6 +2,7 @@
 #include "rarewatch/app.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -51,13 +52,13 @@ struct app {
     /* [window.NAME] counters summed over the shard workers (each adds what
      * its windows counted since its last batch). */
     _Atomic uint64_t win_emitted, win_late, win_evicted;
-    /* Rate ticks (rate_tick()): the clock of every active shard worker
+    /* Detector ticks (det_tick()): the clock of every active shard worker
      * (clk[i] belongs to clk_owner[i]), and the wall clock of the last tick. */
     pthread_mutex_t clk_lock;
     struct det_clock *clk;
     struct stage_worker **clk_owner;
     size_t n_clk, cap_clk;
-    _Atomic int64_t rate_tick_usec;
+    _Atomic int64_t tick_usec;
     uint64_t last_status, last_records;
     double rate;
 };
@@ -160,8 +161,8 @@ static void clock_unregister(struct stage_worker *w)
     pthread_mutex_unlock(&a->clk_lock);
 }
 
-/* Close the intervals of idle rate keys (detect_stage_tick()), as replay
- * does as event time moves on. The tick time is the minimum over the shard
+/* Close the intervals of idle rate keys and forget keys past their
+ * idle_expiry (detect_stage_tick()), as replay does as event time moves on. The tick time is the minimum over the shard
  * workers' clocks (detect_watermark()): the detectors' per-key state is
  * shared by every worker, and a tick at a fast shard's time would close the
  * intervals of keys a lagging shard still feeds, counting its records in
@@ -170,7 +171,7 @@ static void clock_unregister(struct stage_worker *w)
  * alerts within a second of their interval's end. The alert lines ride in
  * this worker's batch, as window lines do, so they reach the sinks and the
  * checkpoint rules hold. Caller holds det_lock (read). */
-static int rate_tick(struct stage_worker *w, size_t n, double now, struct rw_output *out)
+static int det_tick(struct stage_worker *w, size_t n, double now, struct rw_output *out)
 {
     struct app *a = w->app;
     double t = rs_last_event_time(w->rs);
@@ -179,9 +180,9 @@ static int rate_tick(struct stage_worker *w, size_t n, double now, struct rw_out
     if (n && isfinite(t))
         a->clk[w->clk_slot] = (struct det_clock){ .event_time = t, .arrival = now };
     pthread_mutex_unlock(&a->clk_lock);
-    int64_t last = atomic_load(&a->rate_tick_usec);
+    int64_t last = atomic_load(&a->tick_usec);
     if (now_usec - last < (int64_t)USEC_PER_SEC ||
-        !atomic_compare_exchange_strong(&a->rate_tick_usec, &last, now_usec))
+        !atomic_compare_exchange_strong(&a->tick_usec, &last, now_usec))
         return 0;
     pthread_mutex_lock(&a->clk_lock);
     double wm = detect_watermark(a->clk, a->n_clk, now, detect_stage_rate_idle(a->det));
@@ -250,9 +251,10 @@ static int stage_process(void *p, const struct rw_input_record *in, size_t n, st
      * for a window (open windows are not state a restart recovers). */
     if (r >= 0)
         r = rs_tick(w->rs, w->app->xf, w->app->det, now, out);
-    /* Once per response, not per record; nothing without a rate detector. */
-    if (r >= 0 && detect_stage_has_rate(w->app->det))
-        r = rate_tick(w, n, now, out);
+    /* Once per response, not per record; nothing without a rate detector
+     * or a keyed detector's idle_expiry. */
+    if (r >= 0 && detect_stage_needs_tick(w->app->det))
+        r = det_tick(w, n, now, out);
     pthread_rwlock_unlock(&w->app->det_lock);
     if (win_set_count(rs_windows(w->rs)))
         window_counters(w);
@@ -533,6 +535,14 @@ static void app_status(void *ud, struct buf *out)
     }
     if (xf_stage_count(a->xf))
         buf_printf(out, ", %llu filtered since the last reload", (unsigned long long)filtered);
+    if (detect_stage_count(a->det)) {
+        /* The main thread both swaps the stage and runs this: no lock. */
+        struct detect_stats ds;
+        detect_stage_totals(a->det, &ds);
+        buf_printf(out, ", detectors: %" PRIu32 " keys, %" PRIu64 " anomalies, %" PRIu64 " keys evicted, %" PRIu64
+                   " expired",
+                   ds.keys, ds.anomalies, ds.evictions, ds.expirations);
+    }
     if (a->cfg && conf_named_count(a->cfg, "window"))
         buf_printf(out, ", windows: %llu emitted, %llu late records, %llu keys evicted",
                    (unsigned long long)atomic_load(&a->win_emitted),

@@ -56,6 +56,7 @@ struct detector {
     int pf;                 /* its look-ahead key (stage->pf), -1: none */
     double alert_threshold; /* NAN: the type's rule */
     double rate_idle;       /* rate: [detector] idle_timeout, seconds (0: never) */
+    bool expires;           /* keyed, with an idle_expiry: ticks forget idle keys */
     union {
         struct det_threshold_params th;
         struct det_zscore_params z;
@@ -91,6 +92,7 @@ struct detect_stage {
     struct detector *d;
     size_t n;
     bool has_rate;
+    bool has_expiry;  /* a keyed table with an idle_expiry: ticks expire keys */
     double rate_idle; /* seconds: the smallest rate idle_timeout > 0; 0: none */
     struct pf_key pf[PF_KEYS];
     unsigned n_pf;
@@ -165,7 +167,7 @@ struct detect_stage *detect_stage_free(struct detect_stage *s)
 
 size_t detect_stage_count(const struct detect_stage *s) { return s ? s->n : 0; }
 
-bool detect_stage_has_rate(const struct detect_stage *s) { return s && s->has_rate; }
+bool detect_stage_needs_tick(const struct detect_stage *s) { return s && (s->has_rate || s->has_expiry); }
 
 double detect_stage_rate_idle(const struct detect_stage *s) { return s ? s->rate_idle : 0; }
 
@@ -361,6 +363,7 @@ static int setup(struct detector *d, const struct rw_config *cfg, const struct c
         .idle_usec = (int64_t)V(sec, RWK_detector_idle_expiry)->u,
         .on_remove = d->kind == K_RCF ? rcf_slot_remove : NULL,
     };
+    d->expires = d->kind != K_THRESHOLD && kp.idle_usec > 0;
     for (int i = 0; i < STRIPES; i++) {
         pthread_mutex_init(&d->stripes[i].lock, NULL);
         d->stripes[i].tab = keytab_new(&kp);
@@ -417,6 +420,7 @@ int detect_stage_new(const struct rw_config *cfg, struct conf_diag *diag, struct
         pf_setup(s, &s->d[i]);
     for (size_t i = 0; i < s->n; i++) {
         const struct detector *d = &s->d[i];
+        s->has_expiry |= d->expires;
         if (d->kind != K_RATE)
             continue;
         s->has_rate = true;
@@ -848,8 +852,18 @@ int detect_stage_tick(struct detect_stage *s, double now, struct rw_output *out)
     int64_t ts = (int64_t)llround(now * 1e6);
     for (size_t i = 0; i < s->n; i++) {
         struct detector *d = &s->d[i];
-        if (d->kind != K_RATE)
+        if (d->kind != K_RATE) {
+            /* A slice of each table per tick (a tick a second sweeps
+             * 16,384 slots a second): the keys last seen more than
+             * idle_expiry of event time ago. rcf's forests are freed by
+             * the table's on_remove. */
+            for (int k = 0; d->expires && k < STRIPES; k++) {
+                pthread_mutex_lock(&d->stripes[k].lock);
+                keytab_expire(d->stripes[k].tab, ts, 1024);
+                pthread_mutex_unlock(&d->stripes[k].lock);
+            }
             continue;
+        }
         for (int k = 0; k < STRIPES; k++) {
             struct stripe *st = &d->stripes[k];
             pthread_mutex_lock(&st->lock);
@@ -1119,6 +1133,21 @@ int detect_stage_load_buffer(struct detect_stage *s, const void *data, size_t le
     const unsigned char *p = data;
     int r = load_pass(s, p, p + len, false);
     return r < 0 ? r : load_pass(s, p, p + len, true);
+}
+
+void detect_stage_totals(struct detect_stage *s, struct detect_stats *out)
+{
+    *out = (struct detect_stats){ 0 };
+    for (size_t i = 0; s && i < s->n; i++) {
+        struct detect_stats st;
+        detect_stage_stats(s, i, &st);
+        out->scored += st.scored;
+        out->anomalies += st.anomalies;
+        out->skipped += st.skipped;
+        out->evictions += st.evictions;
+        out->expirations += st.expirations;
+        out->keys += st.keys;
+    }
 }
 
 void detect_stage_stats(struct detect_stage *s, size_t i, struct detect_stats *out)

@@ -214,9 +214,9 @@ int cmd_replay(int argc, char **argv)
         for (size_t i = 0; i < detect_stage_count(rp.det); i++) {
             struct detect_stats st;
             detect_stage_stats(rp.det, i, &st);
-            fprintf(stderr, "  detector %-20s %-14s scored %llu, anomalies %llu, keys %u, evicted %llu\n",
+            fprintf(stderr, "  detector %-20s %-14s scored %llu, anomalies %llu, keys %u, evicted %llu, expired %llu\n",
                     st.name, st.type, (unsigned long long)st.scored, (unsigned long long)st.anomalies,
-                    st.keys, (unsigned long long)st.evictions);
+                    st.keys, (unsigned long long)st.evictions, (unsigned long long)st.expirations);
         }
         const struct win_set *ws = rs_windows(rp.rs);
         for (size_t i = 0; i < win_set_count(ws); i++) {

@@ -15,6 +15,9 @@ reference: the scores an uninterrupted run would print.
    says which keeps its state and which starts fresh; part C is put. Every C
    record's anomaly_score is max(amount over A+B+C, x' over C alone): the
    unchanged detector went on, the changed one started from nothing.
+4. Part D: half the cards, two days of event time later (idle_expiry is
+   24h): the other half is forgotten, and the status line (STATUS= to a
+   NOTIFY_SOCKET the test owns) counts the keys left and the expirations.
 
 anomaly_score is the maximum over the detectors, printed %.17g, so the
 comparison is exact.
@@ -25,6 +28,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 
@@ -52,6 +56,15 @@ def gen(path, part, rnd):
             # A few outliers, so that some scores are near 1.
             if n % 97 == 13:
                 rec["amount"] = round(rec["amount"] * 8, 2)
+            f.write(json.dumps(rec) + "\n")
+
+
+def gen_late(path):
+    """Cards c-0..c-9, two days after part C."""
+    with open(path, "w") as f:
+        for i in range(40):
+            n = 3 * PART + i
+            rec = {"id": f"r-{n}", "card": f"c-{i % 10}", "ts": T0 + 2 * 86400 + n, "amount": 60.0, "x": 10.0}
             f.write(json.dumps(rec) + "\n")
 
 
@@ -98,7 +111,23 @@ def main(t):
         kin = moto.client("kinesis")
         kin.create_stream(StreamName=name, ShardCount=1)
         kin.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1})
-        d = Daemon(rarewatchd, os.path.join(workdir, "d"), env, name, extra=INPUT + AMOUNT + X.format(5))
+        sock_path = os.path.join(workdir, "notify")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(sock_path)
+        sock.setblocking(False)
+        statuses = []
+
+        def last_status():
+            while True:
+                try:
+                    msg = sock.recv(65536).decode()
+                except BlockingIOError:
+                    break
+                statuses.extend(ln[7:] for ln in msg.splitlines() if ln.startswith("STATUS="))
+            return statuses[-1] if statuses else ""
+
+        d = Daemon(rarewatchd, os.path.join(workdir, "d"), dict(env, NOTIFY_SOCKET=sock_path), name,
+                   extra="[daemon]\nstatus_interval = 200ms\n" + INPUT + AMOUNT + X.format(5))
         state_file = d.ck_dir / "detectors.state"
         with d:
             # 1. Part A, then a clean stop.
@@ -144,6 +173,29 @@ def main(t):
             t.check(f"after the reload, part C: max(amount continued, x fresh) ({len(bad)} differ)",
                     not bad, bad[:3])
             t.check("every record once", sorted(got) == sorted(ids[0] + ids[1] + ids[2]), len(got))
+            want_status = "detectors: 40 keys, "
+            try:
+                wait_for(lambda: want_status in last_status() and " 0 expired" in last_status(), 30,
+                         "the status line")
+            except Exception:  # noqa: BLE001
+                pass
+            t.check("status: 'detectors: 40 keys, ..., 0 expired' (20 cards x 2 detectors)",
+                    want_status in last_status() and " 0 expired" in last_status(), last_status())
+
+            # 4. Two days later, half the cards.
+            late = os.path.join(workdir, "late.ndjson")
+            gen_late(late)
+            r = put(rarewatch, env, name, late, "--partition-key", "card")
+            t.check("put part D: exit 0", r.returncode == 0, r.stderr[-600:])
+            want_status = "detectors: 20 keys, "
+            try:
+                wait_for(lambda: d.alive() and want_status in last_status() and " 20 expired" in last_status(),
+                         60, "the expiry in the status line")
+            except Exception:  # noqa: BLE001
+                pass
+            t.check("part D: the 10 idle cards forgotten by both detectors "
+                    "(status 'detectors: 20 keys, ..., 20 expired')",
+                    want_status in last_status() and " 20 expired" in last_status(), last_status())
             rc = d.terminate(60)
             t.check("SIGTERM: exit 0", rc == 0, d.log(True)[-2000:])
 

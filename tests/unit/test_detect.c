@@ -1082,7 +1082,7 @@ TEST(rate_stage_tick_closes_once_under_concurrent_ticks)
         CHECK(fixture_new(&f, conf));
         struct detect_stage *det = f.det;
         struct rs_worker *w = f.w;
-        CHECK(detect_stage_has_rate(det));
+        CHECK(detect_stage_needs_tick(det));
         CHECK_NEAR(detect_stage_rate_idle(det), 60, 0);
         struct rw_output o = { 0 };
         char rec[128];
@@ -1114,6 +1114,64 @@ TEST(rate_stage_tick_closes_once_under_concurrent_ticks)
      * adds none. */
     CHECK(alerts[0] >= 8);
     CHECK_UINT(alerts[1], alerts[0]);
+}
+
+/* idle_expiry forgets the keys of every keyed type, not only rate's: a
+ * key last seen more than idle_expiry of event time before a tick is gone
+ * (counted), and comes back fresh. idle_expiry = 0 keeps it. */
+TEST(stage_tick_expires_idle_keys_of_every_keyed_type)
+{
+    static const char *const types[] = {
+        "type = zscore\nfield = v", "type = quantile\nfield = v", "type = rare_category\nfield = c",
+        "type = auto\nfield = v", "type = rcf\nfields = v\ntrees = 4\nsample_size = 16", "type = rate",
+    };
+    const double t0 = 1795003200;
+    for (size_t ti = 0; ti < sizeof(types) / sizeof(*types); ti++)
+        for (int keep = 0; keep < 2; keep++) {
+            char conf[256];
+            snprintf(conf, sizeof(conf), "[input]\ntimestamp_field = ts\n[detector.d]\n%s\nkey = k\nidle_expiry = %s\n",
+                     types[ti], keep ? "0" : "10s");
+            struct stage_fixture f;
+            if (!fixture_new(&f, conf)) {
+                TAP_FAIL_("%s: no stage", conf);
+                fixture_free(&f);
+                continue;
+            }
+            /* Without an expiry only rate needs ticks (its intervals). */
+            CHECK(detect_stage_needs_tick(f.det) == (!keep || strcmp(types[ti], "type = rate") == 0));
+            struct rw_output o = { 0 };
+            char rec[128];
+            /* a and b until t0 + 5, then b alone until t0 + 30. */
+            for (int sec = 0; sec <= 30; sec++)
+                for (int k = 0; k < (sec <= 5 ? 2 : 1); k++) {
+                    int len = snprintf(rec, sizeof(rec), "{\"k\":\"%s\",\"v\":%d,\"c\":\"x\",\"ts\":%.1f}",
+                                       k ? "a" : "b", sec % 3, t0 + sec);
+                    CHECK_INT(rs_process(f.w, NULL, f.det, 0, rec, (size_t)len, NULL, &o), 0);
+                }
+            struct detect_stats st;
+            detect_stage_stats(f.det, 0, &st);
+            CHECK_UINT(st.keys, 2);
+            CHECK_INT(detect_stage_tick(f.det, t0 + 30, &o), 0);
+            detect_stage_stats(f.det, 0, &st);
+            if (keep) {
+                CHECK_UINT(st.keys, 2);
+                CHECK_UINT(st.expirations, 0);
+            } else {
+                CHECK_UINT(st.keys, 1);
+                CHECK_UINT(st.expirations, 1);
+            }
+            struct detect_stats tot;
+            detect_stage_totals(f.det, &tot);
+            CHECK_UINT(tot.keys, st.keys);
+            CHECK_UINT(tot.expirations, st.expirations);
+            rw_output_free(&o);
+            fixture_free(&f);
+        }
+    /* A threshold detector keeps no state worth expiring: no tick needed. */
+    struct stage_fixture f;
+    CHECK(fixture_new(&f, "[detector.t]\ntype = threshold\nfield = v\nabove = 1\n"));
+    CHECK(!detect_stage_needs_tick(f.det));
+    fixture_free(&f);
 }
 
 /* The batch loop's look-ahead (detect_stage_prefetch) is a hint: the same
