@@ -16,6 +16,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -219,6 +220,39 @@ class Daemon:
 
 
 # --------------------------------------------------------------------------- output
+
+class StatusSocket:
+    """A NOTIFY_SOCKET the test owns: the daemon's STATUS= lines as they come.
+    Pass env=dict(env, NOTIFY_SOCKET=sock.path) to the Daemon."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.setblocking(False)
+        self.statuses = []
+
+    def last(self):
+        """The latest STATUS= text ("" before the first)."""
+        while True:
+            try:
+                msg = self.sock.recv(65536).decode()
+            except BlockingIOError:
+                break
+            self.statuses.extend(ln[7:] for ln in msg.splitlines() if ln.startswith("STATUS="))
+        return self.statuses[-1] if self.statuses else ""
+
+    def close(self):
+        self.sock.close()
+
+    def wait(self, pred, timeout, what):
+        """Whether the latest status satisfies pred within timeout seconds."""
+        try:
+            wait_for(lambda: pred(self.last()), timeout, what)
+            return True
+        except HarnessError:
+            return False
+
 
 def output_files(out_dir):
     """The sink's files in output order: by path relative to the directory

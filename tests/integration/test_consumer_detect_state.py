@@ -28,12 +28,11 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from consumer_common import (run, WorkDir, Daemon, binaries, clean_env, put,  # noqa: E402
+from consumer_common import (run, WorkDir, Daemon, StatusSocket, binaries, clean_env, put,  # noqa: E402
                              read_output, wait_for)
 from rwharness import Moto  # noqa: E402
 
@@ -66,6 +65,7 @@ def gen_late(path):
             n = 3 * PART + i
             rec = {"id": f"r-{n}", "card": f"c-{i % 10}", "ts": T0 + 2 * 86400 + n, "amount": 60.0, "x": 10.0}
             f.write(json.dumps(rec) + "\n")
+    return 40
 
 
 def replay(rarewatch, workdir, name, conf_text, files):
@@ -111,32 +111,23 @@ def main(t):
         kin = moto.client("kinesis")
         kin.create_stream(StreamName=name, ShardCount=1)
         kin.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1})
-        sock_path = os.path.join(workdir, "notify")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.bind(sock_path)
-        sock.setblocking(False)
-        statuses = []
-
-        def last_status():
-            while True:
-                try:
-                    msg = sock.recv(65536).decode()
-                except BlockingIOError:
-                    break
-                statuses.extend(ln[7:] for ln in msg.splitlines() if ln.startswith("STATUS="))
-            return statuses[-1] if statuses else ""
-
-        d = Daemon(rarewatchd, os.path.join(workdir, "d"), dict(env, NOTIFY_SOCKET=sock_path), name,
+        status = StatusSocket(os.path.join(workdir, "notify"))
+        d = Daemon(rarewatchd, os.path.join(workdir, "d"), dict(env, NOTIFY_SOCKET=status.path), name,
                    extra="[daemon]\nstatus_interval = 200ms\n" + INPUT + AMOUNT + X.format(5))
         state_file = d.ck_dir / "detectors.state"
+
+        def feed(label, path, total):
+            """Put a part; its scores once the output holds total records."""
+            r = put(rarewatch, env, name, path, "--partition-key", "card")
+            t.check(f"put part {label}: exit 0", r.returncode == 0, r.stderr[-600:])
+            wait_for(lambda: d.alive() and len(scores(d)) >= total, 120, f"part {label} in the output")
+            return scores(d)
+
         with d:
             # 1. Part A, then a clean stop.
             d.start()
             d.wait_log(r"shard .*: worker started", 60, "a shard worker")
-            r = put(rarewatch, env, name, parts[0], "--partition-key", "card")
-            t.check("put part A: exit 0", r.returncode == 0, r.stderr[-600:])
-            wait_for(lambda: d.alive() and len(scores(d)) >= PART, 120, "part A in the output")
-            got = scores(d)
+            got = feed("A", parts[0], PART)
             t.check("part A: scores as the uninterrupted run's", not mismatches(got, want, ids[0]),
                     mismatches(got, want, ids[0])[:3])
             rc = d.terminate(60)
@@ -149,11 +140,7 @@ def main(t):
             d.wait_log(r"shard .*: worker started", 60, "a shard worker")
             t.check("restart: 'detector state restored'", "detector state restored from" in d.log(True),
                     d.log(True)[-1500:])
-            r = put(rarewatch, env, name, parts[1], "--partition-key", "card")
-            t.check("put part B: exit 0", r.returncode == 0, r.stderr[-600:])
-            wait_for(lambda: d.alive() and len(scores(d)) >= 2 * PART, 120, "part B in the output")
-            got = scores(d)
-            bad = mismatches(got, want, ids[1])
+            bad = mismatches(feed("B", parts[1], 2 * PART), want, ids[1])
             t.check(f"after the restart, part B: every score as the uninterrupted run's ({len(bad)} differ)",
                     not bad, bad[:3])
 
@@ -165,39 +152,27 @@ def main(t):
             log = d.log(True)
             t.check("reload: amount keeps its state (20 keys), x starts fresh",
                     "detector amount: definition unchanged, keeps its state (20 keys)" in log, log[-1500:])
-            r = put(rarewatch, env, name, parts[2], "--partition-key", "card")
-            t.check("put part C: exit 0", r.returncode == 0, r.stderr[-600:])
-            wait_for(lambda: d.alive() and len(scores(d)) >= 3 * PART, 120, "part C in the output")
-            got = scores(d)
+            got = feed("C", parts[2], 3 * PART)
             bad = mismatches(got, want, ids[2])
             t.check(f"after the reload, part C: max(amount continued, x fresh) ({len(bad)} differ)",
                     not bad, bad[:3])
             t.check("every record once", sorted(got) == sorted(ids[0] + ids[1] + ids[2]), len(got))
-            want_status = "detectors: 40 keys, "
-            try:
-                wait_for(lambda: want_status in last_status() and " 0 expired" in last_status(), 30,
-                         "the status line")
-            except Exception:  # noqa: BLE001
-                pass
+
+            def counts(keys, expired):
+                return lambda st: f"detectors: {keys} keys, " in st and st.endswith(f" {expired} expired")
+
             t.check("status: 'detectors: 40 keys, ..., 0 expired' (20 cards x 2 detectors)",
-                    want_status in last_status() and " 0 expired" in last_status(), last_status())
+                    status.wait(counts(40, 0), 30, "the status line"), status.last())
 
             # 4. Two days later, half the cards.
             late = os.path.join(workdir, "late.ndjson")
-            gen_late(late)
-            r = put(rarewatch, env, name, late, "--partition-key", "card")
-            t.check("put part D: exit 0", r.returncode == 0, r.stderr[-600:])
-            want_status = "detectors: 20 keys, "
-            try:
-                wait_for(lambda: d.alive() and want_status in last_status() and " 20 expired" in last_status(),
-                         60, "the expiry in the status line")
-            except Exception:  # noqa: BLE001
-                pass
+            feed("D", late, 3 * PART + gen_late(late))
             t.check("part D: the 10 idle cards forgotten by both detectors "
                     "(status 'detectors: 20 keys, ..., 20 expired')",
-                    want_status in last_status() and " 20 expired" in last_status(), last_status())
+                    status.wait(counts(20, 20), 60, "the expiry in the status line"), status.last())
             rc = d.terminate(60)
             t.check("SIGTERM: exit 0", rc == 0, d.log(True)[-2000:])
+        status.close()
 
 
 if __name__ == "__main__":

@@ -23,12 +23,11 @@ import collections
 import json
 import os
 import signal
-import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from consumer_common import (run, WorkDir, Daemon, LineCounter, binaries, clean_env,  # noqa: E402
+from consumer_common import (run, WorkDir, Daemon, LineCounter, StatusSocket, binaries, clean_env,  # noqa: E402
                              last_position_per_shard, put, read_output, wait_for)
 from rwharness import Moto  # noqa: E402
 
@@ -66,22 +65,8 @@ def main(t):
                 f.write(json.dumps(rec) + "\n")
                 expected[(int(i * 0.4) // 60, rec["k"])] += 1
                 sums[(int(i * 0.4) // 60, rec["k"])] += i
-        sock_path = os.path.join(workdir, "notify")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.bind(sock_path)
-        sock.setblocking(False)
-        statuses = []
-
-        def last_status():
-            while True:
-                try:
-                    msg = sock.recv(65536).decode()
-                except BlockingIOError:
-                    break
-                statuses.extend(ln[7:] for ln in msg.splitlines() if ln.startswith("STATUS="))
-            return statuses[-1] if statuses else ""
-
-        d = Daemon(rarewatchd, os.path.join(workdir, "d"), dict(env, NOTIFY_SOCKET=sock_path), STREAM,
+        status = StatusSocket(os.path.join(workdir, "notify"))
+        d = Daemon(rarewatchd, os.path.join(workdir, "d"), dict(env, NOTIFY_SOCKET=status.path), STREAM,
                    extra=WINDOWS)
         with d:
             d.start()
@@ -95,11 +80,8 @@ def main(t):
             except Exception as exc:  # noqa: BLE001
                 t.check(f"{total} lines delivered", False, f"{exc}; {count()} lines")
             want = f"windows: {len(expected)} emitted, 0 late records, 0 keys evicted"
-            try:
-                wait_for(lambda: want in last_status(), 30, "the status line")
-            except Exception:  # noqa: BLE001
-                pass
-            t.check("the status line counts the windows", want in last_status(), last_status())
+            t.check("the status line counts the windows",
+                    status.wait(lambda st: want in st, 30, "the status line"), status.last())
             d.conf_path.write_text(d.conf_path.read_text().replace("size = 1m", "size = 2m"))
             d.proc.send_signal(signal.SIGHUP)
             try:
@@ -130,7 +112,7 @@ def main(t):
             wrong = {s: cp for s, cp in cps.items()
                      if not cp or int(cp.get("sequence_number", "0")) != last.get(s, (None,))[0]}
             t.check("checkpoints are the shards' last input records", cps and not wrong, wrong)
-        sock.close()
+        status.close()
 
 
 if __name__ == "__main__":
