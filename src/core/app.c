@@ -162,11 +162,12 @@ static void clock_unregister(struct stage_worker *w)
 }
 
 /* Close the intervals of idle rate keys and forget keys past their
- * idle_expiry (detect_stage_tick()), as replay does as event time moves on. The tick time is the minimum over the shard
- * workers' clocks (detect_watermark()): the detectors' per-key state is
- * shared by every worker, and a tick at a fast shard's time would close the
- * intervals of keys a lagging shard still feeds, counting its records in
- * the wrong interval. A walk over every key is not needed per response:
+ * idle_expiry (detect_stage_tick()), as replay does as event time moves
+ * on. The tick time is the minimum over the shard workers' clocks
+ * (detect_watermark()): the detectors' per-key state is shared by every
+ * worker, and a tick at a fast shard's time would close the intervals of
+ * keys a lagging shard still feeds, counting its records in the wrong
+ * interval (or forget keys it is about to update). A walk over every key is not needed per response:
  * one tick per second per app (whichever worker gets there first) keeps
  * alerts within a second of their interval's end. The alert lines ride in
  * this worker's batch, as window lines do, so they reach the sinks and the
