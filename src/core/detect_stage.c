@@ -845,6 +845,45 @@ int detect_stage_eval(struct detect_stage *s, const struct detect_record *rec, s
     return r;
 }
 
+/* A rate detector's part of a tick on one stripe (its lock held): close
+ * the intervals of keys that saw no events up to ts, each alert a derived
+ * line in out. */
+static void rate_tick_stripe(struct detector *d, struct stripe *st, int64_t ts, double now,
+                             struct rw_output *out)
+{
+    uint32_t pos = 0;
+    const char *key;
+    size_t klen;
+    void *state;
+    int64_t last;
+    while (keytab_next(st->tab, &pos, &key, &klen, &state, &last)) {
+        struct det_result r;
+        memset(&r, 0, sizeof(r));
+        if (det_rate_tick(&d->p.rate, state, ts, &r) <= 0)
+            continue;
+        bool alert = isnan(d->alert_threshold) ? r.alert : r.score >= d->alert_threshold;
+        if (!alert)
+            continue;
+        atomic_fetch_add(&d->anomalies, 1);
+        struct rw_line_meta *m = rw_output_begin_line(out, -1);
+        if (!m)
+            return;
+        char tsb[40];
+        format_iso8601_ms(tsb, sizeof(tsb), (uint64_t)ts);
+        buf_printf(&out->lines, "{\"_alert\":{\"detector\":");
+        buf_put_json_string(&out->lines, d->name, strlen(d->name));
+        buf_printf(&out->lines, ",\"time\":\"%s\"},\"anomaly_score\":", tsb);
+        buf_put_json_g17(&out->lines, r.score);
+        buf_puts(&out->lines, ",\"is_anomaly\":true,\"anomalies\":[");
+        put_anomaly(&out->lines, d, key, klen, &r, NULL, NULL);
+        buf_puts(&out->lines, "]}\n");
+        m->is_anomaly = true;
+        m->anomaly_score = r.score;
+        m->event_time = now;
+        rw_output_end_line(out, m);
+    }
+}
+
 int detect_stage_tick(struct detect_stage *s, double now, struct rw_output *out)
 {
     if (!s)
@@ -852,52 +891,17 @@ int detect_stage_tick(struct detect_stage *s, double now, struct rw_output *out)
     int64_t ts = (int64_t)llround(now * 1e6);
     for (size_t i = 0; i < s->n; i++) {
         struct detector *d = &s->d[i];
-        if (d->kind != K_RATE) {
-            /* A slice of each table per tick (a tick a second sweeps
-             * 16,384 slots a second): the keys last seen more than
-             * idle_expiry of event time ago. rcf's forests are freed by
-             * the table's on_remove. */
-            for (int k = 0; d->expires && k < STRIPES; k++) {
-                pthread_mutex_lock(&d->stripes[k].lock);
-                keytab_expire(d->stripes[k].tab, ts, 1024);
-                pthread_mutex_unlock(&d->stripes[k].lock);
-            }
+        if (d->kind != K_RATE && !d->expires)
             continue;
-        }
         for (int k = 0; k < STRIPES; k++) {
             struct stripe *st = &d->stripes[k];
             pthread_mutex_lock(&st->lock);
-            uint32_t pos = 0;
-            const char *key;
-            size_t klen;
-            void *state;
-            int64_t last;
-            while (keytab_next(st->tab, &pos, &key, &klen, &state, &last)) {
-                struct det_result r;
-                memset(&r, 0, sizeof(r));
-                if (det_rate_tick(&d->p.rate, state, ts, &r) <= 0)
-                    continue;
-                bool alert = isnan(d->alert_threshold) ? r.alert : r.score >= d->alert_threshold;
-                if (!alert)
-                    continue;
-                atomic_fetch_add(&d->anomalies, 1);
-                struct rw_line_meta *m = rw_output_begin_line(out, -1);
-                if (!m)
-                    break;
-                char tsb[40];
-                format_iso8601_ms(tsb, sizeof(tsb), (uint64_t)ts);
-                buf_printf(&out->lines, "{\"_alert\":{\"detector\":");
-                buf_put_json_string(&out->lines, d->name, strlen(d->name));
-                buf_printf(&out->lines, ",\"time\":\"%s\"},\"anomaly_score\":", tsb);
-                buf_put_json_g17(&out->lines, r.score);
-                buf_puts(&out->lines, ",\"is_anomaly\":true,\"anomalies\":[");
-                put_anomaly(&out->lines, d, key, klen, &r, NULL, NULL);
-                buf_puts(&out->lines, "]}\n");
-                m->is_anomaly = true;
-                m->anomaly_score = r.score;
-                m->event_time = now;
-                rw_output_end_line(out, m);
-            }
+            if (d->kind == K_RATE)
+                rate_tick_stripe(d, st, ts, now, out);
+            /* A slice of the table per tick (a tick a second sweeps 16,384
+             * slots a second): the keys last seen more than idle_expiry of
+             * event time ago. rcf's forests are freed by the table's
+             * on_remove. */
             keytab_expire(st->tab, ts, 1024);
             pthread_mutex_unlock(&st->lock);
         }

@@ -32,7 +32,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from consumer_common import (run, WorkDir, Daemon, StatusSocket, binaries, clean_env, put,  # noqa: E402
+from consumer_common import (run, WorkDir, Daemon, LineCounter, StatusSocket, binaries, clean_env, put,  # noqa: E402
                              read_output, wait_for)
 from rwharness import Moto  # noqa: E402
 
@@ -80,8 +80,7 @@ def replay(rarewatch, workdir, name, conf_text, files):
 
 
 def scores(d):
-    return {o["id"]: o.get("anomaly_score") for o in read_output(d.out_dir, order="mtime")[0]
-            if "id" in o}
+    return {o["id"]: o.get("anomaly_score") for o in read_output(d.out_dir)[0] if "id" in o}
 
 
 def mismatches(got, want, ids):
@@ -116,11 +115,13 @@ def main(t):
                    extra="[daemon]\nstatus_interval = 200ms\n" + INPUT + AMOUNT + X.format(5))
         state_file = d.ck_dir / "detectors.state"
 
+        lines = LineCounter(d.out_dir)
+
         def feed(label, path, total):
-            """Put a part; its scores once the output holds total records."""
+            """Put a part; the scores once the output holds total records."""
             r = put(rarewatch, env, name, path, "--partition-key", "card")
             t.check(f"put part {label}: exit 0", r.returncode == 0, r.stderr[-600:])
-            wait_for(lambda: d.alive() and len(scores(d)) >= total, 120, f"part {label} in the output")
+            wait_for(lambda: d.alive() and lines() >= total, 120, f"part {label} in the output")
             return scores(d)
 
         with d:

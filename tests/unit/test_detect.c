@@ -430,16 +430,6 @@ static void rate_close_one_by_one(const struct det_rate_params *p, struct det_ra
         CHECK(det_rate_tick(p, s, (s->cur + 1) * p->interval_usec, &closed) == 1);
 }
 
-/* An empty interval that cannot be news is closed without building its
- * result (close_quiet) where none is asked for or one is already there:
- * the state must move exactly as a scored close moves it. The same events
- * and ticks given to three keys, asking for every result (a), for none
- * (b: every empty one-sided close quiet) and for every result one interval
- * per call (c: no close quiet), leave the same state bit for bit after
- * every call: through learning, sparse stretches (quiet closes), bursts on
- * them (far-tail runs that a quiet close ends), a busy stretch (drops
- * tested: not quiet) and its silence, with the default min_score, with 0
- * (every close alerts) and with daily. */
 /* A rate close is scored in probabilities (the calibrator's model-tail
  * mode, and 1 - e^-lambda as is for one event): the same score, to
  * rounding, as the surprise path det_calib_surprise takes with the state
@@ -480,6 +470,16 @@ TEST(rate_scores_in_probabilities_as_in_surprises)
     CHECK(one_event > 1000 && past_top > 50 && past_top < checked);
 }
 
+/* An empty interval that cannot be news is closed without building its
+ * result (close_quiet) where none is asked for or one is already there:
+ * the state must move exactly as a scored close moves it. The same events
+ * and ticks given to three keys, asking for every result (a), for none
+ * (b: every empty one-sided close quiet) and for every result one interval
+ * per call (c: no close quiet), leave the same state bit for bit after
+ * every call: through learning, sparse stretches (quiet closes), bursts on
+ * them (far-tail runs that a quiet close ends), a busy stretch (drops
+ * tested: not quiet) and its silence, with the default min_score, with 0
+ * (every close alerts) and with daily. */
 TEST(rate_quiet_closes_move_the_state_as_scored_ones_do)
 {
     for (int variant = 0; variant < 3; variant++) {
@@ -1118,7 +1118,7 @@ TEST(rate_stage_tick_closes_once_under_concurrent_ticks)
 
 /* idle_expiry forgets the keys of every keyed type, not only rate's: a
  * key last seen more than idle_expiry of event time before a tick is gone
- * (counted), and comes back fresh. idle_expiry = 0 keeps it. */
+ * (counted); idle_expiry = 0 keeps it. */
 TEST(stage_tick_expires_idle_keys_of_every_keyed_type)
 {
     static const char *const types[] = {
